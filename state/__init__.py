@@ -1,0 +1,1 @@
+"""Persistent state of the poller (SQLite). Never imports :mod:`poller`."""

@@ -1,0 +1,31 @@
+"""The README's two commands are what CI runs, and every CLI command is documented."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    head = text.split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", head, flags=re.S)
+
+
+def test_readme_has_setup_and_test_commands_near_the_top() -> None:
+    commands = readme_commands()
+    assert len(commands) == 2, commands
+    setup, tests = commands
+    assert setup.startswith("python3 -m venv .venv && ")
+    assert "pytest" in tests
+
+
+def test_ci_runs_exactly_the_readme_commands_in_order() -> None:
+    setup, tests = readme_commands()
+    ci_lines = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#") and not line.startswith(("set ", "cd "))
+    ]
+    assert ci_lines == [setup, tests]
