@@ -1,0 +1,208 @@
+"""Java date patterns (``java.text.SimpleDateFormat``, Locale.US) for parsing and formatting.
+
+    >>> fmt = compile("yyyy-MM-dd'T'HH:mm:ssXXX")
+    >>> fmt.parse("2024-02-29T12:34:56+05:30").isoformat()
+    '2024-02-29T12:34:56+05:30'
+    >>> fmt.format(fmt.parse("2024-02-29T12:34:56+05:30"))
+    '2024-02-29T07:04:56Z'
+
+Parsing is SimpleDateFormat's strict mode (``setLenient(false)``) with one difference: the
+whole text must match (SimpleDateFormat ignores trailing text). An offset or zone in the text
+wins over the format's zone. The special pattern ``milliseconds`` means epoch milliseconds.
+
+:meth:`DateFormat.parse_lenient` is for record dates from real providers: when the pattern
+does not match it also accepts ISO-8601 text and epoch numbers (seconds or milliseconds, told
+apart by magnitude), and says that it fell back so that the mismatch can be counted.
+
+Common patterns take fast paths (a compiled regular expression and ``datetime`` arithmetic);
+anything unusual goes through :mod:`poller._sdf`, the line-by-line port of the JDK they are
+tested against.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+
+from poller import _sdf
+from poller.errors import DateFormatError
+from poller.javazone import UTC, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
+
+__all__ = [
+    "DateFormat",
+    "DateFormatError",
+    "MILLISECONDS",
+    "ZoneError",
+    "compile",
+    "parse_zone",
+]
+
+MILLISECONDS = "milliseconds"
+# SimpleDateFormat reads two-digit years in the 100 years from this instant; a JVM uses
+# "now - 80 years", and this is what that gives during 2026.
+DEFAULT_TWO_DIGIT_YEAR_START = datetime(1946, 1, 1, tzinfo=UTC)
+# Epoch numbers at or above this magnitude are milliseconds (1e11 s is the year 5138;
+# 1e11 ms is March 1973).
+_MS_THRESHOLD = 100_000_000_000
+_NUMBER_RE = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+class DateFormat:
+    """A compiled pattern bound to a time zone. Immutable and safe to share between threads."""
+
+    __slots__ = ("pattern", "zone_id", "zone", "tz", "_elements", "_century_ms", "_is_millis")
+
+    def __init__(self, pattern: str, zone: str = "UTC", *,
+                 two_digit_year_start: datetime = DEFAULT_TWO_DIGIT_YEAR_START) -> None:
+        self.pattern = pattern
+        self.zone_id = zone
+        self.zone: JavaZone = java_zone(zone)
+        self.tz: tzinfo = self.zone.tz
+        self._is_millis = pattern == MILLISECONDS
+        self._elements = () if self._is_millis else _sdf.compile_pattern(pattern)
+        self._century_ms = to_ms(two_digit_year_start)
+
+    def __repr__(self) -> str:
+        return f"DateFormat({self.pattern!r}, {self.zone_id!r})"
+
+    # -- parsing
+
+    def parse(self, text: str) -> datetime:
+        """The instant ``text`` denotes; raises :class:`DateFormatError` when it does not match."""
+        if not isinstance(text, str):
+            raise DateFormatError(f"expected text, got {type(text).__name__}", pattern=self.pattern,
+                                  text=repr(text))
+        if self._is_millis:
+            return self._parse_millis(text)
+        utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, text, self._century_ms)
+        return self._result(utc, offset)
+
+    def parse_lenient(self, value: object) -> tuple[datetime, bool]:
+        """Parse a record's date: (instant, fell_back).
+
+        ``fell_back`` is True when the pattern did not match and the value was read as ISO-8601
+        text, as an epoch number (seconds below 1e11, else milliseconds), or as a local time
+        in a DST gap (pushed forward by the gap). Raises :class:`DateFormatError` when nothing fits.
+        """
+        if isinstance(value, str):
+            try:
+                return self.parse(value), False
+            except DateFormatError as exc:
+                error = exc
+            fallback = self._fallback_text(value)
+            if fallback is not None:
+                return fallback, True
+            raise error
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DateFormatError(f"expected a date, got {type(value).__name__}", pattern=self.pattern,
+                                  text=repr(value))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DateFormatError("not a finite number", pattern=self.pattern, text=repr(value))
+        return self._from_epoch(value), not self._is_millis
+
+    def _fallback_text(self, text: str) -> datetime | None:
+        stripped = text.strip()
+        if _NUMBER_RE.fullmatch(stripped):
+            number = float(stripped) if "." in stripped else int(stripped)
+            try:
+                return self._from_epoch(number)
+            except (OverflowError, ValueError, DateFormatError):
+                return None
+        if not self._is_millis:
+            try:
+                utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, text,
+                                            self._century_ms, allow_gap=True)
+                return self._result(utc, offset)
+            except DateFormatError:
+                pass
+        return self._iso(stripped)
+
+    def _iso(self, text: str) -> datetime | None:
+        m = _ISO_RE.fullmatch(text)
+        if m is None:
+            return None
+        year, month, day, hour, minute, second, fraction, offset = m.groups()
+        try:
+            micro = int((fraction or "0").ljust(6, "0")[:6])
+            naive = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                             int(second or 0), micro)
+        except ValueError:
+            return None
+        if offset is None:
+            local_ms = (naive - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+            std, dst, _ = self.zone.resolve_wall(local_ms)
+            return self._result(local_ms - std - dst, None).replace(microsecond=naive.microsecond)
+        if offset in "Zz":
+            return naive.replace(tzinfo=UTC)
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
+        if minutes > 18 * 60:
+            return None
+        return naive.replace(tzinfo=timezone(timedelta(minutes=sign * minutes)))
+
+    def _from_epoch(self, number: float | int) -> datetime:
+        ms = number if abs(number) >= _MS_THRESHOLD or self._is_millis else number * 1000
+        try:
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+        except OverflowError:
+            raise DateFormatError("epoch value out of range", pattern=self.pattern, text=repr(number)) from None
+
+    def _parse_millis(self, text: str) -> datetime:
+        stripped = text.strip()
+        if not re.fullmatch(r"-?\d+", stripped):
+            raise DateFormatError("expected epoch milliseconds (digits)", pattern=self.pattern, text=text,
+                                  position=_first_bad_digit(text))
+        try:
+            return from_ms(int(stripped))
+        except OverflowError:
+            raise DateFormatError("epoch milliseconds out of range", pattern=self.pattern, text=text) from None
+
+    def _result(self, utc_ms: int, offset_ms: int | None) -> datetime:
+        try:
+            instant = from_ms(utc_ms)
+            if offset_ms is None:
+                return instant.astimezone(self.tz)
+            return instant.astimezone(_fixed_tz(offset_ms))
+        except (OverflowError, ValueError):
+            raise DateFormatError("the date is outside the years 1 to 9999", pattern=self.pattern,
+                                  text=str(utc_ms)) from None
+
+    # -- formatting
+
+    def format(self, dt: datetime) -> str:
+        """``dt`` rendered in this format's zone, as SimpleDateFormat.format would."""
+        if dt.tzinfo is None or dt.utcoffset() is None:
+            raise ValueError(f"format() needs an aware datetime, got naive {dt!r}")
+        if self._is_millis:
+            return str(to_ms(dt))
+        return _sdf.format_ms(self._elements, self.zone, to_ms(dt))
+
+
+def _first_bad_digit(text: str) -> int:
+    for i, ch in enumerate(text):
+        if not (ch.isdigit() or (i == 0 and ch == "-")):
+            return i
+    return len(text)
+
+
+@lru_cache(maxsize=256)
+def _fixed_tz(offset_ms: int) -> tzinfo:
+    return UTC if offset_ms == 0 else timezone(timedelta(milliseconds=offset_ms))
+
+
+@lru_cache(maxsize=1024)
+def compile(pattern: str, zone: str = "UTC", *,  # noqa: A001 - the name the API promises
+            two_digit_year_start: datetime = DEFAULT_TWO_DIGIT_YEAR_START) -> DateFormat:
+    """Compile a SimpleDateFormat pattern (or ``milliseconds``) for a zone; cached.
+
+    Raises :class:`DateFormatError` for an invalid pattern (with the position of the problem)
+    and :class:`ZoneError` for an unknown zone.
+    """
+    return DateFormat(pattern, zone, two_digit_year_start=two_digit_year_start)
