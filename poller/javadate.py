@@ -26,7 +26,7 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
-from poller import _sdf
+from poller import _fastdate, _sdf
 from poller.errors import DateFormatError
 from poller.javazone import UTC, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
 
@@ -46,7 +46,8 @@ DEFAULT_TWO_DIGIT_YEAR_START = datetime(1946, 1, 1, tzinfo=UTC)
 # Epoch numbers at or above this magnitude are milliseconds (1e11 s is the year 5138;
 # 1e11 ms is March 1973).
 _MS_THRESHOLD = 100_000_000_000
-_NUMBER_RE = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_NUMBER_RE = re.compile(r"[+-]?\d+(?:\.\d+)?", re.ASCII)
+_MILLIS_RE = re.compile(r"-?[0-9]+")
 _ISO_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
     r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
@@ -56,7 +57,8 @@ _ISO_RE = re.compile(
 class DateFormat:
     """A compiled pattern bound to a time zone. Immutable and safe to share between threads."""
 
-    __slots__ = ("pattern", "zone_id", "zone", "tz", "_elements", "_century_ms", "_is_millis")
+    __slots__ = ("pattern", "zone_id", "zone", "tz", "_elements", "_century_ms", "_is_millis",
+                 "_fast_parse", "_fast_format")
 
     def __init__(self, pattern: str, zone: str = "UTC", *,
                  two_digit_year_start: datetime = DEFAULT_TWO_DIGIT_YEAR_START) -> None:
@@ -67,6 +69,9 @@ class DateFormat:
         self._is_millis = pattern == MILLISECONDS
         self._elements = () if self._is_millis else _sdf.compile_pattern(pattern)
         self._century_ms = to_ms(two_digit_year_start)
+        fixed = self.zone.fixed_ms is not None
+        self._fast_parse = None if self._is_millis else _fastdate.build_parser(self._elements, self.tz, fixed)
+        self._fast_format = None if self._is_millis else _fastdate.build_formatter(self._elements, self.tz)
 
     def __repr__(self) -> str:
         return f"DateFormat({self.pattern!r}, {self.zone_id!r})"
@@ -78,10 +83,14 @@ class DateFormat:
         if not isinstance(text, str):
             raise DateFormatError(f"expected text, got {type(text).__name__}", pattern=self.pattern,
                                   text=repr(text))
-        if self._is_millis:
+        if self._fast_parse is not None:
+            fast = self._fast_parse(text)
+            if fast is not None:
+                return fast
+        elif self._is_millis:
             return self._parse_millis(text)
         utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, text, self._century_ms)
-        return self._result(utc, offset)
+        return self._result(utc, offset, text)
 
     def parse_lenient(self, value: object) -> tuple[datetime, bool]:
         """Parse a record's date: (instant, fell_back).
@@ -118,7 +127,7 @@ class DateFormat:
             try:
                 utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, text,
                                             self._century_ms, allow_gap=True)
-                return self._result(utc, offset)
+                return self._result(utc, offset, text)
             except DateFormatError:
                 pass
         return self._iso(stripped)
@@ -137,7 +146,7 @@ class DateFormat:
         if offset is None:
             local_ms = (naive - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
             std, dst, _ = self.zone.resolve_wall(local_ms)
-            return self._result(local_ms - std - dst, None).replace(microsecond=naive.microsecond)
+            return self._result(local_ms - std - dst, None, text).replace(microsecond=naive.microsecond)
         if offset in "Zz":
             return naive.replace(tzinfo=UTC)
         sign = -1 if offset[0] == "-" else 1
@@ -155,8 +164,10 @@ class DateFormat:
             raise DateFormatError("epoch value out of range", pattern=self.pattern, text=repr(number)) from None
 
     def _parse_millis(self, text: str) -> datetime:
+        if text.isascii() and text.isdigit() and len(text) < 14:
+            return datetime.fromtimestamp(int(text) / 1000, UTC)  # exact to the ms below year 2286
         stripped = text.strip()
-        if not re.fullmatch(r"-?\d+", stripped):
+        if not _MILLIS_RE.fullmatch(stripped):
             raise DateFormatError("expected epoch milliseconds (digits)", pattern=self.pattern, text=text,
                                   position=_first_bad_digit(text))
         try:
@@ -164,7 +175,7 @@ class DateFormat:
         except OverflowError:
             raise DateFormatError("epoch milliseconds out of range", pattern=self.pattern, text=text) from None
 
-    def _result(self, utc_ms: int, offset_ms: int | None) -> datetime:
+    def _result(self, utc_ms: int, offset_ms: int | None, text: str) -> datetime:
         try:
             instant = from_ms(utc_ms)
             if offset_ms is None:
@@ -172,7 +183,7 @@ class DateFormat:
             return instant.astimezone(_fixed_tz(offset_ms))
         except (OverflowError, ValueError):
             raise DateFormatError("the date is outside the years 1 to 9999", pattern=self.pattern,
-                                  text=str(utc_ms)) from None
+                                  text=text, position=len(text)) from None
 
     # -- formatting
 
@@ -180,7 +191,11 @@ class DateFormat:
         """``dt`` rendered in this format's zone, as SimpleDateFormat.format would."""
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise ValueError(f"format() needs an aware datetime, got naive {dt!r}")
-        if self._is_millis:
+        if self._fast_format is not None:
+            fast = self._fast_format(dt)
+            if fast is not None:
+                return fast
+        elif self._is_millis:
             return str(to_ms(dt))
         return _sdf.format_ms(self._elements, self.zone, to_ms(dt))
 

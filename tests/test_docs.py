@@ -29,3 +29,12 @@ def test_ci_runs_exactly_the_readme_commands_in_order() -> None:
         if line and not line.startswith("#") and not line.startswith(("set ", "cd "))
     ]
     assert ci_lines == [setup, tests]
+
+
+def test_readme_python_examples_run() -> None:
+    """The snippets users copy from the README work as shown."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - our own documentation

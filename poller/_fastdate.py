@@ -1,0 +1,316 @@
+"""Fast paths for the common Java date patterns, equivalent to :mod:`poller._sdf` where they apply.
+
+A pattern qualifies when its fields are among yyyy, MM/M, dd/d, HH/H, hh/h, mm/m, ss/s, SSS,
+E/EEEE, MMM/MMMM, a, X/XX/XXX and Z, separated by literals. The parser is a regular
+expression that accepts only the canonical text of such a pattern (exact digit counts, ASCII
+digits, no extra spaces); every value it accepts means the same to SimpleDateFormat. Anything
+it cannot settle with certainty (no match, years before 1901, an impossible date, a wall time
+in a DST gap, a weekday that disagrees) returns ``None`` and the caller asks the reference
+engine, which gives the JDK's answer or its error. The formatter is generated Python code
+over ``datetime`` fields, used for years 1901..9999 where Java's and Python's zone data agree.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone, tzinfo
+
+from poller._sdf import AM_PM, MONTHS, SHORT_MONTHS, SHORT_WEEKDAYS, WEEKDAYS, Element, Field, Literal
+
+__all__ = ["build_parser", "build_formatter"]
+
+UTC = timezone.utc
+_NAMES = {
+    "E": {n.lower(): i for i, n in enumerate(WEEKDAYS) if n} | {n.lower(): i for i, n in enumerate(SHORT_WEEKDAYS) if n},
+    "M": {n.lower(): i + 1 for i, n in enumerate(MONTHS)} | {n.lower(): i + 1 for i, n in enumerate(SHORT_MONTHS)},
+    "a": {"am": 0, "pm": 1},
+}
+_H_MIN = 13 * 3600
+_H_MAX = 14 * 3600
+_OFFSETS: dict[str, tzinfo] = {}
+
+Parser = Callable[[str], "datetime | None"]
+Formatter = Callable[[datetime], "str | None"]
+
+
+def _group(el: Field, abutting: bool) -> str | None:
+    c, n = el.letter, el.count
+    if c == "y":
+        return r"(\d{4})" if n == 4 else None
+    if c in "MdHhms" and n <= 2 and not (c == "M" and n > 2):
+        return rf"(\d{{{n}}})" if n == 2 or abutting else r"(\d{1,2})"
+    if c == "M" and n in (3, 4):
+        return r"([A-Za-z]+)"
+    if c == "S":
+        return r"(\d{3})" if n == 3 else None
+    if c == "E":
+        return r"([A-Za-z]+)"
+    if c == "a":
+        return r"([AaPp][Mm])"
+    if c == "X":
+        return (r"(Z|[+-]\d\d)", r"(Z|[+-]\d{4})", r"(Z|[+-]\d\d:\d\d)")[n - 1]
+    if c == "Z":
+        return r"([+-]\d{4})"
+    return None
+
+
+def build_parser(elements: tuple[Element, ...], tz: tzinfo, fixed: bool) -> Parser | None:
+    """A fast parser for ``elements`` in zone ``tz``, or None when the pattern does not qualify."""
+    parts: list[str] = []
+    slots: list[str] = []
+    for i, el in enumerate(elements):
+        nxt = elements[i + 1] if i + 1 < len(elements) else None
+        if isinstance(el, Literal):
+            if any(ch.isdigit() for ch in el.text):
+                return None
+            prev = elements[i - 1] if i else None
+            if el.text.startswith("E") and isinstance(prev, Field) and prev.numeric:
+                return None  # DecimalFormat would read "14E3" as an exponent
+            parts.append(re.escape(el.text))
+            continue
+        abutting = isinstance(nxt, Field) and nxt.numeric
+        group = _group(el, abutting)
+        if group is None:
+            return None
+        textual = el.letter in "Ea" or (el.letter == "M" and el.count >= 3)
+        if textual and nxt is not None and not (isinstance(nxt, Literal) and not nxt.text[0].isalpha()):
+            return None  # a following letter could change which name SimpleDateFormat picks
+        key = "MT" if el.letter == "M" and el.count >= 3 else el.letter
+        if key in slots or (key == "MT" and "M" in slots) or (key == "M" and "MT" in slots):
+            return None  # a field twice: leave the conflict rules to the reference engine
+        slots.append("Z" if key == "X" else key)
+        parts.append(group)
+    if "y" not in slots or not ({"M", "MT"} & set(slots)) or "d" not in slots:
+        return None
+    if "H" in slots and ("h" in slots or "a" in slots):
+        return None
+    regex = re.compile("".join(parts), re.ASCII)
+    index = {key: i + 1 for i, key in enumerate(slots)}
+    return _iso_parser(elements, tz, fixed) or _make_parser(regex, index, tz, fixed)
+
+
+def _offset_tz(text: str) -> tzinfo | None:
+    tz = _OFFSETS.get(text)
+    if tz is not None:
+        return tz
+    if text == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    if hours > 23 or minutes > 59:
+        return None
+    seconds = sign * (hours * 3600 + minutes * 60)
+    if not -_H_MIN <= seconds <= _H_MAX:
+        return None  # GregorianCalendar's ZONE_OFFSET range in strict mode
+    tz = UTC if seconds == 0 else timezone(timedelta(seconds=seconds))
+    if len(_OFFSETS) < 4096:
+        _OFFSETS[text] = tz
+    return tz
+
+
+def _make_parser(regex: re.Pattern[str], index: dict[str, int], zone: tzinfo, fixed: bool) -> Parser:
+    """Generate the parser's code for this field layout: no per-call branching on the pattern."""
+    order = sorted(index, key=index.__getitem__)
+    lines = [
+        "def parse(text):",
+        "    m = match(text)",
+        "    if m is None:",
+        "        return None",
+        f"    {', '.join('g_' + k for k in order)}, = m.groups()",
+        "    year = int(g_y)",
+        "    if year < 1901:",
+        "        return None",
+    ]
+    if "M" in index:
+        lines.append("    month = int(g_M)")
+    else:
+        lines += ["    month = MONTHS.get(g_MT.lower())", "    if month is None:", "        return None"]
+    if "H" in index:
+        lines.append("    hour = int(g_H)")
+    elif "h" in index:
+        lines += ["    hour = int(g_h)", "    if not 1 <= hour <= 12:", "        return None", "    hour %= 12"]
+        if "a" in index:
+            lines.append("    hour += 12 * AMPM[g_a.lower()]")
+    elif "a" in index:
+        lines.append("    hour = 12 * AMPM[g_a.lower()]")
+    else:
+        lines.append("    hour = 0")
+    if "Z" in index:
+        lines += ["    tz = OFFSETS.get(g_Z) or offset_tz(g_Z)", "    if tz is None:", "        return None"]
+    else:
+        lines.append("    tz = ZONE")
+    minute = "int(g_m)" if "m" in index else "0"
+    second = "int(g_s)" if "s" in index else "0"
+    micro = "int(g_S) * 1000" if "S" in index else "0"
+    lines += [
+        "    try:",
+        f"        dt = datetime(year, month, int(g_d), hour, {minute}, {second}, {micro}, tz, fold=1)",
+        "    except ValueError:",
+        "        return None",
+    ]
+    if "E" in index:
+        lines += ["    if DAYS.get(g_E.lower()) != dt.isoweekday() % 7 + 1:", "        return None"]
+    if "Z" not in index and not fixed:
+        lines += _GAP_CHECK
+    lines.append("    return dt")
+    return _exec("\n".join(lines) + "\n", "parse", match=regex.fullmatch, ZONE=zone)
+
+
+# A wall time in a DST gap has two offsets that both fail the round trip: strict
+# SimpleDateFormat rejects it, so the reference engine must answer.
+_GAP_CHECK = [
+    "    if dt.utcoffset() != dt.replace(fold=0).utcoffset():",
+    "        if dt.astimezone(UTC).astimezone(ZONE).replace(fold=1) != dt:",
+    "            return None",
+]
+
+
+def _iso_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) -> Parser | None:
+    """ISO-8601 shaped patterns: check the text with a regex, build it with datetime.fromisoformat."""
+    # Literals are marked with a leading quote so that 'Z' (a literal) differs from Z (a field).
+    shape = [el.letter * el.count if isinstance(el, Field) else "'" + el.text for el in elements]
+    if (shape[:5] != ["yyyy", "'-", "MM", "'-", "dd"] or shape[5:6] not in (["'T"], ["' "])
+            or shape[6:11] != ["HH", "':", "mm", "':", "ss"]):
+        return None
+    regex = r"[0-9]{4}-[0-9]{2}-[0-9]{2}" + re.escape(shape[5][1]) + r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    rest = shape[11:]
+    if rest[:2] == ["'.", "SSS"]:
+        regex += r"\.[0-9]{3}"
+        rest = rest[2:]
+    modern = sys.version_info >= (3, 11)  # fromisoformat reads Z and +0530 from 3.11 on
+    strip_z = aware = False
+    if rest == ["'Z"]:
+        regex += "Z"
+        strip_z = True
+    elif rest == ["XXX"]:
+        regex += r"(?:[+-][0-9]{2}:[0-5][0-9])" if not modern else r"(?:Z|[+-][0-9]{2}:[0-5][0-9])"
+        aware = True
+    elif rest == ["XX"] and modern:
+        regex += r"(?:Z|[+-][0-9]{2}[0-5][0-9])"
+        aware = True
+    elif len(rest) == 1 and set(rest[0]) == {"Z"} and modern:
+        regex += r"[+-][0-9]{2}[0-5][0-9]"
+        aware = True
+    elif rest:
+        return None
+    suffix = None
+    if not aware and fixed and modern:
+        # fromisoformat can attach a fixed zone itself: cheaper than datetime.replace.
+        seconds = int(datetime(2000, 1, 1, tzinfo=zone).utcoffset().total_seconds())
+        sign, minutes = _minutes(seconds)
+        suffix = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    argument = "text[:-1]" if strip_z else "text"
+    if suffix is not None:
+        argument = "text" if strip_z and suffix == "+00:00" else f"{argument} + {suffix!r}"
+    lines = [
+        "def parse(text):",
+        "    if match(text) is None:",
+        "        return None",
+        "    try:",
+        f"        dt = fromiso({argument})",
+        "    except ValueError:",
+        "        return None",
+        "    if dt.year < 1901:",
+        "        return None",
+    ]
+    if aware:
+        lines += ["    if not MIN_OFFSET <= dt.utcoffset() <= MAX_OFFSET:", "        return None"]
+    elif suffix is None:
+        lines.append("    dt = dt.replace(tzinfo=ZONE, fold=1)")
+        if not fixed:
+            lines += _GAP_CHECK
+    lines.append("    return dt")
+    return _exec("\n".join(lines) + "\n", "parse", match=re.compile(regex, re.ASCII).fullmatch, ZONE=zone,
+                 MIN_OFFSET=timedelta(hours=-13), MAX_OFFSET=timedelta(hours=14))
+
+
+def _exec(src: str, name: str, **extra: object) -> Callable:
+    namespace: dict[str, object] = {
+        "datetime": datetime, "UTC": UTC, "MONTHS": _NAMES["M"], "DAYS": _NAMES["E"], "AMPM": _NAMES["a"],
+        "OFFSETS": _OFFSETS, "offset_tz": _offset_tz, "fromiso": datetime.fromisoformat,
+    }
+    namespace.update(extra)
+    exec(compile(src, f"<javadate {name}>", "exec"), namespace)  # noqa: S102 - code built above
+    return namespace[name]  # type: ignore[return-value]
+
+
+def build_formatter(elements: tuple[Element, ...], tz: tzinfo) -> Formatter | None:
+    """A fast formatter (generated f-string code), or None when the pattern does not qualify."""
+    pieces: list[str] = []
+    need_offset = False
+    for el in elements:
+        if isinstance(el, Literal):
+            pieces.append(el.text.replace("\\", "\\\\").replace("{", "{{").replace("}", "}}")
+                          .replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r"))
+            continue
+        c, n = el.letter, el.count
+        if c == "y":
+            pieces.append("{l.year % 100:02d}" if n == 2 else f"{{l.year:0{n}d}}")
+        elif c == "M":
+            pieces.append("{LONG_M[l.month - 1]}" if n >= 4 else "{SHORT_M[l.month - 1]}" if n == 3
+                          else f"{{l.month:0{n}d}}")
+        elif c in "dHms":
+            attr = {"d": "day", "H": "hour", "m": "minute", "s": "second"}[c]
+            pieces.append(f"{{l.{attr}:0{n}d}}")
+        elif c == "h":
+            pieces.append(f"{{l.hour % 12 or 12:0{n}d}}")
+        elif c == "S":
+            pieces.append(f"{{l.microsecond // 1000:0{n}d}}")
+        elif c == "E":
+            pieces.append("{LONG_E[l.isoweekday() % 7 + 1]}" if n >= 4 else "{SHORT_E[l.isoweekday() % 7 + 1]}")
+        elif c == "a":
+            pieces.append("{AMPM[l.hour >= 12]}")
+        elif c == "X":
+            need_offset = True
+            pieces.append(f"{{iso{n}(o)}}")
+        elif c == "Z":
+            need_offset = True
+            pieces.append("{rfc(o)}")
+        else:
+            return None
+    body = '"'.join(("f", "".join(pieces), ""))
+    src = "def fmt(dt):\n    l = dt.astimezone(TZ)\n    if l.year < 1901:\n        return None\n"
+    if need_offset:
+        src += "    o = int(l.utcoffset().total_seconds())\n"
+    src += f"    return {body}\n"
+    namespace = {
+        "TZ": tz, "LONG_M": MONTHS, "SHORT_M": SHORT_MONTHS, "LONG_E": WEEKDAYS, "SHORT_E": SHORT_WEEKDAYS,
+        "AMPM": AM_PM, "iso1": _iso1, "iso2": _iso2, "iso3": _iso3, "rfc": _rfc,
+    }
+    exec(compile(src, "<javadate formatter>", "exec"), namespace)  # noqa: S102 - code built above
+    return namespace["fmt"]
+
+
+def _minutes(seconds: int) -> tuple[str, int]:
+    """Java's truncation toward zero: the sign of less than a minute is '+'."""
+    m = abs(seconds) // 60
+    return ("-" if seconds < 0 and m else "+"), m
+
+
+def _iso1(seconds: int) -> str:
+    if seconds == 0:
+        return "Z"
+    sign, m = _minutes(seconds)
+    return f"{sign}{m // 60:02d}"
+
+
+def _iso2(seconds: int) -> str:
+    if seconds == 0:
+        return "Z"
+    sign, m = _minutes(seconds)
+    return f"{sign}{m // 60:02d}{m % 60:02d}"
+
+
+def _iso3(seconds: int) -> str:
+    if seconds == 0:
+        return "Z"
+    sign, m = _minutes(seconds)
+    return f"{sign}{m // 60:02d}:{m % 60:02d}"
+
+
+def _rfc(seconds: int) -> str:
+    sign, m = _minutes(seconds)
+    return f"{sign}{m // 60:02d}{m % 60:02d}"
