@@ -1,0 +1,288 @@
+"""Detection: which records of a page are changes worth announcing. Pure: no I/O, no clock.
+
+The rules are DESIGN.md §4. A record's *stamp* is its updated date (its created date when
+``filterByUpdatedDate`` is false or no updated field is configured); its *version* is
+``d:<stamp ms>``, or ``h:<content hash>`` for resources without dates. A version is announced
+once: the state remembers the versions seen within the lookback window, and a page is judged
+against them (plus the versions earlier records of the same poll added).
+
+    result = detect_page(records, seen, spec, since_ms=..., now_ms=..., baseline=False)
+    result.events        # CREATED / UPDATED, ordered by stamp then object id
+    result.new_versions  # what the store must remember
+    cursor = next_cursor(old_cursor_ms, result.max_stamp_ms, server_now_ms, ...)
+
+``detect`` is the one-page convenience form that also computes the next cursor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from poller import jsonpath
+from poller.javadate import DateFormat
+from poller.errors import DateFormatError
+from poller.javazone import to_ms
+
+__all__ = [
+    "CREATED",
+    "UPDATED",
+    "DateField",
+    "DetectSpec",
+    "Event",
+    "PageResult",
+    "Skips",
+    "detect",
+    "detect_page",
+    "event_id",
+    "next_cursor",
+    "HASH_RETENTION_MS",
+]
+
+CREATED = "CREATED"
+UPDATED = "UPDATED"
+HASH_RETENTION_MS = 24 * 3600 * 1000
+_EVENT_NAMESPACE = uuid.UUID("6f0f7c2e-3c1a-5b8e-9d4a-0c6b2f1e9a77")
+
+
+@dataclass(frozen=True, slots=True)
+class DateField:
+    """Where a record keeps a date and how to read it."""
+
+    name: str  # as configured, for messages
+    path: tuple[jsonpath.Segment, ...]
+    format: DateFormat
+
+
+@dataclass(frozen=True, slots=True)
+class DetectSpec:
+    """What detection needs to know about a resource (built from its configuration)."""
+
+    instance_id: str
+    resource: str
+    id_field: str
+    id_path: tuple[jsonpath.Segment, ...] | None  # None: identify records by their content
+    updated: DateField | None = None
+    created: DateField | None = None
+    filter_by_updated: bool = True
+    filter_by_current_date: bool = False
+    created_tolerance_ms: int = 10_000
+
+    @property
+    def stamp_field(self) -> DateField | None:
+        if self.filter_by_updated and self.updated is not None:
+            return self.updated
+        return self.created if self.created is not None else self.updated
+
+    @property
+    def has_dates(self) -> bool:
+        return self.stamp_field is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    object_id: str
+    event_type: str
+    version: str
+    stamp_ms: int  # the record's stamp; for hash versions, the poll's start
+    record: Any
+
+
+@dataclass
+class Skips:
+    """Records passed over, by reason, with the first example of each (for one log line per poll)."""
+
+    no_id: int = 0
+    bad_date: int = 0
+    before_since: int = 0
+    in_future: int = 0
+    seen: int = 0
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def note(self, reason: str, example: str) -> None:
+        setattr(self, reason, getattr(self, reason) + 1)
+        self.examples.setdefault(reason, example)
+
+    @property
+    def total(self) -> int:
+        return self.no_id + self.bad_date + self.before_since + self.in_future + self.seen
+
+    def add(self, other: Skips) -> None:
+        for name in ("no_id", "bad_date", "before_since", "in_future", "seen"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, example in other.examples.items():
+            self.examples.setdefault(reason, example)
+
+
+@dataclass
+class PageResult:
+    events: list[Event]
+    new_versions: list[tuple[str, str, int]]  # (object id, version, stamp ms) to remember
+    touched: list[tuple[str, str, int]]  # hash versions seen again: refresh their stamp
+    max_stamp_ms: int | None
+    records: int
+    skips: Skips
+    fallbacks: int  # dates read by the lenient fallback (format mismatches)
+
+
+def event_id(instance_id: str, resource: str, object_id: str, version: str) -> str:
+    """A UUID that names one version of one record, stable forever."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join((instance_id, resource, object_id, version))))
+
+
+def object_id_text(value: object) -> str | None:
+    """``objectId`` is always a string; None when the record has no usable id."""
+    if value is jsonpath.MISSING or value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(record: object) -> str:
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _read_date(record: object, date: DateField) -> tuple[int | None, bool, str]:
+    """(epoch ms or None, fell back, the raw text for messages)."""
+    value = jsonpath.get(record, date.path)
+    if value is jsonpath.MISSING or value is None:
+        return None, False, "missing"
+    try:
+        dt, fell_back = date.format.parse_lenient(value)
+    except DateFormatError:
+        return None, False, repr(value)
+    return to_ms(dt), fell_back, repr(value)
+
+
+def detect_page(
+    records: Iterable[Any],
+    seen: Mapping[str, Mapping[str, int]],
+    spec: DetectSpec,
+    *,
+    since_ms: int,
+    now_ms: int,
+    baseline: bool = False,
+) -> PageResult:
+    """Judge one page of records against the versions already seen.
+
+    ``seen`` maps object id -> {version: stamp ms} for (at least) the ids on this page; it is
+    not modified. A baseline page announces nothing but remembers every version it returns.
+    """
+    stamp_field = spec.stamp_field
+    events: list[Event] = []
+    new_versions: list[tuple[str, str, int]] = []
+    touched: list[tuple[str, str, int]] = []
+    added: dict[str, set[str]] = {}
+    skips = Skips()
+    fallbacks = 0
+    max_stamp: int | None = None
+    count = 0
+    for record in records:
+        count += 1
+        if spec.id_path is None:
+            digest = content_hash(record)
+            object_id: str | None = digest
+        else:
+            object_id = object_id_text(jsonpath.get(record, spec.id_path))
+            if object_id is None:
+                skips.note("no_id", f"{spec.id_field} missing in {_preview(record)}")
+                continue
+        known = seen.get(object_id, {})
+        mine = added.setdefault(object_id, set())
+        if stamp_field is None:
+            version = "h:" + (object_id if spec.id_path is None else content_hash(record))
+            stamp = now_ms
+            if version in known or version in mine:
+                skips.note("seen", f"{object_id} {version}")
+                if version in known:
+                    touched.append((object_id, version, now_ms))
+                continue
+            event_type = UPDATED if (known or mine) else CREATED
+        else:
+            stamp_read, fell_back, raw = _read_date(record, stamp_field)
+            fallbacks += fell_back
+            if stamp_read is None:
+                skips.note("bad_date", f"record {object_id}: {stamp_field.name} = {raw}")
+                continue
+            stamp = stamp_read
+            if stamp < since_ms:
+                skips.note("before_since", f"record {object_id}: {stamp_field.name} = {raw}")
+                continue
+            if spec.filter_by_current_date and stamp > now_ms:
+                skips.note("in_future", f"record {object_id}: {stamp_field.name} = {raw}")
+                continue
+            max_stamp = stamp if max_stamp is None or stamp > max_stamp else max_stamp
+            version = f"d:{stamp}"
+            if version in known or version in mine:
+                skips.note("seen", f"record {object_id} version {version}")
+                continue
+            event_type, created_fell_back = _event_type(record, spec, stamp, since_ms, bool(known or mine))
+            fallbacks += created_fell_back
+        mine.add(version)
+        new_versions.append((object_id, version, stamp))
+        if not baseline:
+            events.append(Event(event_id(spec.instance_id, spec.resource, object_id, version), object_id,
+                                event_type, version, stamp, record))
+    events.sort(key=lambda e: (e.stamp_ms, e.object_id))
+    return PageResult(events, new_versions, touched, max_stamp, count, skips, fallbacks)
+
+
+def _event_type(record: object, spec: DetectSpec, stamp: int, since_ms: int, id_seen: bool) -> tuple[str, bool]:
+    """CREATED when the created date is known, the id is new, and created ~ updated or >= since."""
+    if spec.created is None or id_seen:
+        return UPDATED, False
+    if spec.created is spec.stamp_field:
+        created = stamp
+        fell_back = False
+    else:
+        created_read, fell_back, _ = _read_date(record, spec.created)
+        if created_read is None:
+            return UPDATED, fell_back
+        created = created_read
+    updated = stamp
+    if spec.updated is not None and spec.updated is not spec.stamp_field:
+        updated_read, _, _ = _read_date(record, spec.updated)
+        updated = updated_read if updated_read is not None else stamp
+    if abs(updated - created) <= spec.created_tolerance_ms or created >= since_ms:
+        return CREATED, fell_back
+    return UPDATED, fell_back
+
+
+def next_cursor(old_ms: int | None, max_stamp_ms: int | None, server_now_ms: int, *, baseline: bool,
+                has_dates: bool, poll_start_ms: int) -> int:
+    """DESIGN §4 step 5: the cursor moves forward to the newest stamp, never past the server's clock."""
+    if not has_dates:
+        candidate = poll_start_ms
+    elif baseline:
+        candidate = server_now_ms
+    elif max_stamp_ms is None:
+        return old_ms if old_ms is not None else server_now_ms
+    else:
+        candidate = min(max_stamp_ms, server_now_ms)
+    return candidate if old_ms is None else max(old_ms, candidate)
+
+
+def detect(records: Iterable[Any], seen: Mapping[str, Mapping[str, int]], spec: DetectSpec, *, since_ms: int,
+           now_ms: int, server_now_ms: int | None = None, cursor_ms: int | None = None,
+           baseline: bool = False) -> tuple[PageResult, int]:
+    """One page as a whole poll: (result, the next cursor)."""
+    result = detect_page(records, seen, spec, since_ms=since_ms, now_ms=now_ms, baseline=baseline)
+    cursor = next_cursor(cursor_ms, result.max_stamp_ms, server_now_ms if server_now_ms is not None else now_ms,
+                         baseline=baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
+    return result, cursor
+
+
+def _preview(record: object, limit: int = 80) -> str:
+    text = json.dumps(record, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

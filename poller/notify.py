@@ -1,0 +1,111 @@
+"""Notifications in the Cloud Elements shape, formed at detection time. Pure.
+
+Events of one resource are grouped in order into notifications of at most ``batch_size``;
+each notification's body is serialised once, stored as bytes in the outbox, and re-sent
+byte for byte on every retry. Ids are stable: a notification's id is derived from its event
+ids, which are derived from (instance, resource, object id, version).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from poller import javadate
+from poller.javazone import from_ms
+from poller.detect import Event
+
+__all__ = ["Envelope", "NotificationBody", "build_notifications", "hub_key", "iso_z", "notification_id"]
+
+_NOTIFICATION_NAMESPACE = uuid.UUID("0e3f1d8a-7c4b-5a2e-8f61-3d9b7a2c4e10")
+_JAVA_DATE = javadate.compile("EEE MMM dd HH:mm:ss zzz yyyy")  # java.util.Date.toString(), in UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a notification says about where its events come from."""
+
+    instance_id: str | int
+    instance_name: str
+    element_key: str
+    tags: tuple[str, ...]
+    resource: str
+    hub_key: str
+    batch_size: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationBody:
+    id: str
+    body: bytes
+    event_ids: tuple[str, ...]
+
+
+def hub_key(url: str, element_key: str) -> str:
+    """The path segment after ``/hubs/`` when the URL has one, else the element key."""
+    parts = urlsplit(url).path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == "hubs" and parts[i + 1]:
+            return parts[i + 1]
+    return element_key
+
+
+def iso_z(ms: int) -> str:
+    """UTC ISO-8601 with Z, with milliseconds only when the instant has them."""
+    dt = datetime.fromtimestamp(ms / 1000, timezone.utc) if abs(ms) < 10**13 else from_ms(ms)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else text + "Z"
+
+
+def notification_id(event_ids: Sequence[str]) -> str:
+    return str(uuid.uuid5(_NOTIFICATION_NAMESPACE, "\x1f".join(event_ids)))
+
+
+def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms: int, created_ms: int) -> list[NotificationBody]:
+    """Group events (already in detection order) into serialised notifications."""
+    out: list[NotificationBody] = []
+    size = max(1, envelope.batch_size)
+    topic = f"instance-{envelope.instance_id}-{envelope.element_key}-events"
+    poll_date = iso_z(poll_ms)
+    created_date = _JAVA_DATE.format(from_ms(created_ms))
+    for start in range(0, len(events), size):
+        chunk = events[start:start + size]
+        event_ids = tuple(e.id for e in chunk)
+        nid = notification_id(event_ids)
+        body = {
+            "severity": "medium",
+            "createdDate": created_date,
+            "topic": topic,
+            "action": "create",
+            "id": nid,
+            "message": {
+                "elementKey": envelope.element_key,
+                "instanceId": envelope.instance_id,
+                "instance_id": envelope.instance_id,
+                "instanceName": envelope.instance_name,
+                "instanceTags": list(envelope.tags),
+                "eventId": nid,
+                "raw": {envelope.resource: [e.record for e in chunk], "objectType": envelope.resource,
+                        "pollDate": poll_ms},
+                "events": [
+                    {
+                        "date": iso_z(e.stamp_ms),
+                        "elementKey": envelope.element_key,
+                        "pollDate": poll_date,
+                        "eventType": e.event_type,
+                        "hubKey": envelope.hub_key,
+                        "objectId": e.object_id,
+                        "objectType": envelope.resource,
+                        "id": e.id,
+                    }
+                    for e in chunk
+                ],
+            },
+        }
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+        out.append(NotificationBody(nid, data, event_ids))
+    return out
