@@ -121,7 +121,7 @@ def _make_parser(regex: re.Pattern[str], index: dict[str, int], zone: tzinfo, fi
         "        return None",
         f"    {', '.join('g_' + k for k in order)}, = m.groups()",
         "    year = int(g_y)",
-        "    if year < 1901:",
+        "    if not 1901 <= year < 9999:",
         "        return None",
     ]
     if "M" in index:
@@ -165,6 +165,9 @@ _GAP_CHECK = [
     "    if dt.utcoffset() != dt.replace(fold=0).utcoffset():",
     "        if dt.astimezone(UTC).astimezone(ZONE).replace(fold=1) != dt:",
     "            return None",
+    # An overlap (fold=1): a fixed offset, because PEP 495 makes such datetimes compare unequal
+    # to the same instant in any other zone.
+    "        return dt.astimezone(fixed_tz(dt.utcoffset()))",
 ]
 
 
@@ -213,7 +216,7 @@ def _iso_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) -> Par
         f"        dt = fromiso({argument})",
         "    except ValueError:",
         "        return None",
-        "    if dt.year < 1901:",
+        "    if not 1901 <= dt.year < 9999:",
         "        return None",
     ]
     if aware:
@@ -230,7 +233,7 @@ def _iso_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) -> Par
 def _exec(src: str, name: str, **extra: object) -> Callable:
     namespace: dict[str, object] = {
         "datetime": datetime, "UTC": UTC, "MONTHS": _NAMES["M"], "DAYS": _NAMES["E"], "AMPM": _NAMES["a"],
-        "OFFSETS": _OFFSETS, "offset_tz": _offset_tz, "fromiso": datetime.fromisoformat,
+        "OFFSETS": _OFFSETS, "offset_tz": _offset_tz, "fromiso": datetime.fromisoformat, "fixed_tz": timezone,
     }
     namespace.update(extra)
     exec(compile(src, f"<javadate {name}>", "exec"), namespace)  # noqa: S102 - code built above
@@ -272,7 +275,7 @@ def build_formatter(elements: tuple[Element, ...], tz: tzinfo) -> Formatter | No
         else:
             return None
     body = '"'.join(("f", "".join(pieces), ""))
-    src = "def fmt(dt):\n    l = dt.astimezone(TZ)\n    if l.year < 1901:\n        return None\n"
+    src = "def fmt(dt):\n    l = dt.astimezone(TZ)\n    if not 1901 <= l.year < 9999:\n        return None\n"
     if need_offset:
         src += "    o = int(l.utcoffset().total_seconds())\n"
     src += f"    return {body}\n"

@@ -503,6 +503,13 @@ def _establish(b: _Builder, allow_gap: bool) -> tuple[int, int | None]:
     std, dst, in_gap = b.zone.resolve_wall(local)
     if has_dst:
         dst = b.value[cal.DST_OFFSET]
-    elif in_gap and not allow_gap:
-        raise cal.CalendarError(f"the local time does not exist in {b.zone.id} (skipped by a DST change)")
-    return local - std - dst, (std + dst) if (has_dst or b.zone_named) else None
+    utc = local - std - dst
+    if in_gap and not has_dst and not allow_gap:
+        # Java pushes the time forward by the gap, then strict mode compares the fields the
+        # pattern set: "2018-11-04" (a skipped midnight) passes, "02:30" on a spring-forward night fails.
+        std_after, dst_after = b.zone.offsets_at(utc)
+        try:
+            cal.check_fields(b.stamp, b.value, utc + std_after + dst_after)
+        except cal.CalendarError:
+            raise cal.CalendarError(f"the local time does not exist in {b.zone.id} (skipped by a DST change)") from None
+    return utc, (std + dst) if (has_dst or b.zone_named) else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "CalendarError",
+    "check_fields",
     "fields_from_local_ms",
     "local_ms_from_fields",
     "FIELD_NAMES",
@@ -337,11 +338,16 @@ def local_ms_from_fields(stamp: list[int], value: list[int]) -> int:
         else:
             raise CalendarError("the date does not exist (Julian-Gregorian cutover)")
     local_ms = (fixed - EPOCH_FIXED) * MS_PER_DAY + tod
+    check_fields(stamp, value, local_ms)
+    return local_ms
+
+
+def check_fields(stamp: list[int], value: list[int], local_ms: int) -> None:
+    """Strict mode's last word: every parsed field must read the same from the final wall time."""
     computed = fields_from_local_ms(local_ms)
     for field in range(ZONE_OFFSET):
         if stamp[field] and computed[field] != value[field]:
             raise CalendarError(f"{FIELD_NAMES[field]} {value[field]} does not match the date")
-    return local_ms
 
 
 def _check_ranges(stamp: list[int], value: list[int]) -> None:

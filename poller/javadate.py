@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from poller import _fastdate, _sdf
 from poller.errors import DateFormatError
-from poller.javazone import UTC, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
+from poller.javazone import UTC, UTC1900_MS, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
 
 __all__ = [
     "DateFormat",
@@ -46,11 +46,14 @@ DEFAULT_TWO_DIGIT_YEAR_START = datetime(1946, 1, 1, tzinfo=UTC)
 # Epoch numbers at or above this magnitude are milliseconds (1e11 s is the year 5138;
 # 1e11 ms is March 1973).
 _MS_THRESHOLD = 100_000_000_000
+_EPOCH_MIN = 100_000_000
+_EPOCH_MAX = 10_000_000_000_000
 _NUMBER_RE = re.compile(r"[+-]?\d+(?:\.\d+)?", re.ASCII)
-_MILLIS_RE = re.compile(r"-?[0-9]+")
+_MILLIS_RE = re.compile(r"-?[0-9]+", re.ASCII)
 _ISO_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?"
+    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,
 )
 
 
@@ -62,16 +65,20 @@ class DateFormat:
 
     def __init__(self, pattern: str, zone: str = "UTC", *,
                  two_digit_year_start: datetime = DEFAULT_TWO_DIGIT_YEAR_START) -> None:
-        self.pattern = pattern
-        self.zone_id = zone
-        self.zone: JavaZone = java_zone(zone)
-        self.tz: tzinfo = self.zone.tz
-        self._is_millis = pattern == MILLISECONDS
-        self._elements = () if self._is_millis else _sdf.compile_pattern(pattern)
-        self._century_ms = to_ms(two_digit_year_start)
+        init = object.__setattr__  # instances are immutable once built (they are shared by the cache)
+        init(self, "pattern", pattern)
+        init(self, "zone_id", zone)
+        init(self, "zone", java_zone(zone))
+        init(self, "tz", self.zone.tz)
+        init(self, "_is_millis", pattern == MILLISECONDS)
+        init(self, "_elements", () if self._is_millis else _sdf.compile_pattern(pattern))
+        init(self, "_century_ms", to_ms(two_digit_year_start))
         fixed = self.zone.fixed_ms is not None
-        self._fast_parse = None if self._is_millis else _fastdate.build_parser(self._elements, self.tz, fixed)
-        self._fast_format = None if self._is_millis else _fastdate.build_formatter(self._elements, self.tz)
+        init(self, "_fast_parse", None if self._is_millis else _fastdate.build_parser(self._elements, self.tz, fixed))
+        init(self, "_fast_format", None if self._is_millis else _fastdate.build_formatter(self._elements, self.tz))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"DateFormat is immutable: cannot set {name!r}")
 
     def __repr__(self) -> str:
         return f"DateFormat({self.pattern!r}, {self.zone_id!r})"
@@ -113,7 +120,9 @@ class DateFormat:
                                   text=repr(value))
         if isinstance(value, float) and not math.isfinite(value):
             raise DateFormatError("not a finite number", pattern=self.pattern, text=repr(value))
-        return self._from_epoch(value), not self._is_millis
+        if self._is_millis:
+            return self._from_epoch(value, millis=True), False
+        return self._from_epoch(value), True
 
     def _fallback_text(self, text: str) -> datetime | None:
         stripped = text.strip()
@@ -154,10 +163,21 @@ class DateFormat:
         minutes = int(digits[:2]) * 60 + int(digits[2:4] or 0)
         if minutes > 18 * 60:
             return None
-        return naive.replace(tzinfo=timezone(timedelta(minutes=sign * minutes)))
+        aware = naive.replace(tzinfo=timezone(timedelta(minutes=sign * minutes)))
+        try:
+            aware.astimezone(UTC)
+        except OverflowError:  # an instant after 9999-12-31T23:59:59.999Z
+            return None
+        return aware
 
-    def _from_epoch(self, number: float | int) -> datetime:
-        ms = number if abs(number) >= _MS_THRESHOLD or self._is_millis else number * 1000
+    def _from_epoch(self, number: float | int, *, millis: bool = False) -> datetime:
+        """Epoch milliseconds, or (guessing by magnitude) seconds below 1e11 and milliseconds
+        below 1e13: 1973 to 2286 either way, so that a compact date such as 20240229 or
+        20240229123456 is not mistaken for an instant."""
+        if not millis and not _EPOCH_MIN <= abs(number) < _EPOCH_MAX:
+            raise DateFormatError("not a plausible epoch value (seconds or milliseconds since 1970)",
+                                  pattern=self.pattern, text=repr(number))
+        ms = number if millis or abs(number) >= _MS_THRESHOLD else number * 1000
         try:
             return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
         except OverflowError:
@@ -166,12 +186,11 @@ class DateFormat:
     def _parse_millis(self, text: str) -> datetime:
         if text.isascii() and text.isdigit() and len(text) < 14:
             return datetime.fromtimestamp(int(text) / 1000, UTC)  # exact to the ms below year 2286
-        stripped = text.strip()
-        if not _MILLIS_RE.fullmatch(stripped):
+        if not _MILLIS_RE.fullmatch(text):
             raise DateFormatError("expected epoch milliseconds (digits)", pattern=self.pattern, text=text,
                                   position=_first_bad_digit(text))
         try:
-            return from_ms(int(stripped))
+            return from_ms(int(text))
         except OverflowError:
             raise DateFormatError("epoch milliseconds out of range", pattern=self.pattern, text=text) from None
 
@@ -179,7 +198,15 @@ class DateFormat:
         try:
             instant = from_ms(utc_ms)
             if offset_ms is None:
-                return instant.astimezone(self.tz)
+                if self.zone.fixed_ms is not None:
+                    return instant.astimezone(self.tz)
+                if utc_ms < UTC1900_MS:  # Java's offset there is the standard one, not local mean time
+                    return instant.astimezone(_fixed_tz(self.zone.raw_ms))
+                local = instant.astimezone(self.tz)
+                if local.utcoffset() != local.replace(fold=1 - local.fold).utcoffset():
+                    # in an overlap: PEP 495 makes fold=1 datetimes compare unequal across zones
+                    return instant.astimezone(_fixed_tz(to_ms(local.replace(tzinfo=UTC)) - utc_ms))
+                return local
             return instant.astimezone(_fixed_tz(offset_ms))
         except (OverflowError, ValueError):
             raise DateFormatError("the date is outside the years 1 to 9999", pattern=self.pattern,
@@ -192,17 +219,29 @@ class DateFormat:
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise ValueError(f"format() needs an aware datetime, got naive {dt!r}")
         if self._fast_format is not None:
-            fast = self._fast_format(dt)
+            try:
+                fast = self._fast_format(dt)
+            except OverflowError:  # the local date is beyond datetime's years: the port copes
+                fast = None
             if fast is not None:
                 return fast
         elif self._is_millis:
-            return str(to_ms(dt))
-        return _sdf.format_ms(self._elements, self.zone, to_ms(dt))
+            return str(_exact_ms(dt))
+        return _sdf.format_ms(self._elements, self.zone, _exact_ms(dt))
+
+
+def _exact_ms(dt: datetime) -> int:
+    """Epoch ms of an aware datetime, even when its UTC instant is beyond datetime's range."""
+    try:
+        return to_ms(dt)
+    except OverflowError:
+        naive = dt.replace(tzinfo=None) - datetime(1970, 1, 1)
+        return (naive - dt.utcoffset()) // timedelta(milliseconds=1)  # type: ignore[operator]
 
 
 def _first_bad_digit(text: str) -> int:
     for i, ch in enumerate(text):
-        if not (ch.isdigit() or (i == 0 and ch == "-")):
+        if not ("0" <= ch <= "9" or (i == 0 and ch == "-")):
             return i
     return len(text)
 

@@ -39,6 +39,7 @@ MS_PER_HOUR = 3_600_000
 # java.util.ZoneInfo has no transitions before this instant: it applies the raw offset.
 UTC1900_MS = -2_208_988_800_000
 _ONE_MS = timedelta(milliseconds=1)
+_LAST_SAFE_MS = 253_402_128_000_000  # 9999-12-30T00:00:00Z
 
 
 class ZoneError(PollerError, ValueError):
@@ -95,7 +96,8 @@ class JavaZone:
             return self.fixed_ms, 0
         if utc_ms < UTC1900_MS:
             return self.raw_ms, 0
-        dt = from_ms(utc_ms).astimezone(self.tz)
+        # Near datetime's upper limit, the offset of a day earlier (the same rules apply).
+        dt = from_ms(min(utc_ms, _LAST_SAFE_MS)).astimezone(self.tz)
         total = _td_ms(dt.utcoffset())
         return total - (dst := self._dst_of(dt, total)), dst
 
@@ -212,7 +214,8 @@ def parse_zone(zone_id: str) -> tzinfo:
 
 @cache
 def _available() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(z for z in zoneinfo.available_timezones()
+                     if z != "localtime" and not z.startswith(("posix/", "right/", "posixrules")))
 
 
 @cache
@@ -221,16 +224,13 @@ def _casefold_ids() -> dict[str, str]:
 
 
 def _python_id(text: str) -> str | None:
-    if "/" in text or text in _available():
-        try:
-            zoneinfo.ZoneInfo(text)
-            return text
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
-    for candidate in _available():
-        if candidate.lower() == text.lower():
-            return candidate
-    return None
+    """The IANA id for ``text`` (exact, else case-insensitive); host-only files such as
+    ``localtime`` or ``posix/...`` are not zones."""
+    available = _available()
+    if text in available:
+        return text
+    lowered = text.lower()
+    return next((z for z in available if z.lower() == lowered), None)
 
 
 def _std_offset(tz: tzinfo) -> int:
