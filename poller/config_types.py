@@ -1,0 +1,164 @@
+"""The frozen configuration objects that :mod:`poller.config` builds (re-exported there).
+
+Everything is parsed once at load time: date patterns are compiled :class:`DateFormat`
+objects, URLs are :class:`~poller.templates.Template` objects and JSON paths are tuples.
+Secrets (the signature key, API header values, anything that came from ``${env:...}``)
+are :class:`SecretStr` values, which show as ``'***'`` in every ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from poller.javadate import DateFormat
+from poller.jsonpath import Segment
+from poller.templates import Template
+
+__all__ = [
+    "ApiConfig",
+    "Config",
+    "DatesConfig",
+    "DeliveryConfig",
+    "EngineConfig",
+    "InstanceConfig",
+    "LoadResult",
+    "LogConfig",
+    "PaginationConfig",
+    "ResourceConfig",
+    "SecretStr",
+]
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class SecretStr(str):
+    """A str whose repr is masked. ``str()``, f-strings and comparisons see the real value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    batch_size: int = 10
+    timeout_seconds: float = 15.0
+    concurrency_per_endpoint: int = 4
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    standard_webhooks: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "text"  # text | json
+    level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    state_path: str | None = None
+    lookback_seconds: float = 60.0
+    server_time_zone: str = "UTC"
+    max_concurrent_polls: int = 16
+    shutdown_timeout_seconds: float = 10.0
+    listen: tuple[str, int] | None = None  # (host, port)
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    base_url: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # values are SecretStr
+    timeout_seconds: float = 30.0
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PaginationConfig:
+    """How to fetch the next page. ``type``: none, link, nextPageToken, page, offset or cursor."""
+
+    type: str = "none"
+    param: str | None = None  # query parameter carrying the page, offset, token or cursor
+    header: str | None = None  # nextPageToken: response header holding the token
+    path: tuple[Segment, ...] | None = None  # cursor: where the next cursor is in the body
+    start: int | None = None  # page: first page number; offset: first offset
+    max_pages: int = 1000
+    page_size_param: str = "pageSize"
+
+
+@dataclass(frozen=True, slots=True)
+class DatesConfig:
+    """How to read a record's dates. A field without a format cannot occur (load fails)."""
+
+    updated_field: str | None = None
+    updated_path: tuple[Segment, ...] | None = None
+    updated_format: DateFormat | None = None
+    created_field: str | None = None
+    created_path: tuple[Segment, ...] | None = None
+    created_format: DateFormat | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceConfig:
+    name: str  # as written: it is the events' objectType
+    url: Template  # absolute: api.baseUrl is already joined in
+    id_field: str
+    id_path: tuple[Segment, ...] | None  # None when idField is "" (records then have no id)
+    dates: DatesConfig = field(default_factory=DatesConfig)
+    page_size: int | None = None
+    poll_delay_seconds: float = 0.0
+    filter_by_updated_date: bool = True
+    filter_by_current_date: bool = False
+    created_check_tolerance_seconds: float = 10.0
+    records_path: tuple[Segment, ...] | None = None  # None: the body must be an array
+    pagination: PaginationConfig = field(default_factory=PaginationConfig)
+    initial_cursor: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceConfig:
+    id: str
+    name: str
+    element_key: str
+    tags: tuple[str, ...] = ()
+    enabled: bool = False
+    vendor_type: str = "polling"  # polling | webhook | webhooks
+    callback_url: str | None = None
+    signature_key: SecretStr | None = None
+    refresh_interval_minutes: float = 15.0
+    api: ApiConfig = field(default_factory=ApiConfig)
+    resources: tuple[ResourceConfig, ...] = ()
+
+    @property
+    def polled(self) -> bool:
+        """True when the engine polls this instance (enabled, and of vendor type polling)."""
+        return self.enabled and self.vendor_type == "polling"
+
+    @property
+    def refresh_interval_seconds(self) -> float:
+        return self.refresh_interval_minutes * 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    engine: EngineConfig
+    instances: tuple[InstanceConfig, ...]
+
+    def resources(self) -> Iterator[tuple[InstanceConfig, ResourceConfig]]:
+        """Every (instance, resource) pair, polled or not, in file order."""
+        for instance in self.instances:
+            for resource in instance.resources:
+                yield instance, resource
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    config: Config
+    warnings: tuple[str, ...] = ()  # each "FILE: JSON.PATH: message"

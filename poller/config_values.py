@@ -1,0 +1,309 @@
+"""Reading configuration values: JSON text, ``${env:...}``, strings-or-natives, and problems.
+
+Every reader takes the value and its JSON path, reports what is wrong to the :class:`Context`
+(``FILE: JSON.PATH: message``) and returns ``None`` when the value cannot be used, so that
+loading goes on and gathers every problem in one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from poller.config_types import SecretStr
+
+__all__ = ["Context", "JsonObject", "Path", "close_match", "decode_json", "describe", "format_path", "json_error",
+           "kind"]
+
+Path = tuple[str | int, ...]
+Span = tuple[int, int]
+_SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_ENV_START = re.compile(r"\$\{env:", re.I)
+_ENV_FULL = re.compile(r"\$\{env:([^}]*?)(?::-([^}]*))?\}", re.I)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class JsonObject(dict):  # type: ignore[type-arg]
+    """A decoded JSON object that remembers the keys given more than once."""
+
+    __slots__ = ("duplicates",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.duplicates: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> JsonObject:
+    obj = JsonObject()
+    duplicates = []
+    for key, value in pairs:
+        if key in obj:
+            duplicates.append(key)
+        obj[key] = value
+    obj.duplicates = tuple(duplicates)
+    return obj
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(text: str) -> object:
+    """``json.loads`` with duplicate keys remembered and NaN/Infinity refused.
+
+    Raises ``json.JSONDecodeError``, ``ValueError`` or ``RecursionError``; see :func:`json_error`.
+    """
+    return json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+
+
+def json_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}"
+    if isinstance(exc, RecursionError):
+        return "not valid JSON: nested too deeply"
+    return f"not valid JSON: {exc}"
+
+
+def format_path(path: Path) -> str:
+    out: list[str] = []
+    for segment in path:
+        if isinstance(segment, int):
+            out.append(f"[{segment}]")
+        elif _SIMPLE_KEY.fullmatch(segment):
+            out.append(f".{segment}" if out else segment)
+        else:
+            quoted = json.dumps(segment, ensure_ascii=False)
+            out.append(f".{quoted}" if out else quoted)
+    return "".join(out)
+
+
+def describe(value: object) -> str:
+    """A short, secret-free description of a JSON value for messages."""
+    if isinstance(value, SecretStr):
+        return "'***' (from the environment)"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def kind(value: object) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def close_match(word: str, candidates: Iterable[str], cutoff: float = 0.7) -> str | None:
+    by_lower = {c.lower(): c for c in candidates}
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[found[0]] if found else None
+
+
+class Context:
+    """The file being loaded, the environment, and the problems found so far."""
+
+    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+        self.source = source
+        self.environ = environ
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.defaulted: dict[str, list[Path]] = {}  # env variables that fell back to their default
+
+    def finish(self) -> None:
+        """Add the warnings gathered over the whole file: one per defaulted variable."""
+        for name, paths in self.defaulted.items():
+            others = len(paths) - 1
+            more = f" (here and in {others} other place{'s' if others > 1 else ''})" if others else ""
+            self.warn(paths[0], f"environment variable {name} is not set; using the default written "
+                                f"in the file{more}")
+        self.defaulted = {}
+
+    def where(self, path: Path) -> str:
+        return f"{self.source}: {format_path(path)}" if path else self.source
+
+    def error(self, path: Path, message: str) -> None:
+        self.errors.append(f"{self.where(path)}: {message}")
+
+    def warn(self, path: Path, message: str) -> None:
+        self.warnings.append(f"{self.where(path)}: {message}")
+
+    # -- keys
+
+    def check_keys(self, obj: JsonObject | dict, path: Path, *, known: Iterable[str],
+                   required: Iterable[str] = (), ignored: Iterable[str] = (),
+                   accept: Callable[[str], bool] | None = None) -> bool:
+        """Warn about unknown keys (with a did-you-mean), report missing required ones.
+
+        A misspelt required key is an error: ``idField is missing (did you mean idFeild?)``.
+        Returns False when a required key is missing.
+        """
+        known = tuple(known)
+        ignored = frozenset(ignored)
+        for key in getattr(obj, "duplicates", ()):
+            self.error(path, f"key {key!r} is given more than once")
+        unknown = [k for k in obj if k not in known and k not in ignored and not (accept and accept(k))]
+        for key in obj:
+            if key in ignored:
+                self.warn(path + (key,), "a Cloud Elements key that poller does not implement; ignored")
+        complete = True
+        for key in required:
+            if key in obj:
+                continue
+            complete = False
+            guess = close_match(key, unknown, cutoff=0.75)
+            if guess is not None:
+                unknown.remove(guess)
+                self.error(path, f"{key} is missing (did you mean {guess}?)")
+            else:
+                self.error(path, f"{key} is missing")
+        for key in unknown:
+            guess = close_match(key, known)
+            hint = f" (did you mean {guess}?)" if guess else ""
+            self.warn(path + (key,), f"unknown key{hint}; ignored")
+        return complete
+
+    # -- values
+
+    def spanned(self, value: object, path: Path, what: str = "a string") -> tuple[str, tuple[Span, ...]] | None:
+        """A string with ``${env:...}`` resolved, and the spans of the resolved parts."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and what != "a string":
+            value = str(value)
+        if not isinstance(value, str):
+            self.error(path, f"expected {what}, got {kind(value)}")
+            return None
+        return self._resolve_env(value, path)
+
+    def text(self, value: object, path: Path, what: str = "a string") -> str | None:
+        resolved = self.spanned(value, path, what)
+        if resolved is None:
+            return None
+        text, spans = resolved
+        return SecretStr(text) if spans else text
+
+    def _resolve_env(self, text: str, path: Path) -> tuple[str, tuple[Span, ...]] | None:
+        if "${" not in text:
+            return text, ()
+        out: list[str] = []
+        spans: list[Span] = []
+        pos, length, ok = 0, 0, True
+        for start in _ENV_START.finditer(text):
+            if start.start() < pos:
+                continue
+            match = _ENV_FULL.match(text, start.start())
+            if match is None:
+                self.error(path, f"unterminated ${{env:...}} at position {start.start()}")
+                return None
+            name, default = match.group(1), match.group(2)
+            value: str | None = ""
+            if not _ENV_NAME.fullmatch(name):
+                self.error(path, f"invalid environment variable name {name!r} in ${{env:...}} "
+                                 f"at position {start.start()}")
+                ok = False
+            else:
+                value = self.environ.get(name)
+                if value is None or (value == "" and default is not None):
+                    if default is None:
+                        self.error(path, f"environment variable {name} is not set")
+                        ok = False
+                    else:
+                        self.defaulted.setdefault(name, []).append(path)
+                    value = default or ""
+            before = text[pos:start.start()]
+            out.append(before)
+            length += len(before)
+            out.append(value)
+            spans.append((length, length + len(value)))
+            length += len(value)
+            pos = match.end()
+        out.append(text[pos:])
+        return ("".join(out), tuple(spans)) if ok else None
+
+    def boolean(self, value: object, path: Path) -> bool | None:
+        if isinstance(value, str):
+            text = self.text(value, path)
+            if text is None:
+                return None
+            if text.strip().lower() in ("true", "false"):
+                return text.strip().lower() == "true"
+        elif isinstance(value, bool):
+            return value
+        self.error(path, f"expected true or false, got {describe(value)}")
+        return None
+
+    def number(self, value: object, path: Path, what: str = "a number", *, positive: bool = False,
+               integer: bool = False) -> float | None:
+        """A number given as a JSON number or a string; never negative."""
+        number: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            text = self.text(value, path)
+            if text is None:
+                return None
+            if _NUMBER.fullmatch(text.strip()):
+                number = float(text.strip())
+            value = text
+        if number is None or not math.isfinite(number):
+            self.error(path, f"expected {what}, got {describe(value)}")
+            return None
+        if integer and not number.is_integer():
+            self.error(path, f"expected a whole number, got {describe(value)}")
+            return None
+        if positive and number <= 0:
+            self.error(path, f"must be greater than 0, got {describe(value)}")
+            return None
+        if number < 0:
+            self.error(path, f"must not be negative, got {describe(value)}")
+            return None
+        return number
+
+    def integer(self, value: object, path: Path, what: str = "a whole number", *,
+                positive: bool = True) -> int | None:
+        number = self.number(value, path, what, positive=positive, integer=True)
+        return None if number is None else int(number)
+
+    def obj(self, value: object, path: Path, what: str = "an object") -> JsonObject | dict | None:
+        if isinstance(value, dict):
+            return value
+        self.error(path, f"expected {what}, got {kind(value)}")
+        return None
+
+    def http_url(self, value: object, path: Path) -> str | None:
+        text = self.text(value, path, "an http:// or https:// URL")
+        if text is None:
+            return None
+        return text if self.check_http_url(text, path) else None
+
+    def check_http_url(self, text: str, path: Path) -> bool:
+        shown = describe(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:
+            self.error(path, f"not a valid URL ({exc}): {shown}")
+            return False
+        if parts.scheme.lower() not in ("http", "https"):
+            self.error(path, f"must be an http:// or https:// URL, got {shown}")
+            return False
+        if not parts.hostname:
+            self.error(path, f"the URL has no host: {shown}")
+            return False
+        if any(c.isspace() for c in text):
+            self.error(path, f"the URL contains white space: {shown}")
+            return False
+        return True
