@@ -1,0 +1,115 @@
+"""Open a state file: writer lock, file mode, PRAGMAs, schema version. Knows no table's meaning."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from state import migrations
+from state.errors import StateError
+from state.lock import WriterLock, create_private
+
+__all__ = ["StateDatabase", "open_db", "require_transaction", "BUSY_TIMEOUT_MS"]
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class StateDatabase(Database):
+    """A sqlite-utils ``Database`` that holds the writer lock until it is closed."""
+
+    lock: WriterLock | None = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+
+def open_db(path: str | os.PathLike[str], *, writer: bool) -> StateDatabase:
+    """Open the state file as its one writer (lock, create, migrate) or as a reader (read-only).
+
+    A reader never creates anything, never takes the lock and, thanks to WAL, never blocks the
+    writer. Raises StateError when the file cannot be used.
+    """
+    path = Path(path)
+    lock = None
+    if writer:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # lock before creating, so two daemons racing on a new file cannot both set it up
+        lock = WriterLock.acquire(path)
+    try:
+        db = StateDatabase(_connect(path, writer))
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    db.lock = lock
+    try:
+        _configure(db, path, writer)
+        _check_schema(db, path, writer)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StateError(f"{path}: cannot use the state file: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def require_transaction(db: Database) -> None:
+    """Fail loudly when a write helper is called outside ``db.atomic()``.
+
+    Outside a transaction sqlite-utils would commit each statement on its own, and a page
+    would no longer be all-or-nothing.
+    """
+    if not db.conn.in_transaction:
+        raise RuntimeError("state writes must run inside the store's transaction (db.atomic())")
+
+
+def _connect(path: Path, writer: bool) -> sqlite3.Connection:
+    try:
+        if writer:
+            # SQLite would create the file with the umask's mode; create it 0600 first
+            os.close(create_private(path))
+            return sqlite3.connect(path)
+        if not path.is_file():
+            raise StateError(f"no state file at {path}")
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except (OSError, sqlite3.Error) as exc:
+        raise StateError(f"{path}: cannot open the state file: {exc}") from exc
+
+
+def _configure(db: StateDatabase, path: Path, writer: bool) -> None:
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA foreign_keys = ON")
+    # FULL: a commit is on disk when it returns, so a committed page survives power loss too
+    db.execute("PRAGMA synchronous = FULL")
+    if writer:
+        db.enable_wal()
+        if db.journal_mode != "wal":
+            raise StateError(f"{path}: cannot switch the state file to WAL mode (got {db.journal_mode!r})")
+
+
+def _check_schema(db: StateDatabase, path: Path, writer: bool) -> None:
+    applied = migrations.applied_steps(db)
+    known = len(migrations.STEPS)
+    unknown = [name for name in applied if name not in migrations.STEPS]
+    if unknown:
+        raise StateError(
+            f"{path} has schema version {len(applied)}, newer than this poller's {known} "
+            f"(unknown steps: {', '.join(unknown)}); upgrade poller to use it"
+        )
+    if writer:
+        migrations.apply(db)
+    elif not applied:
+        raise StateError(f"{path} is not an initialised poller state file (schema version 0)")
+    elif len(applied) < known:
+        raise StateError(
+            f"{path} has schema version {len(applied)}, older than this poller's {known}; "
+            "open it once as the writer (the daemon or `poller once`) to upgrade it"
+        )

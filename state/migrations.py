@@ -1,0 +1,95 @@
+"""Schema steps, applied in order by sqlite-utils' ``Migrations`` (one transaction per step).
+
+Never edit a step once released: add a new one. The schema version of a file is the number
+of steps applied to it; ``STEPS`` lists the steps this code knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = ["migrations", "STEPS", "applied_steps", "apply"]
+
+migrations = Migrations("poller")
+STEPS: list[str] = []
+
+
+def _step(name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
+    def register(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+        STEPS.append(name)
+        return migrations(name=name)(fn)
+
+    return register
+
+
+@_step("0001_create_tables")
+def _create_tables(db: Database) -> None:
+    # inside the step's transaction, sqlite-utils runs a script statement by statement
+    # (sqlite3's own executescript() would commit first)
+    db.executescript("""
+        CREATE TABLE resources (
+            key TEXT PRIMARY KEY,
+            instance_id TEXT,
+            resource TEXT,
+            cursor_ms INTEGER,
+            last_poll_ms INTEGER,
+            last_success_ms INTEGER,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_due_ms INTEGER,
+            last_error TEXT,
+            polls INTEGER NOT NULL DEFAULT 0,
+            events INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE seen (
+            resource_key TEXT,
+            object_id TEXT,
+            version TEXT,
+            stamp_ms INTEGER NOT NULL,
+            PRIMARY KEY (resource_key, object_id, version)
+        ) WITHOUT ROWID;
+        CREATE INDEX seen_resource_stamp ON seen (resource_key, stamp_ms);
+        CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            resource_key TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            callback_url TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            event_ids TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER,
+            last_error TEXT,
+            delivered_ms INTEGER
+        );
+        CREATE INDEX outbox_status_next ON outbox (status, next_attempt_ms);
+        CREATE INDEX outbox_resource_seq ON outbox (resource_key, seq);
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            notification_id TEXT NOT NULL REFERENCES outbox(id),
+            at_ms INTEGER NOT NULL,
+            status_code INTEGER,
+            error TEXT,
+            duration_ms INTEGER
+        );
+        CREATE INDEX attempts_notification ON attempts (notification_id)
+    """)
+
+
+def applied_steps(db: Database) -> list[str]:
+    """Names of the steps applied to this file, oldest first (read-only)."""
+    return [m.name for m in migrations.applied(db)]
+
+
+def apply(db: Database) -> None:
+    """Apply the pending steps (the caller holds the writer lock)."""
+    # sqlite-utils creates its bookkeeping table outside a transaction (a table, then an
+    # index): do it in one here, so a crash cannot leave the table without its unique index
+    with db.atomic():
+        migrations.ensure_migrations_table(db)
+    migrations.apply(db)

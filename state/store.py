@@ -1,0 +1,136 @@
+"""The store: the one place that opens write transactions on the state file.
+
+Each write method is one ``db.atomic()`` transaction, so a crash leaves either all of it or
+none of it: a page's notifications together with its seen versions, or a poll's end.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from sqlite_utils import Database
+
+from state import outbox, watermarks
+from state.db import open_db
+from state.errors import StateError
+from state.types import Notification, OutboxEntry, ResourceState, SeenVersion
+
+__all__ = ["Store", "open_store", "default_state_path"]
+
+
+class Store:
+    """An open state file, as its writer or as a reader. Close it (or use ``with``)."""
+
+    def __init__(self, path: Path, db: Database, *, writer: bool) -> None:
+        self.path = path
+        self.db = db
+        self.writer = writer
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Store {str(self.path)!r} {'writer' if self.writer else 'reader'}{' closed' if self._closed else ''}>"
+
+    def close(self) -> None:
+        """Close the connection and, for the writer, release the lock."""
+        if not self._closed:
+            self._closed = True
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # reads
+
+    def resource_state(self, key: str) -> ResourceState:
+        with self._errors(f"cannot read the state of {key}"):
+            return watermarks.get_resource(self.db, key)
+
+    def resource_states(self) -> list[ResourceState]:
+        with self._errors("cannot read resource states"):
+            return watermarks.list_resources(self.db)
+
+    def seen_versions(self, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """``{object id: {version: stamp ms}}``; ids never seen are absent."""
+        with self._errors(f"cannot read seen versions of {key}"):
+            return watermarks.seen_versions(self.db, key, object_ids)
+
+    def seen_count(self, key: str) -> int:
+        with self._errors(f"cannot count seen versions of {key}"):
+            return watermarks.seen_count(self.db, key)
+
+    def notifications(self, status: str | None = None, limit: int | None = None) -> list[OutboxEntry]:
+        with self._errors("cannot read the outbox"):
+            return outbox.list_notifications(self.db, status, limit)
+
+    def integrity_check(self) -> str:
+        """``"ok"``, or SQLite's list of problems, one per line."""
+        with self._errors("cannot check integrity"):
+            return "\n".join(str(row[0]) for row in self.db.execute("PRAGMA integrity_check"))
+
+    # writes: one transaction each
+
+    def record_page(self, key: str, instance_id: str, resource: str,
+                    notifications: Sequence[Notification], seen: Sequence[SeenVersion]) -> None:
+        """Store one page's notifications and seen versions together. Safe to re-run."""
+        with self._transaction(f"cannot record a page of {key}"):
+            watermarks.ensure_resource(self.db, key, instance_id, resource)
+            outbox.insert_notifications(self.db, notifications)
+            watermarks.add_seen(self.db, key, seen)
+
+    def finish_poll(self, key: str, instance_id: str, resource: str, *, cursor_ms: int | None, now_ms: int,
+                    prune_before_ms: int | None, prune_hash_before_ms: int | None, events: int) -> None:
+        """End a successful poll: move the cursor (never back), reset failures, prune seen versions."""
+        with self._transaction(f"cannot finish the poll of {key}"):
+            watermarks.ensure_resource(self.db, key, instance_id, resource)
+            watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events)
+            watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
+
+    def fail_poll(self, key: str, instance_id: str, resource: str, *, now_ms: int, error: str,
+                  next_due_ms: int | None) -> None:
+        """End a failed poll; the cursor stays where it was."""
+        with self._transaction(f"cannot record the failed poll of {key}"):
+            watermarks.ensure_resource(self.db, key, instance_id, resource)
+            watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        if not self.writer:
+            raise StateError(f"{self.path}: {what}: the store is open read-only")
+        with self._errors(what), self.db.atomic():
+            yield
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        if self._closed:
+            raise StateError(f"{self.path}: {what}: the store is closed")
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"{self.path}: {what}: {exc}") from exc
+
+
+def open_store(path: str | os.PathLike[str], *, writer: bool = True) -> Store:
+    """Open the state file at ``path``; see :func:`state.db.open_db` for what each mode does."""
+    path = Path(path)
+    return Store(path, open_db(path, writer=writer), writer=writer)
+
+
+def default_state_path(environ: Mapping[str, str], config_state_path: str | None) -> Path:
+    """The configured ``statePath``, else ``$STATE_DIRECTORY/poller.db``, else ``./poller.db``.
+
+    systemd sets STATE_DIRECTORY to a colon-separated list when a unit names several state
+    directories; the first is ours. (``--state`` overrides all of this; that is the CLI's job.)
+    """
+    if config_state_path:
+        return Path(config_state_path)
+    first = next((d for d in environ.get("STATE_DIRECTORY", "").split(":") if d), None)
+    return Path(first) / "poller.db" if first else Path("poller.db")

@@ -1,0 +1,67 @@
+"""The values that go in and out of the state store. Pure: no SQL here.
+
+Every instant is an integer of epoch milliseconds (fields named ``*_ms``); callers convert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "OUTBOX_STATUSES"]
+
+OUTBOX_STATUSES = ("pending", "delivered", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceState:
+    """What is remembered about one resource, keyed ``"{instance_id}/{resource_name}"``."""
+
+    key: str
+    cursor_ms: int | None = None
+    last_poll_ms: int | None = None
+    last_success_ms: int | None = None
+    consecutive_failures: int = 0
+    next_due_ms: int | None = None
+    last_error: str | None = None
+    polls: int = 0
+    events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SeenVersion:
+    """One version of one object that detection has already judged.
+
+    ``version`` is ``"d:<epoch ms>"`` for date versions and ``"h:<hex digest>"`` for content
+    hashes; ``stamp_ms`` is the record's stamp (date versions) or when it was last seen (hashes).
+    """
+
+    object_id: str
+    version: str
+    stamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A notification body formed at detection time; ``seq`` orders it within its resource."""
+
+    id: str
+    resource_key: str
+    instance_id: str
+    resource: str
+    callback_url: str
+    created_ms: int
+    body: bytes
+    event_ids: tuple[str, ...]
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A notification and where its delivery stands (``status`` is one of OUTBOX_STATUSES)."""
+
+    notification: Notification
+    status: str
+    attempts: int
+    next_attempt_ms: int | None
+    last_error: str | None
+    delivered_ms: int | None

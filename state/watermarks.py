@@ -1,0 +1,128 @@
+"""Rows of ``resources`` (cursor and poll counters) and ``seen`` (versions already judged).
+
+Writers here never commit: they run inside the store's transaction and refuse otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlite_utils import Database
+
+from state.db import require_transaction
+from state.types import ResourceState, SeenVersion
+
+__all__ = [
+    "get_resource",
+    "list_resources",
+    "ensure_resource",
+    "finish_poll",
+    "fail_poll",
+    "seen_versions",
+    "seen_count",
+    "add_seen",
+    "prune_seen",
+]
+
+# Well under SQLite's limit on bound parameters (32766 since 3.32, 999 before).
+_CHUNK = 500
+
+_RESOURCE_COLUMNS = ("key", "cursor_ms", "last_poll_ms", "last_success_ms", "consecutive_failures",
+                     "next_due_ms", "last_error", "polls", "events")
+_SELECT_RESOURCE = f"SELECT {', '.join(_RESOURCE_COLUMNS)} FROM resources"
+
+
+def get_resource(db: Database, key: str) -> ResourceState:
+    """The resource's state; a fresh ``ResourceState(key)`` when it was never polled."""
+    row = db.execute(f"{_SELECT_RESOURCE} WHERE key = ?", [key]).fetchone()
+    return ResourceState(*row) if row else ResourceState(key)
+
+
+def list_resources(db: Database) -> list[ResourceState]:
+    return [ResourceState(*row) for row in db.execute(f"{_SELECT_RESOURCE} ORDER BY key")]
+
+
+def ensure_resource(db: Database, key: str, instance_id: str, resource: str) -> None:
+    require_transaction(db)
+    db.execute("INSERT OR IGNORE INTO resources (key, instance_id, resource) VALUES (?, ?, ?)",
+               [key, instance_id, resource])
+
+
+def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int) -> None:
+    """Record a successful poll. The cursor only moves forward; ``None`` leaves it alone."""
+    require_transaction(db)
+    db.execute(
+        """UPDATE resources SET
+               cursor_ms = CASE WHEN :cursor IS NULL THEN cursor_ms
+                                WHEN cursor_ms IS NULL OR cursor_ms < :cursor THEN :cursor
+                                ELSE cursor_ms END,
+               last_poll_ms = :now, last_success_ms = :now, consecutive_failures = 0,
+               next_due_ms = NULL, last_error = NULL, polls = polls + 1, events = events + :events
+           WHERE key = :key""",
+        {"cursor": cursor_ms, "now": now_ms, "events": events, "key": key},
+    )
+
+
+def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: int | None) -> None:
+    """Record a failed poll; the cursor and last success stay as they were."""
+    require_transaction(db)
+    db.execute(
+        """UPDATE resources SET last_poll_ms = ?, consecutive_failures = consecutive_failures + 1,
+               last_error = ?, next_due_ms = ?, polls = polls + 1
+           WHERE key = ?""",
+        [now_ms, error, next_due_ms, key],
+    )
+
+
+def seen_versions(db: Database, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    """``{object id: {version: stamp ms}}`` for those ids that have any; others are absent."""
+    ids = list(dict.fromkeys(object_ids))
+    found: dict[str, dict[str, int]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = db.execute(
+            f"SELECT object_id, version, stamp_ms FROM seen WHERE resource_key = ? AND object_id IN ({marks})",
+            [key, *chunk],
+        )
+        for object_id, version, stamp_ms in rows:
+            found.setdefault(object_id, {})[version] = stamp_ms
+    return found
+
+
+def seen_count(db: Database, key: str) -> int:
+    return int(db.execute("SELECT count(*) FROM seen WHERE resource_key = ?", [key]).fetchone()[0])
+
+
+def add_seen(db: Database, key: str, seen: Sequence[SeenVersion]) -> None:
+    """Remember versions. A version already known keeps its row; its stamp can only move later.
+
+    Re-running a page (after a crash) changes nothing. A later stamp on a known version is how
+    detection keeps a content hash that is still being returned from being pruned.
+    """
+    require_transaction(db)
+    rows: list[tuple[Any, ...]] = [(key, s.object_id, s.version, s.stamp_ms) for s in seen]
+    db.conn.executemany(
+        """INSERT INTO seen (resource_key, object_id, version, stamp_ms) VALUES (?, ?, ?, ?)
+           ON CONFLICT (resource_key, object_id, version)
+           DO UPDATE SET stamp_ms = excluded.stamp_ms WHERE excluded.stamp_ms > seen.stamp_ms""",
+        rows,
+    )
+
+
+def prune_seen(db: Database, key: str, *, before_ms: int | None, hash_before_ms: int | None) -> int:
+    """Forget date versions stamped before ``before_ms`` and hash versions before ``hash_before_ms``.
+
+    ``None`` keeps that kind. Returns how many rows went.
+    """
+    require_transaction(db)
+    removed = 0
+    for prefix, limit in (("d:*", before_ms), ("h:*", hash_before_ms)):
+        if limit is not None:
+            cursor = db.execute(
+                "DELETE FROM seen WHERE resource_key = ? AND stamp_ms < ? AND version GLOB ?",
+                [key, limit, prefix],
+            )
+            removed += cursor.rowcount
+    return removed
