@@ -6,10 +6,14 @@
      +-- FetchError                         a provider request failed (resource, url, status)
      +-- DetectError                        a record could not be judged (resource, record id)
      +-- DeliveryError                      a notification could not be delivered (event id, url)
-     +-- StateError                         the state file cannot be used (locked, corrupt, too new)
+
+    state.StateError (not a PollerError: the state package never imports poller) is raised when
+    the state file cannot be used (locked, corrupt, too new); the CLI catches both.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 __all__ = [
     "PollerError",
@@ -18,7 +22,6 @@ __all__ = [
     "FetchError",
     "DetectError",
     "DeliveryError",
-    "StateError",
 ]
 
 
@@ -54,13 +57,19 @@ class ConfigError(PollerError):
 
 
 class FetchError(PollerError):
-    """A provider request failed. ``url`` must already have its secrets masked."""
+    """A provider request failed. ``url`` must already have its secrets masked.
 
-    def __init__(self, resource: str, url: str, reason: str, *, status: int | None = None) -> None:
+    ``retry_after`` (aware UTC) is set when the provider asked us to wait longer than we wait
+    inline: the resource should not be polled again before then.
+    """
+
+    def __init__(self, resource: str, url: str, reason: str, *, status: int | None = None,
+                 retry_after: datetime | None = None) -> None:
         self.resource = resource
         self.url = url
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
         where = f"HTTP {status} from {url}" if status is not None else url
         super().__init__(f"{resource}: {where}: {reason}")
 
@@ -84,7 +93,3 @@ class DeliveryError(PollerError):
         self.status = status
         self.reason = reason
         super().__init__(f"notification {notification_id} to {url}: {reason}")
-
-
-class StateError(PollerError):
-    """The state file cannot be used."""

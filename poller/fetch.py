@@ -1,0 +1,343 @@
+"""One resource's pages through an injected ``httpx.AsyncClient`` (DESIGN.md §5, §9).
+
+    async with aclosing(fetch_pages(client, spec)) as pages:
+        async for page in pages:        # each page as soon as it is decoded
+            handle(page.records)
+
+Knows nothing of detection or state. Errors (all :class:`~poller.errors.FetchError`, naming the
+resource, the masked URL and the status):
+
+- 5xx, network errors and a 2xx body that is not JSON: 3 attempts in all, waits of about 0.5 s
+  and 1 s with jitter (through the injected ``sleep`` and ``random``); a 429 without
+  ``Retry-After`` is treated the same way;
+- 429/503 with ``Retry-After`` (seconds or an HTTP date) of at most 10 s: wait that long and try
+  again (an attempt); longer: fail at once with ``retry_after`` set, without waiting;
+- other 4xx (and 3xx that the client did not follow): fail at once;
+- a body over ``max_response_bytes`` (counted while streaming), or JSON without a record array:
+  fail at once, saying what was found.
+
+Secrets stay out of what this module produces: URLs in pages, errors and logs have ``spec.secrets`` and the
+values of query parameters named like token/key/secret/password/signature masked as ``***``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random as _random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
+
+import httpx
+
+from poller import jsonpath
+from poller.errors import FetchError
+from poller.pagination import PaginationSpec, first_url, next_url
+
+__all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages", "mask_url", "parse_retry_after"]
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+BACKOFF_S = 0.5  # waits: 0.5 s, 1 s (each up to 25 % longer: jitter)
+JITTER = 0.25
+MAX_INLINE_WAIT_S = 10.0
+_ERROR_BODY_BYTES = 4096  # how much of an error response we read for its message
+# query parameters whose values are masked: apiKey, api_key, access_token, client_secret, X-Amz-Signature, sig, ...
+_SENSITIVE = re.compile(r"token|key|secret|passw|signature|auth|credential|^sig$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSpec:
+    """What to fetch. ``url`` is rendered and absolute; ``records_path`` is a parsed JSON path
+    (``None``: the body itself must be the array); ``secrets`` are masked wherever a URL or a
+    message is produced (header values, query tokens)."""
+
+    resource: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+    page_size: int | None = None
+    records_path: tuple | None = None
+    pagination: PaginationSpec = PaginationSpec()
+    max_response_bytes: int = 64 * 1024 * 1024
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One decoded page. ``number`` is 1-based, ``url`` masked, ``server_date`` the response's
+    ``Date`` header (aware UTC, ``None`` when absent or unreadable), ``raw_bytes`` the body's size."""
+
+    number: int
+    url: str
+    status: int
+    records: list
+    server_date: datetime | None
+    raw_bytes: int
+
+
+@dataclass(slots=True)
+class _Response:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+class _Retry(Exception):
+    """A failure worth another attempt, after ``wait`` seconds (``None``: the backoff)."""
+
+    def __init__(self, error: FetchError, wait: float | None = None) -> None:
+        self.error = error
+        self.wait = wait
+
+
+async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
+                      sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                      random: Callable[[], float] = _random.random) -> AsyncIterator[Page]:
+    """Yield the pages of ``spec`` one by one; raise :class:`FetchError` when one cannot be had.
+    Pages already yielded stay yielded: a failure on page 3 comes after pages 1 and 2."""
+    pagination = spec.pagination
+    url: str | None = first_url(pagination, spec.url, spec.page_size)
+    number = 0
+    while url is not None:
+        number += 1
+        masked = mask_url(url, spec.secrets)
+        response, body = await _fetch_json(client, spec, url, masked, sleep, random)
+        records = _records(spec, masked, response.status, body)
+        following = next_url(pagination, url, headers=response.headers, body=body, records=len(records),
+                             page_number=number, page_size=spec.page_size)
+        del body  # the page's records are all we keep
+        page = Page(number, masked, response.status, records, _server_date(response.headers),
+                    len(response.body))
+        log.debug("fetch.page", extra={"resource": spec.resource, "page": number, "url": masked,
+                                       "status": response.status, "records": len(records),
+                                       "bytes": page.raw_bytes})
+        del response
+        if following == url:
+            log.warning("fetch.pagination_loop", extra={"resource": spec.resource, "page": number, "url": masked})
+            following = None
+        if following is not None and number >= pagination.max_pages:
+            log.warning("fetch.max_pages", extra={"resource": spec.resource, "max_pages": pagination.max_pages,
+                                                  "url": masked})
+            following = None
+        url = following
+        yield page
+
+
+async def _fetch_json(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str,
+                      sleep: Callable[[float], Awaitable[object]],
+                      random: Callable[[], float]) -> tuple[_Response, object]:
+    """One page's response and decoded body, with the retries of DESIGN §9."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            response = await _get(client, spec, url, masked)
+            return response, _decode(spec, masked, response)
+        except _Retry as retry:
+            if attempt == ATTEMPTS:
+                last = retry.error
+                # a short Retry-After on the last attempt still says when to come back
+                until = _now() + timedelta(seconds=retry.wait) if retry.wait is not None else None
+                raise FetchError(spec.resource, masked, f"{last.reason} (after {ATTEMPTS} attempts)",
+                                 status=last.status, retry_after=until) from retry.__cause__
+            wait = retry.wait if retry.wait is not None else BACKOFF_S * 2 ** (attempt - 1) * (1 + JITTER * random())
+            log.warning("fetch.retry", extra={"resource": spec.resource, "url": masked, "attempt": attempt,
+                                              "wait_s": round(wait, 3), "status": retry.error.status,
+                                              "reason": retry.error.reason})
+            await sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _get(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str) -> _Response:
+    def error(reason: str, status: int | None = None, retry_after: datetime | None = None) -> FetchError:
+        return FetchError(spec.resource, masked, mask_text(reason, spec.secrets), status=status,
+                          retry_after=retry_after)
+
+    try:
+        async with client.stream("GET", url, headers=dict(spec.headers), timeout=spec.timeout_s) as resp:
+            status, headers = resp.status_code, resp.headers
+            ok = 200 <= status < 300
+            cap = spec.max_response_bytes if ok else _ERROR_BODY_BYTES
+            length = headers.get("content-length", "")
+            if ok and length.isdigit() and int(length) > cap:
+                raise error(f"response body of {int(length)} bytes is larger than the limit of {cap} bytes", status)
+            chunks, size = [], 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > cap:
+                    if ok:
+                        raise error(f"response body is larger than the limit of {cap} bytes", status)
+                    break
+            body = b"".join(chunks)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # not worth another attempt
+        raise error(f"invalid URL: {_exception_text(exc)}") from exc
+    except httpx.TransportError as exc:
+        raise _Retry(error(f"network error: {_exception_text(exc)}")) from exc
+    except httpx.DecodingError as exc:
+        raise _Retry(error(f"cannot decode the response body: {exc}")) from exc
+    except httpx.HTTPError as exc:  # TooManyRedirects, ...
+        raise error(f"request failed: {_exception_text(exc)}") from exc
+    if 200 <= status < 300:
+        return _Response(status, headers, body)
+    what = _excerpt(body, headers)
+    if status in (429, 503):
+        delay = parse_retry_after(headers.get("retry-after"), _server_date(headers))
+        if delay is not None and delay > MAX_INLINE_WAIT_S:
+            until = _now() + timedelta(seconds=delay)
+            raise error(f"rate limited: Retry-After {headers['retry-after'].strip()!r}, not before "
+                        f"{until.isoformat(timespec='seconds')}; {what}", status, until)
+        if delay is not None:
+            raise _Retry(error(f"rate limited: Retry-After {headers['retry-after'].strip()!r}; {what}", status),
+                         delay)
+    if status >= 500 or status == 429:
+        raise _Retry(error(f"provider error: {what}", status))
+    if 300 <= status < 400 and "location" in headers:
+        raise error(f"unexpected redirect to {mask_url(headers['location'], spec.secrets)}", status)
+    raise error(f"request refused: {what}", status)
+
+
+def _decode(spec: FetchSpec, masked: str, response: _Response) -> object:
+    if response.status == 204:  # No Content: an empty page
+        return []
+    try:
+        return json.loads(response.body)
+    except (ValueError, RecursionError) as exc:
+        reason = f"expected a JSON body, found {_excerpt(response.body, response.headers)}"
+        raise _Retry(FetchError(spec.resource, masked, mask_text(reason, spec.secrets),
+                                status=response.status)) from exc
+
+
+def _records(spec: FetchSpec, masked: str, status: int, body: object) -> list:
+    if status == 204:  # No Content: an empty page
+        return []
+    found = body if spec.records_path is None else jsonpath.get(body, spec.records_path)
+    if isinstance(found, list):
+        return found
+    if spec.records_path is None:
+        reason = f"expected a JSON array of records, found {describe(body)}"
+    else:
+        where = path_text(spec.records_path)
+        seen = f"no {where!r} in {describe(body)}" if found is jsonpath.MISSING else describe(found)
+        reason = f"expected a JSON array of records at {where!r} (recordsPath), found {seen}"
+    raise FetchError(spec.resource, masked, mask_text(reason, spec.secrets), status=status)
+
+
+def describe(value: object) -> str:
+    """A short description of a JSON value for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return f"a string {text!r}"
+    if isinstance(value, list):
+        return f"an array of {len(value)} items"
+    if isinstance(value, dict):
+        if not value:
+            return "an empty object"
+        keys = ", ".join(str(k) for k in list(value)[:10]) + (", ..." if len(value) > 10 else "")
+        return f"an object with keys: {keys}"
+    return type(value).__name__
+
+
+def path_text(path: tuple) -> str:
+    """A parsed JSON path as text again: ``('data', 'items', 0)`` -> ``data.items[0]``."""
+    out = ""
+    for segment in path:
+        if isinstance(segment, int):
+            out += f"[{segment}]"
+        elif re.fullmatch(r"[^.\[\]'\"\s]+", segment) and not (not out and segment[0] in "$@"):
+            out += f".{segment}" if out else segment
+        else:
+            out += "['" + segment.replace("\\", "\\\\").replace("'", "\\'") + "']"
+    return out or "$"
+
+
+def _excerpt(body: bytes, headers: httpx.Headers) -> str:
+    if not body.strip():
+        return "an empty body"
+    kind = headers.get("content-type", "no content type").split(";")[0].strip() or "no content type"
+    text = body[:120].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return f"{kind} {text[:100]!r}" + ("..." if len(body) > 100 else "")
+
+
+def _exception_text(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def parse_retry_after(value: str | None, server_date: datetime | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date), or ``None``
+    when absent or unreadable. A date is compared with the response's ``Date`` when known (both
+    are the server's clock), else with ``now`` (default: the local clock); never negative."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    when = _http_date(value)
+    if when is None:
+        return None
+    reference = server_date or now or _now()
+    return max(0.0, (when - reference).total_seconds())
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:  # pragma: no cover  (Python < 3.10 returned None)
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
+
+
+def _server_date(headers: httpx.Headers) -> datetime | None:
+    return _http_date(headers.get("date"))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def mask_url(url: str, secrets: tuple[str, ...] = ()) -> str:
+    """``url`` with the password of its userinfo, the values of query parameters named like
+    token/key/secret/password/signature, and every one of ``secrets`` replaced by ``***``."""
+    try:
+        scheme, netloc, path, query, fragment = urlsplit(url)
+    except ValueError:
+        return mask_text(url, secrets)
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    if query:
+        parts = []
+        for part in query.split("&"):
+            name, eq, _ = part.partition("=")
+            parts.append(f"{name}=***" if eq and _SENSITIVE.search(unquote_plus(name)) else part)
+        query = "&".join(parts)
+    return mask_text(urlunsplit((scheme, netloc, path, query, fragment)), secrets)
+
+
+def mask_text(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret (as is, and URL-encoded) replaced by ``***``."""
+    forms = {form for secret in secrets if secret
+             for form in (str(secret), quote(str(secret), safe=""), quote_plus(str(secret), safe=""))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
