@@ -38,3 +38,14 @@ def test_readme_python_examples_run() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - our own documentation
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    from poller.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, sub in commands.choices.items():
+        assert sub.description, f"poller {name} has no help text"
+        assert f"poller {name}" in readme, f"poller {name} is not in the README"

@@ -1,0 +1,243 @@
+"""One poll of one resource: state -> URL -> pages -> detection -> one transaction per page.
+
+The cursor moves only after the last page (``Store.finish_poll``); a failed page fails the
+poll, keeping what earlier pages committed (their versions are seen, so nothing repeats).
+``now`` is always passed in: this module never reads the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from time import perf_counter
+
+import httpx
+
+from poller import jsonpath, templates
+from poller.config import EngineConfig, InstanceConfig, ResourceConfig
+from poller.detect import (
+    HASH_RETENTION_MS,
+    DateField,
+    DetectSpec,
+    PageResult,
+    Skips,
+    content_hash,
+    detect_page,
+    next_cursor,
+    object_id_text,
+)
+from poller.errors import FetchError
+from poller.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
+from poller.javazone import from_ms, to_ms
+from poller.notify import Envelope, build_notifications, hub_key
+from state import Notification, SeenVersion, Store
+
+__all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_resource", "resource_key", "detect_spec", "fetch_spec"]
+
+log = logging.getLogger(__name__)
+_SEQ_SCALE = 1_000_000  # seq = poll start (ms) * scale + position within the poll
+
+
+def resource_key(instance: InstanceConfig, resource: ResourceConfig) -> str:
+    return f"{instance.id}/{resource.name}"
+
+
+@dataclass
+class PollOutcome:
+    key: str
+    ok: bool = True
+    baseline: bool = False
+    pages: int = 0
+    records: int = 0
+    events: int = 0
+    notifications: int = 0
+    fallbacks: int = 0
+    skips: Skips = field(default_factory=Skips)
+    cursor_ms: int | None = None
+    clock_skew_ms: int | None = None
+    duration_s: float = 0.0
+    error: str | None = None
+    retry_after: datetime | None = None
+
+    def add_page(self, result: PageResult, notifications: int) -> None:
+        self.pages += 1
+        self.records += result.records
+        self.events += len(result.events)
+        self.notifications += notifications
+        self.fallbacks += result.fallbacks
+        self.skips.add(result.skips)
+
+    def summary(self) -> str:
+        head = f"{self.key}: {'ok' if self.ok else 'FAILED'}"
+        kind = " baseline" if self.baseline else ""
+        text = (f"{head}{kind} pages={self.pages} records={self.records} events={self.events} "
+                f"skipped={self.skips.total} duration={self.duration_s:.2f}s")
+        if self.fallbacks:
+            text += f" date_fallbacks={self.fallbacks}"
+        return text + (f" error: {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """Where a poll starts: the window, and whether it is the baseline."""
+
+    since: datetime
+    baseline: bool
+    lookback_ms: int
+
+
+def detect_spec(instance: InstanceConfig, resource: ResourceConfig) -> DetectSpec:
+    dates = resource.dates
+    updated = created = None
+    if dates.updated_path is not None and dates.updated_format is not None:
+        updated = DateField(dates.updated_field or "", dates.updated_path, dates.updated_format)
+    if dates.created_path is not None and dates.created_format is not None:
+        created = DateField(dates.created_field or "", dates.created_path, dates.created_format)
+    return DetectSpec(
+        instance_id=instance.id, resource=resource.name, id_field=resource.id_field, id_path=resource.id_path,
+        updated=updated, created=created, filter_by_updated=resource.filter_by_updated_date,
+        filter_by_current_date=resource.filter_by_current_date,
+        created_tolerance_ms=int(resource.created_check_tolerance_seconds * 1000),
+    )
+
+
+def fetch_spec(instance: InstanceConfig, resource: ResourceConfig, url: str, engine: EngineConfig) -> FetchSpec:
+    p = resource.pagination
+    pagination = PaginationSpec(
+        kind=p.type, param=p.param, header=p.header, path=p.path,
+        start=p.start if p.start is not None else (0 if p.type == "offset" else 1),
+        max_pages=p.max_pages, page_size_param=p.page_size_param,
+    )
+    secrets = tuple(str(v) for _, v in instance.api.headers if str(v))
+    return FetchSpec(
+        resource=resource_key(instance, resource), url=url, headers=dict(instance.api.headers),
+        timeout_s=instance.api.timeout_seconds, page_size=resource.page_size, records_path=resource.records_path,
+        pagination=pagination, max_response_bytes=engine.max_response_bytes, secrets=secrets,
+    )
+
+
+def envelope(instance: InstanceConfig, resource: ResourceConfig, engine: EngineConfig) -> Envelope:
+    return Envelope(
+        instance_id=instance.id, instance_name=instance.name, element_key=instance.element_key,
+        tags=instance.tags, resource=resource.name,
+        hub_key=hub_key(resource.url.display, instance.element_key),
+        batch_size=engine.delivery.batch_size,
+    )
+
+
+def plan_poll(cursor_ms: int | None, resource: ResourceConfig, engine: EngineConfig, now: datetime) -> PollPlan:
+    lookback_ms = int(max(resource.poll_delay_seconds, engine.lookback_seconds) * 1000)
+    if cursor_ms is not None:
+        return PollPlan(from_ms(cursor_ms - lookback_ms), False, lookback_ms)
+    if resource.initial_cursor is not None:
+        return PollPlan(resource.initial_cursor, False, lookback_ms)
+    return PollPlan(now - timedelta(milliseconds=lookback_ms), True, lookback_ms)
+
+
+def render_url(resource: ResourceConfig, since: datetime, now: datetime) -> str:
+    return templates.render(resource.url, since, now, resource.page_size)
+
+
+def lookup_ids(records: list, spec: DetectSpec) -> set[str]:
+    if spec.id_path is None:
+        return {content_hash(r) for r in records}
+    ids = (object_id_text(jsonpath.get(r, spec.id_path)) for r in records)
+    return {i for i in ids if i is not None}
+
+
+async def _pages_with_baseline_check(client: httpx.AsyncClient, instance: InstanceConfig, resource: ResourceConfig,
+                                     engine: EngineConfig, plan: PollPlan, now: datetime,
+                                     outcome: PollOutcome) -> AsyncIterator[tuple[Page, PollPlan]]:
+    """Pages of the poll. A baseline whose first response shows the server's clock behind ours by
+    more than the lookback starts again from the server's now - lookback (DESIGN §4)."""
+    for attempt in range(2):
+        restart = False
+        url = render_url(resource, plan.since, now)
+        async with aclosing(fetch_pages(client, fetch_spec(instance, resource, url, engine))) as pages:
+            async for page in pages:
+                if page.number == 1 and page.server_date is not None:
+                    outcome.clock_skew_ms = to_ms(page.server_date) - to_ms(now)
+                    if plan.baseline and attempt == 0 and -outcome.clock_skew_ms > plan.lookback_ms:
+                        log.info("poll.baseline_restart", extra={"resource": outcome.key,
+                                                                 "clock_skew_ms": outcome.clock_skew_ms})
+                        plan = PollPlan(page.server_date - timedelta(milliseconds=plan.lookback_ms), True,
+                                        plan.lookback_ms)
+                        restart = True
+                        break
+                yield page, plan
+        if not restart:
+            return
+
+
+async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineConfig, instance: InstanceConfig,
+                        resource: ResourceConfig, now: datetime,
+                        timer: Callable[[], float] = perf_counter) -> PollOutcome:
+    """Poll one resource once; never raises for provider problems (they are in the outcome)."""
+    key = resource_key(instance, resource)
+    started = timer()
+    outcome = PollOutcome(key)
+    state = store.resource_state(key)
+    plan = plan_poll(state.cursor_ms, resource, engine, now)
+    outcome.baseline = plan.baseline
+    spec = detect_spec(instance, resource)
+    env = envelope(instance, resource, engine)
+    now_ms = to_ms(now)
+    server_now_ms: int | None = None
+    max_stamp: int | None = None
+    seq = now_ms * _SEQ_SCALE
+    pages = _pages_with_baseline_check(client, instance, resource, engine, plan, now, outcome)
+    try:
+        async with aclosing(pages):
+            async for page, plan in pages:
+                if server_now_ms is None and page.server_date is not None:
+                    server_now_ms = to_ms(page.server_date)
+                result, notifications = _commit_page(store, page.records, spec, env, instance, key, plan,
+                                                     now_ms, seq)
+                seq += notifications
+                outcome.add_page(result, notifications)
+                if result.max_stamp_ms is not None:
+                    max_stamp = result.max_stamp_ms if max_stamp is None else max(max_stamp, result.max_stamp_ms)
+    except FetchError as exc:
+        outcome.ok = False
+        outcome.error = str(exc)
+        outcome.retry_after = exc.retry_after
+        store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=str(exc),
+                        next_due_ms=to_ms(exc.retry_after) if exc.retry_after else None)
+        outcome.duration_s = timer() - started
+        log.warning("poll.failed", extra={"resource": key, "error": str(exc)})
+        return outcome
+    cursor = next_cursor(state.cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
+                         baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
+    store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
+                      prune_before_ms=cursor - plan.lookback_ms if spec.has_dates else None,
+                      prune_hash_before_ms=now_ms - HASH_RETENTION_MS, events=outcome.events)
+    outcome.cursor_ms = cursor
+    outcome.duration_s = timer() - started
+    if outcome.skips.total - outcome.skips.seen - outcome.skips.before_since > 0:
+        log.warning("poll.records_skipped", extra={"resource": key, "skips": _skip_text(outcome.skips)})
+    log.info("poll.done", extra={"resource": key, "summary": outcome.summary()})
+    return outcome
+
+
+def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, instance: InstanceConfig, key: str,
+                 plan: PollPlan, now_ms: int, seq: int) -> tuple[PageResult, int]:
+    """Detect one page and write its notifications and seen versions in one transaction."""
+    seen = store.seen_versions(key, lookup_ids(records, spec))
+    result = detect_page(records, seen, spec, since_ms=to_ms(plan.since), now_ms=now_ms, baseline=plan.baseline)
+    bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
+    rows = [Notification(id=b.id, resource_key=key, instance_id=instance.id, resource=env.resource,
+                         callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
+                         event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
+    seen_rows = [SeenVersion(oid, version, stamp) for oid, version, stamp in (*result.new_versions, *result.touched)]
+    store.record_page(key, instance.id, env.resource, rows, seen_rows)
+    return result, len(rows)
+
+
+def _skip_text(skips: Skips) -> str:
+    parts = [f"{name}={getattr(skips, name)}" for name in ("no_id", "bad_date", "in_future") if getattr(skips, name)]
+    examples = "; ".join(f"{k}: {v}" for k, v in skips.examples.items() if k in ("no_id", "bad_date", "in_future"))
+    return ", ".join(parts) + (f" (e.g. {examples})" if examples else "")
+

@@ -1,0 +1,73 @@
+"""`poller explain`: the plan, each page and each record's decision, with nothing written."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from tests.fakeprovider import FakeProvider
+from tests.test_once_e2e import announced, once, record, run_poller, write_config
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_explain_before_any_poll_describes_a_baseline_and_creates_no_state(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    provider = make_fake_provider()
+    provider.records.append(record(1, provider.now() - timedelta(seconds=5)))
+    config = write_config(tmp_path, provider)
+    out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "contacts", "--state", str(tmp_path / "p.db"))
+    assert out.returncode == 0, out.stderr
+    assert "cursor: none yet (baseline" in out.stdout
+    assert "page 1: GET http://127.0.0.1:" in out.stdout
+    assert "record 1: remembered, not announced (baseline" in out.stdout
+    assert "Nothing was written." in out.stdout
+    assert not (tmp_path / "p.db").exists()
+
+
+def test_explain_shows_every_decision_and_changes_nothing(tmp_path: Path,
+                                                         make_fake_provider: Callable[..., FakeProvider]) -> None:
+    provider = make_fake_provider()
+    now = provider.now()
+    provider.records.append(record("old", now - timedelta(seconds=10)))
+    config = write_config(tmp_path, provider)
+    once(tmp_path, config)
+    now = provider.now()
+    provider.records.extend([record("new", now), record("changed", now, created=now - timedelta(days=9)),
+                             {"id": "broken", "updated": "not a date", "created": "x"},
+                             {"updated": record(0, now)["updated"]}])
+    db = tmp_path / "poller.db"
+    before = _digest(db)
+    out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "contacts", "--state", str(db))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout
+    assert "record new: CREATED" in lines
+    assert "record changed: UPDATED" in lines
+    assert "skipped: this version was already announced: record old" in lines
+    assert "skipped: unreadable date: record broken: updated = 'not a date'" in lines
+    assert "skipped: no id" in lines
+    assert "summary: 5 records, 2 events would be announced, 3 skipped. Nothing was written." in lines
+    assert _digest(db) == before
+    once(tmp_path, config)  # what explain predicted is what a poll does
+    assert sorted(announced(tmp_path)) == [("changed", "UPDATED"), ("new", "CREATED")]
+
+
+def test_explain_names_the_known_resources_when_asked_for_an_unknown_one(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    config = write_config(tmp_path, make_fake_provider())
+    out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "leads")
+    assert out.returncode == 2
+    assert "no resource 'leads' in instance 'crm' (known: crm contacts)" in out.stderr
+
+
+def test_explain_reports_a_failed_fetch(tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    provider = make_fake_provider()
+    provider.fail(404, times=None)
+    config = write_config(tmp_path, provider)
+    out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "contacts")
+    assert out.returncode == 1
+    assert "fetch failed:" in out.stdout and "404" in out.stdout
