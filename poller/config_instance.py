@@ -101,7 +101,15 @@ def _identity(ctx: Context, obj: dict, path: Path, element_key: str) -> tuple[st
                 text = None
             values[key] = text.strip() if text is not None else None
     if "id" in obj or "name" in obj:
-        return values.get("id", values.get("name")), values.get("name")
+        instance_id = values.get("id", values.get("name"))
+        if instance_id is not None and "/" in instance_id:
+            # the state file keys resources as "<instance id>/<resource name>"
+            where = "id" if "id" in obj else "name"
+            ctx.error(path + (where,), f"{instance_id!r}: an instance id cannot contain '/' "
+                                       "(set an \"id\" without one)" if where == "name" else
+                      f"{instance_id!r}: an instance id cannot contain '/'")
+            instance_id = None
+        return instance_id, values.get("name")
     if element_key != DEFAULT_ELEMENT_KEY:
         return element_key, element_key
     ctx.error(path, "the instance needs an \"id\" or a \"name\" (it identifies the instance in "

@@ -46,6 +46,7 @@ __all__ = [
 CREATED = "CREATED"
 UPDATED = "UPDATED"
 HASH_RETENTION_MS = 24 * 3600 * 1000
+_TOUCH_AFTER_MS = 3600 * 1000  # refresh a content-hash version's stamp at most hourly (one write, not one per poll)
 _EVENT_NAMESPACE = uuid.UUID("6f0f7c2e-3c1a-5b8e-9d4a-0c6b2f1e9a77")
 
 
@@ -196,17 +197,19 @@ def detect_page(
         else:
             object_id = object_id_text(jsonpath.get(record, spec.id_path))
             if object_id is None:
-                skips.note("no_id", f"{spec.id_field} missing in {_preview(record)}")
+                skips.note("no_id", f"{spec.id_field} missing in a record with fields {_field_names(record)}")
                 continue
         known = seen.get(object_id, {})
         mine = added.setdefault(object_id, set())
         if stamp_field is None:
             version = "h:" + (object_id if spec.id_path is None else content_hash(record))
             stamp = now_ms
-            if version in known or version in mine:
-                skips.note("seen", f"{object_id} {version}")
-                if version in known:
-                    touched.append((object_id, version, now_ms))
+            # Only the id's latest content counts as seen: open -> closed -> open is two changes.
+            latest = max(known, key=known.__getitem__) if known else None
+            if version in mine or (version == latest and not mine):
+                skips.note("seen", f"record {object_id} version {version}")
+                if version == latest and known[version] < now_ms - _TOUCH_AFTER_MS:
+                    touched.append((object_id, version, now_ms))  # keep it from being pruned
                 continue
             event_type = UPDATED if (known or mine) else CREATED
         else:
@@ -219,7 +222,8 @@ def detect_page(
             if stamp < since_ms:
                 skips.note("before_since", f"record {object_id}: {stamp_field.name} = {raw}")
                 continue
-            if spec.filter_by_current_date and stamp > now_ms:
+            if spec.filter_by_current_date and stamp > now_ms and not baseline:
+                # (a baseline remembers it anyway: it existed before we started)
                 skips.note("in_future", f"record {object_id}: {stamp_field.name} = {raw}")
                 continue
             max_stamp = stamp if max_stamp is None or stamp > max_stamp else max_stamp
@@ -283,6 +287,9 @@ def detect(records: Iterable[Any], seen: Mapping[str, Mapping[str, int]], spec: 
     return result, cursor
 
 
-def _preview(record: object, limit: int = 80) -> str:
-    text = json.dumps(record, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _field_names(record: object, limit: int = 8) -> str:
+    """The record's keys, never its values (they may be personal data, and this goes to logs)."""
+    if not isinstance(record, dict):
+        return f"(a {type(record).__name__}, not an object)"
+    names = list(record)[:limit]
+    return ", ".join(map(str, names)) + (", ..." if len(record) > limit else "") if names else "(none)"

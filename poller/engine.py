@@ -111,7 +111,10 @@ def fetch_spec(instance: InstanceConfig, resource: ResourceConfig, url: str, eng
         start=p.start if p.start is not None else (0 if p.type == "offset" else 1),
         max_pages=p.max_pages, page_size_param=p.page_size_param,
     )
+    # header values, and text that came from ${env:...} in the URL (the template marks it secret)
     secrets = tuple(str(v) for _, v in instance.api.headers if str(v))
+    secrets += tuple(part.text for part in resource.url.parts
+                     if isinstance(part, templates.Literal) and part.secret and part.text)
     return FetchSpec(
         resource=resource_key(instance, resource), url=url, headers=dict(instance.api.headers),
         timeout_s=instance.api.timeout_seconds, page_size=resource.page_size, records_path=resource.records_path,
@@ -209,6 +212,10 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         outcome.duration_s = timer() - started
         log.warning("poll.failed", extra={"resource": key, "error": str(exc)})
         return outcome
+    if plan.baseline:
+        # The baseline covered [since, since + lookback]: the next window starts where it began,
+        # so nothing between the two is missed, whatever the provider's Date header says.
+        server_now_ms = to_ms(plan.since) + plan.lookback_ms
     cursor = next_cursor(state.cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
     store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
@@ -218,7 +225,8 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     outcome.duration_s = timer() - started
     if outcome.skips.total - outcome.skips.seen - outcome.skips.before_since > 0:
         log.warning("poll.records_skipped", extra={"resource": key, "skips": _skip_text(outcome.skips)})
-    log.info("poll.done", extra={"resource": key, "summary": outcome.summary()})
+    log.info("poll.done", extra={"resource": key, "summary": outcome.summary(),
+                                 "clock_skew_ms": outcome.clock_skew_ms, "cursor": cursor})
     return outcome
 
 

@@ -12,7 +12,7 @@ resource, the masked URL and the status):
   ``Retry-After`` is treated the same way;
 - 429/503 with ``Retry-After`` (seconds or an HTTP date) of at most 10 s: wait that long and try
   again (an attempt); longer: fail at once with ``retry_after`` set, without waiting;
-- other 4xx (and 3xx that the client did not follow): fail at once;
+- other 4xx, and 3xx (redirects are not followed: API headers must not go elsewhere): fail at once;
 - a body over ``max_response_bytes`` (counted while streaming), or JSON without a record array:
   fail at once, saying what was found.
 
@@ -59,14 +59,14 @@ class FetchSpec:
     message is produced (header values, query tokens)."""
 
     resource: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    url: str = field(repr=False)  # may hold secrets; Page.url and errors carry the masked form
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout_s: float = 30.0
     page_size: int | None = None
     records_path: tuple | None = None
     pagination: PaginationSpec = PaginationSpec()
     max_response_bytes: int = 64 * 1024 * 1024
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +122,16 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
         if following == url:
             log.warning("fetch.pagination_loop", extra={"resource": spec.resource, "page": number, "url": masked})
             following = None
-        if following is not None and number >= pagination.max_pages:
-            log.warning("fetch.max_pages", extra={"resource": spec.resource, "max_pages": pagination.max_pages,
-                                                  "url": masked})
-            following = None
-        url = following
         yield page
+        if following is not None and number >= pagination.max_pages:
+            # Stopping quietly would move the cursor past records on the pages never fetched.
+            raise FetchError(spec.resource, masked, f"more pages remain after maxPages={pagination.max_pages}; "
+                             "the poll is not complete (raise pagination.maxPages)")
+        if following is not None and _origin(following) != _origin(url):
+            # API headers (tokens) must not travel to another host.
+            raise FetchError(spec.resource, masked, f"the next page is on another origin "
+                             f"({mask_url(following, spec.secrets)}); refusing to send the API headers there")
+        url = following
 
 
 async def _fetch_json(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str,
@@ -304,6 +308,11 @@ def _http_date(value: str | None) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return when.astimezone(timezone.utc)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 def _server_date(headers: httpx.Headers) -> datetime | None:

@@ -10,16 +10,15 @@ from datetime import datetime
 
 import httpx
 
-from poller import __version__
+from poller import USER_AGENT
 from poller.config import Config, InstanceConfig, ResourceConfig
 from poller.engine import PollOutcome, poll_resource, resource_key
 from poller.javazone import to_ms
 from state import Store
 
-__all__ = ["HttpClients", "poll_all", "USER_AGENT"]
+__all__ = ["HttpClients", "poll_all"]
 
 log = logging.getLogger(__name__)
-USER_AGENT = f"poller/{__version__}"
 
 
 class HttpClients:
@@ -34,7 +33,7 @@ class HttpClients:
         client = self._clients.get(verify)
         if client is None:
             client = httpx.AsyncClient(verify=verify, headers={"User-Agent": USER_AGENT}, transport=self._transport,
-                                       follow_redirects=True, limits=httpx.Limits(max_connections=100))
+                                       follow_redirects=False, limits=httpx.Limits(max_connections=100))
             self._clients[verify] = await self._stack.enter_async_context(client)
         return client
 

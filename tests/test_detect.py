@@ -164,9 +164,31 @@ def test_resources_without_dates_use_content_hashes() -> None:
     seen = {"1": {v: st for _, v, st in first.new_versions}}
     again = detect_page([{"id": 1, "name": "a"}], seen, s, since_ms=SINCE, now_ms=NOW + 60_000)
     assert again.events == [] and again.skips.seen == 1
-    assert again.touched == [("1", first.new_versions[0][1], NOW + 60_000)]  # kept fresh while returned
+    assert again.touched == []  # refreshed at most hourly: not one write per poll
+    later = detect_page([{"id": 1, "name": "a"}], seen, s, since_ms=SINCE, now_ms=NOW + 7_200_000)
+    assert later.touched == [("1", first.new_versions[0][1], NOW + 7_200_000)]  # kept from being pruned
     changed = detect_page([{"id": 1, "name": "b"}], seen, s, since_ms=SINCE, now_ms=NOW + 60_000)
     assert [(e.object_id, e.event_type) for e in changed.events] == [("1", UPDATED)]
+
+
+def test_content_that_changes_back_is_a_change_again() -> None:
+    """open -> closed -> open within a day: three announcements, not two."""
+    s = spec(updated=None, created=None)
+    seen: dict[str, dict[str, int]] = {}
+    types = []
+    for i, status in enumerate(["open", "closed", "open"]):
+        result = detect_page([{"id": 1, "status": status}], seen, s, since_ms=SINCE, now_ms=NOW + i * 60_000)
+        for oid, version, stamp in (*result.new_versions, *result.touched):
+            seen.setdefault(oid, {})[version] = stamp
+        types += [e.event_type for e in result.events]
+    assert types == [CREATED, UPDATED, UPDATED]
+
+
+def test_baseline_remembers_records_stamped_after_its_start() -> None:
+    """filterByCurrentDate must not make a baseline forget records the provider stamped in our future."""
+    record = [{"id": 1, "created": "2024-03-01T10:15:05Z", "updated": "2024-03-01T10:15:05Z"}]
+    result = detect_page(record, {}, spec(filter_by_current_date=True), since_ms=SINCE, now_ms=NOW, baseline=True)
+    assert [v[0] for v in result.new_versions] == ["1"] and result.skips.in_future == 0
 
 
 # (name, old cursor, max stamp, server now, baseline, has dates, expected)

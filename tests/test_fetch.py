@@ -236,13 +236,21 @@ def test_every_kind_stops_on_an_empty_page(kind: str) -> None:
     assert len(reqs) == 1 and pages[0].records == []
 
 
-def test_max_pages_stops_and_warns(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "poller.fetch")
+def test_max_pages_fails_the_poll_after_yielding_the_pages() -> None:
+    """Stopping quietly would let the cursor move past the records of the pages never fetched."""
     pages, error, _, reqs = fetch(lambda r: ok(items(0, 5)), spec(page_size=5, pagination=PaginationSpec(
         kind="page", max_pages=3)))
-    assert error is None and len(pages) == 3 and len(reqs) == 3
-    [record] = [r for r in caplog.records if r.getMessage() == "fetch.max_pages"]
-    assert record.resource == "7950647/contacts" and record.max_pages == 3  # type: ignore[attr-defined]
+    assert len(pages) == 3 and len(reqs) == 3
+    assert isinstance(error, FetchError) and "more pages remain after maxPages=3" in str(error)
+    assert error.resource == "7950647/contacts"
+
+
+def test_a_next_page_on_another_origin_is_refused() -> None:
+    """API headers (tokens) must not travel to another host, scheme or port."""
+    pages, error, _, reqs = fetch(lambda r: ok(items(0, 2), {"Link": '<https://evil.example/c?page=2>; rel="next"'}),
+                                  spec(pagination=PaginationSpec(kind="link")))
+    assert len(pages) == 1 and len(reqs) == 1
+    assert isinstance(error, FetchError) and "another origin" in str(error)
 
 
 def test_max_pages_does_not_warn_when_the_last_page_is_the_limit(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,61 @@
+"""engine: what a poll does beyond detection (library level, real loopback provider, real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from poller.config import load_config_text
+from poller.runner import poll_all
+from state import open_store
+from tests.fakeprovider import FakeProvider
+from tests.test_once_e2e import record
+
+UTC = timezone.utc
+
+
+def _config(provider: FakeProvider, url: str, **engine: object) -> str:
+    return json.dumps({"engine": {"lookbackSeconds": 60, **engine}, "instances": [{
+        "id": "crm", "element": {"key": "crm"}, "api": {"baseUrl": provider.base_url},
+        "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/h",
+            "event.poller.configuration": {"contacts": {
+                "url": url, "idField": "id",
+                "datesConfiguration": {"updatedDateField": "updated",
+                                       "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"}}},
+        }}]})
+
+
+def test_secrets_from_the_environment_in_urls_never_reach_output_logs_or_state(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], caplog) -> None:  # noqa: ANN001
+    provider = make_fake_provider()
+    provider.fail(500, times=None)
+    env = {"ACCT": "acct-SECRET-991", "CODE": "code-SECRET-42"}
+    config = load_config_text(_config(provider, "/a/${env:ACCT}/c?code=${env:CODE}"), "c.json", env).config
+    with open_store(tmp_path / "p.db") as store:
+        [outcome] = asyncio.run(poll_all(config, store, datetime.now(UTC)))
+        last_error = store.resource_state("crm/contacts").last_error
+    assert not outcome.ok
+    for text in (outcome.error or "", last_error or "", caplog.text):
+        assert "SECRET" not in text, text
+    assert "***" in (outcome.error or "")
+
+
+def test_baseline_cursor_is_where_its_window_ends_even_with_a_provider_behind(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    """A provider 30 s behind: a record changed 45 s before its clock existed before the baseline,
+    so it must never be announced (the next window starts where the baseline's began)."""
+    provider = make_fake_provider(clock_offset_s=-30)
+    provider.records.append(record(1, provider.now() - timedelta(seconds=45)))
+    config = load_config_text(_config(provider, "/c?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}"),
+                              "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        now = datetime.now(UTC)
+        [baseline] = asyncio.run(poll_all(config, store, now))
+        assert baseline.ok and baseline.baseline
+        assert store.resource_state("crm/contacts").cursor_ms == int(now.timestamp() * 1000)
+        [second] = asyncio.run(poll_all(config, store, now + timedelta(seconds=5)))
+        assert second.ok and second.events == 0
