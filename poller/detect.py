@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from poller import jsonpath
 from poller.javadate import DateFormat
@@ -46,6 +46,7 @@ __all__ = [
 CREATED = "CREATED"
 UPDATED = "UPDATED"
 HASH_RETENTION_MS = 24 * 3600 * 1000
+_NOTHING: frozenset[str] = frozenset()
 _TOUCH_AFTER_MS = 3600 * 1000  # refresh a content-hash version's stamp at most hourly (one write, not one per poll)
 _EVENT_NAMESPACE = uuid.UUID("6f0f7c2e-3c1a-5b8e-9d4a-0c6b2f1e9a77")
 
@@ -84,8 +85,7 @@ class DetectSpec:
         return self.stamp_field is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     id: str
     object_id: str
     event_type: str
@@ -105,9 +105,11 @@ class Skips:
     seen: int = 0
     examples: dict[str, str] = field(default_factory=dict)
 
-    def note(self, reason: str, example: str) -> None:
+    def note(self, reason: str, example: str | Callable[[], str]) -> None:
+        """Count a skip; ``example`` may be a callable, formatted only for the first of its kind."""
         setattr(self, reason, getattr(self, reason) + 1)
-        self.examples.setdefault(reason, example)
+        if reason not in self.examples:
+            self.examples[reason] = example() if callable(example) else example
 
     @property
     def total(self) -> int:
@@ -132,8 +134,26 @@ class PageResult:
 
 
 def event_id(instance_id: str, resource: str, object_id: str, version: str) -> str:
-    """A UUID that names one version of one record, stable forever."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join((instance_id, resource, object_id, version))))
+    """A UUID that names one version of one record, stable forever: uuid5 of the four parts."""
+    return _EventIds(instance_id, resource)(object_id, version)
+
+
+class _EventIds:
+    """uuid5 ids for one resource, hashing the shared prefix once (the same ids, 3x cheaper)."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, instance_id: str, resource: str) -> None:
+        self._prefix = hashlib.sha1(_EVENT_NAMESPACE.bytes + f"{instance_id}\x1f{resource}\x1f".encode())
+
+    def __call__(self, object_id: str, version: str) -> str:
+        h = self._prefix.copy()
+        h.update(f"{object_id}\x1f{version}".encode())
+        b = bytearray(h.digest()[:16])
+        b[6] = (b[6] & 0x0F) | 0x50  # version 5
+        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+        x = b.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def object_id_text(value: object) -> str | None:
@@ -156,7 +176,11 @@ def content_hash(record: object) -> str:
 
 def _read_date(record: object, date: DateField) -> tuple[int | None, bool, str]:
     """(epoch ms or None, fell back, the raw text for messages)."""
-    value = jsonpath.get(record, date.path)
+    path = date.path
+    if len(path) == 1 and isinstance(record, dict):  # the common case: a top-level field
+        value = record.get(path[0], jsonpath.MISSING) if isinstance(path[0], str) else jsonpath.MISSING
+    else:
+        value = jsonpath.get(record, path)
     if value is jsonpath.MISSING or value is None:
         return None, False, "missing"
     try:
@@ -181,6 +205,8 @@ def detect_page(
     not modified. A baseline page announces nothing but remembers every version it returns.
     """
     stamp_field = spec.stamp_field
+    ids = _EventIds(spec.instance_id, spec.resource)
+    no_versions: dict[str, int] = {}
     events: list[Event] = []
     new_versions: list[tuple[str, str, int]] = []
     touched: list[tuple[str, str, int]] = []
@@ -199,8 +225,8 @@ def detect_page(
             if object_id is None:
                 skips.note("no_id", f"{spec.id_field} missing in a record with fields {_field_names(record)}")
                 continue
-        known = seen.get(object_id, {})
-        mine = added.setdefault(object_id, set())
+        known = seen.get(object_id, no_versions)
+        mine = added.get(object_id, _NOTHING)
         if stamp_field is None:
             version = "h:" + (object_id if spec.id_path is None else content_hash(record))
             stamp = now_ms
@@ -229,15 +255,17 @@ def detect_page(
             max_stamp = stamp if max_stamp is None or stamp > max_stamp else max_stamp
             version = f"d:{stamp}"
             if version in known or version in mine:
-                skips.note("seen", f"record {object_id} version {version}")
+                skips.note("seen", lambda: f"record {object_id} version {version}")
                 continue
             event_type, created_fell_back = _event_type(record, spec, stamp, since_ms, bool(known or mine))
             fallbacks += created_fell_back
-        mine.add(version)
+        if mine is _NOTHING:
+            added[object_id] = {version}
+        else:
+            mine.add(version)
         new_versions.append((object_id, version, stamp))
         if not baseline:
-            events.append(Event(event_id(spec.instance_id, spec.resource, object_id, version), object_id,
-                                event_type, version, stamp, record))
+            events.append(Event(ids(object_id, version), object_id, event_type, version, stamp, record))
     events.sort(key=lambda e: (e.stamp_ms, e.object_id))
     return PageResult(events, new_versions, touched, max_stamp, count, skips, fallbacks)
 

@@ -35,7 +35,7 @@ from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 import httpx
 
-from poller import jsonpath
+from poller import jsonio, jsonpath
 from poller.errors import FetchError
 from poller.pagination import PaginationSpec, first_url, next_url
 
@@ -210,7 +210,7 @@ def _decode(spec: FetchSpec, masked: str, response: _Response) -> object:
     if response.status == 204:  # No Content: an empty page
         return []
     try:
-        return json.loads(response.body)
+        return jsonio.loads(response.body)
     except (ValueError, RecursionError) as exc:
         reason = f"expected a JSON body, found {_excerpt(response.body, response.headers)}"
         raise _Retry(FetchError(spec.resource, masked, mask_text(reason, spec.secrets),

@@ -9,15 +9,16 @@ ids, which are derived from (instance, resource, object id, version).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from poller import javadate
 from poller.javazone import from_ms
 from poller.detect import Event
+from poller.jsonio import dumps
 
 __all__ = ["Envelope", "NotificationBody", "build_notifications", "hub_key", "iso_z", "notification_id"]
 
@@ -56,9 +57,12 @@ def hub_key(url: str, element_key: str) -> str:
 
 def iso_z(ms: int) -> str:
     """UTC ISO-8601 with Z, with milliseconds only when the instant has them."""
-    dt = datetime.fromtimestamp(ms / 1000, timezone.utc) if abs(ms) < 10**13 else from_ms(ms)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else text + "Z"
+    seconds, millis = divmod(ms, 1000)
+    if 0 <= seconds < 253_402_300_800:  # time.gmtime is cheaper than datetime, for years 1970..9999
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    else:
+        text = from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{millis:03d}Z" if millis else text + "Z"
 
 
 def notification_id(event_ids: Sequence[str]) -> str:
@@ -106,6 +110,5 @@ def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms:
                 ],
             },
         }
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
-        out.append(NotificationBody(nid, data, event_ids))
+        out.append(NotificationBody(nid, dumps(body), event_ids))
     return out
