@@ -18,6 +18,7 @@ from pathlib import Path
 from poller import __version__, logconfig
 from poller.config import Config, ConfigLoadError, LoadResult, load_config
 from poller.errors import PollerError
+from poller.javazone import to_ms
 from state import StateError, default_state_path, open_store
 
 EXIT_OK = 0
@@ -36,9 +37,25 @@ CHECK_HELP = (
 )
 SCHEMA_HELP = "Print the JSON Schema (draft 2020-12) of the configuration file."
 ONCE_HELP = (
-    "Poll every enabled resource once (concurrently, up to engine.maxConcurrentPolls), print one "
-    "summary line per resource, and exit: 0 when every poll succeeded, 1 otherwise. Ignores backoff."
+    "Poll every enabled resource once (concurrently, up to engine.maxConcurrentPolls; ignoring "
+    "backoff), then attempt every due notification once. Prints a line per resource and per "
+    "delivery attempt; exit 0 when every poll and every delivery succeeded, 1 otherwise."
 )
+DELIVER_HELP = (
+    "Attempt the due notifications now, then exit (with --all: every pending one, whatever its retry "
+    "time, e.g. after fixing an endpoint). Exit 0 when every attempt got a 2xx (also when none was due)."
+)
+EVENTS_HELP = (
+    "List notifications in the outbox (newest first) with their delivery status; --json prints a "
+    "JSON array. Reads the state file only."
+)
+DEMO_HELP = (
+    "Run the real engine between a sample provider and a receiver on 127.0.0.1 (random free ports): "
+    "the provider changes records every 2 s, poller polls every 3 s, and each notification that "
+    "arrives is printed with its verified signatures. Stops on Ctrl-C or after --seconds; exit 0 "
+    "when signed notifications arrived and verified."
+)
+REPLAY_HELP = "Put notifications back to pending with their attempts reset: the given IDs, or every dead letter (--dead)."
 EXPLAIN_HELP = (
     "Show what one poll of INSTANCE/RESOURCE would do: the since instant, the rendered URL, each "
     "page fetched and, for every record, the event it would produce or why it is skipped. "
@@ -63,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     once = commands.add_parser("once", help=ONCE_HELP, description=ONCE_HELP, parents=[logging_options])
     once.add_argument("-c", "--config", required=True, metavar="FILE", help=CONFIG_HELP)
     once.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    deliver = commands.add_parser("deliver", help=DELIVER_HELP, description=DELIVER_HELP, parents=[logging_options])
+    deliver.add_argument("-c", "--config", required=True, metavar="FILE", help=CONFIG_HELP)
+    deliver.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    deliver.add_argument("--all", action="store_true", help="attempt every pending notification, due or not")
+    events = commands.add_parser("events", help=EVENTS_HELP, description=EVENTS_HELP, parents=[logging_options])
+    events.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP + " (to find the state file)")
+    events.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    events.add_argument("--status", choices=("pending", "delivered", "dead"), help="only notifications in this state")
+    events.add_argument("--json", action="store_true", help="print a JSON array")
+    events.add_argument("--limit", type=_positive_int, metavar="N", help="at most N notifications")
+    replay = commands.add_parser("replay", help=REPLAY_HELP, description=REPLAY_HELP, parents=[logging_options])
+    replay.add_argument("ids", nargs="*", metavar="ID", help="notification ids (as `poller events` shows them)")
+    replay.add_argument("--dead", action="store_true", help="every dead letter")
+    replay.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP + " (to find the state file)")
+    replay.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    demo = commands.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP)
+    demo.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (default: run until Ctrl-C)")
     explain = commands.add_parser("explain", help=EXPLAIN_HELP, description=EXPLAIN_HELP, parents=[logging_options])
     explain.add_argument("-c", "--config", required=True, metavar="FILE", help=CONFIG_HELP)
     explain.add_argument("instance", metavar="INSTANCE", help="the instance id")
@@ -91,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `poller schema | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    if args.command in ("events", "replay"):
+        return state_command(parser, args)
+    if args.command == "demo":
+        return demo(args.seconds)
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_USAGE
@@ -101,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "once":
             return once(loaded.config, _state_path(args, loaded.config))
+        if args.command == "deliver":
+            return deliver(loaded.config, _state_path(args, loaded.config), everything=args.all)
         if args.command == "explain":
             return explain(loaded.config, _state_path(args, loaded.config), args.instance, args.resource)
     except (PollerError, StateError) as exc:
@@ -130,15 +170,135 @@ def _now() -> datetime:
 
 
 def once(config: Config, state_path: Path) -> int:
-    from poller.runner import poll_all
+    from poller.deliver import deliver_due
+    from poller.runner import HttpClients, poll_all
+
+    async def run() -> tuple[list, object]:
+        async with AsyncExitStack() as stack:
+            outcomes = await poll_all(config, store, _now())
+            report = await deliver_due(await HttpClients(stack).get(True), store, config, _now)
+            return outcomes, report
 
     with open_store(state_path) as store:
-        outcomes = asyncio.run(poll_all(config, store, _now()))
+        outcomes, report = asyncio.run(run())
     for outcome in outcomes:
         print(outcome.summary())
     if not outcomes:
         print("no enabled polling resource in the configuration", file=sys.stderr)
-    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAILURE
+    for result in report.results:  # type: ignore[attr-defined]
+        print(result.summary())
+    ok = all(o.ok for o in outcomes) and report.ok  # type: ignore[attr-defined]
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
+    from poller.deliver import deliver_due
+    from poller.runner import HttpClients
+
+    async def run() -> object:
+        async with AsyncExitStack() as stack:
+            return await deliver_due(await HttpClients(stack).get(True), store, config, _now, everything=everything)
+
+    with open_store(state_path) as store:
+        report = asyncio.run(run())
+    for result in report.results:  # type: ignore[attr-defined]
+        print(result.summary())
+    counts = report.counts()  # type: ignore[attr-defined]
+    print(f"{counts['attempted']} attempted, {counts['delivered']} delivered, {counts['failed']} failed "
+          f"({counts['dead']} dead letters)")
+    return EXIT_OK if report.ok else EXIT_FAILURE  # type: ignore[attr-defined]
+
+
+def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """events and replay: they need the state file, which -c CONFIG or --state names."""
+    if args.state:
+        path = Path(args.state)
+    elif args.config:
+        loaded = _load(args.config)
+        if loaded is None:
+            return EXIT_USAGE
+        path = default_state_path(os.environ, loaded.config.engine.state_path)
+    else:
+        path = default_state_path(os.environ, None)
+    logconfig.setup(args.log_format or "text", args.log_level or "WARNING")
+    try:
+        if args.command == "events":
+            return events(path, status=args.status, as_json=args.json, limit=args.limit)
+        if not args.ids and not args.dead:
+            parser.error("replay needs notification ids or --dead")
+        return replay(path, args.ids, dead=args.dead)
+    except (PollerError, StateError) as exc:
+        print(f"poller {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def events(path: Path, *, status: str | None, as_json: bool, limit: int | None) -> int:
+    from poller.notify import iso_z
+
+    def when(ms: int | None) -> str | None:
+        return iso_z(ms) if ms is not None else None
+
+    with open_store(path, writer=False) as store:
+        entries = store.notifications(status, limit, newest_first=True)
+    rows = [{
+        "id": e.notification.id, "instance": e.notification.instance_id, "resource": e.notification.resource,
+        "status": e.status, "attempts": e.attempts,
+        "nextAttemptAt": when(e.next_attempt_ms) if e.status == "pending" else None,
+        "lastError": e.last_error, "createdAt": when(e.notification.created_ms), "deliveredAt": when(e.delivered_ms),
+        "eventIds": list(e.notification.event_ids),
+    } for e in entries]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        extra = f" next {r['nextAttemptAt']}" if r["nextAttemptAt"] else ""
+        extra += f" last error: {r['lastError']}" if r["lastError"] else ""
+        print(f"{r['id']}  {r['status']:<9} {r['instance']}/{r['resource']}  {len(r['eventIds'])} events  "
+              f"created {r['createdAt']}  attempts {r['attempts']}{extra}")
+    if not rows:
+        print("no notifications" + (f" with status {status}" if status else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def replay(path: Path, ids: list[str], *, dead: bool) -> int:
+    # beside a running daemon too: a small write, serialised by SQLite (the daemon picks it up)
+    with open_store(path, exclusive=False) as store:
+        changed = store.replay(ids, dead=dead, now_ms=to_ms(_now()))
+    print(f"{len(changed)} notification{'s' if len(changed) != 1 else ''} back to pending")
+    return EXIT_OK
+
+
+def demo(seconds: float | None) -> int:
+    import threading
+
+    from poller.demo import run_demo
+    from poller.deliver import deliver_due
+    from poller.runner import HttpClients, poll_all
+
+    def engine(config_path: Path, state_path: Path, stop: threading.Event) -> int:
+        config = load_config(config_path, os.environ).config
+        logconfig.setup(config.engine.log.format, config.engine.log.level)
+        interval = min(i.refresh_interval_seconds for i in config.instances)
+
+        async def one_round() -> None:
+            async with AsyncExitStack() as stack:
+                await poll_all(config, store, _now())
+                await deliver_due(await HttpClients(stack).get(True), store, config, _now)
+
+        with open_store(state_path) as store:
+            while not stop.is_set():
+                asyncio.run(one_round())
+                stop.wait(interval)
+        return EXIT_OK
+
+    return run_demo(seconds, sys.stdout, engine)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def explain(config: Config, state_path: Path, instance_id: str, resource_name: str) -> int:

@@ -3,13 +3,15 @@
     store = open_store(path)                    # the one writer; writer=False to read alongside it
     store.record_page(key, ...)                 # one transaction per page
     store.finish_poll(key, ..., cursor_ms=...)  # the cursor moves only here
+    store.due_notifications(now_ms)             # heads of the per-resource queues, ready to send
+    store.mark_delivered(id, ...) / store.mark_failed(id, ...)   # one transaction per attempt
 """
 
 from __future__ import annotations
 
 from state.errors import StateError
 from state.store import Store, default_state_path, open_store
-from state.types import Notification, OutboxEntry, ResourceState, SeenVersion
+from state.types import Attempt, Notification, OutboxEntry, ResourceState, SeenVersion
 
 __all__ = [
     "open_store",
@@ -20,4 +22,5 @@ __all__ = [
     "SeenVersion",
     "Notification",
     "OutboxEntry",
+    "Attempt",
 ]

@@ -30,14 +30,33 @@ class StateDatabase(Database):
                 self.lock.release()
 
 
-def open_db(path: str | os.PathLike[str], *, writer: bool) -> StateDatabase:
+def open_db(path: str | os.PathLike[str], *, writer: bool, exclusive: bool = True) -> StateDatabase:
     """Open the state file as its one writer (lock, create, migrate) or as a reader (read-only).
 
     A reader never creates anything, never takes the lock and, thanks to WAL, never blocks the
-    writer. Raises StateError when the file cannot be used.
+    writer. ``exclusive=False`` opens an existing, current file for small writes beside a running
+    daemon (``poller replay``): no lock, no creation, no migration; SQLite's own locking and the
+    busy timeout serialise the transactions. Raises StateError when the file cannot be used.
     """
     path = Path(path)
     lock = None
+    if writer and not exclusive:
+        if not path.is_file():
+            raise StateError(f"no state file at {path}")
+        try:
+            db = StateDatabase(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True))
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{path}: cannot open the state file: {exc}") from exc
+        try:
+            _configure(db, path, writer=False)
+            _check_schema(db, path, writer=False)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StateError(f"{path}: cannot use the state file: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
+        return db
     if writer:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # lock before creating, so two daemons racing on a new file cannot both set it up

@@ -81,6 +81,13 @@ def _create_tables(db: Database) -> None:
     """)
 
 
+@_step("0002_outbox_pending_heads")
+def _outbox_pending_heads(db: Database) -> None:
+    # the due query walks the pending rows of each resource in seq order; without this index it
+    # would also step over every delivered and dead row of the resource (they are never pruned)
+    db.execute("CREATE INDEX outbox_pending_heads ON outbox (resource_key, seq) WHERE status = 'pending'")
+
+
 def applied_steps(db: Database) -> list[str]:
     """Names of the steps applied to this file, oldest first (read-only)."""
     return [m.name for m in migrations.applied(db)]

@@ -1,8 +1,11 @@
-"""The outbox: notifications waiting for delivery, and where each one stands.
+"""The outbox: notifications waiting for delivery, where each one stands, and its attempts.
 
-Writers never commit: they run inside the store's transaction. Claiming and marking
-delivery results come with the delivery issue; rows are read through ``_entry`` so those
-functions can share it.
+Writers never commit: they run inside the store's transaction and refuse otherwise. Every
+row is read through ``_entry``.
+
+Delivery keeps each resource's notifications in order by only ever offering the *head* of a
+resource's queue (its pending notification with the lowest ``seq``); the next one becomes the
+head once the head is delivered or dead.
 """
 
 from __future__ import annotations
@@ -14,14 +17,119 @@ from typing import Any
 from sqlite_utils import Database
 
 from state.db import require_transaction
-from state.types import OUTBOX_STATUSES, Notification, OutboxEntry
+from state.types import OUTBOX_STATUSES, Attempt, Notification, OutboxEntry
 
-__all__ = ["insert_notifications", "list_notifications"]
+__all__ = [
+    "UnknownNotifications",
+    "insert_notifications",
+    "get_notification",
+    "list_notifications",
+    "due_notifications",
+    "list_attempts",
+    "count_by_status",
+    "mark_delivered",
+    "mark_failed",
+    "replay",
+]
+
+# Well under SQLite's limit on bound parameters (32766 since 3.32, 999 before).
+_CHUNK = 500
 
 _COLUMNS = ("id", "resource_key", "instance_id", "resource", "callback_url", "created_ms", "body",
             "event_ids", "seq", "status", "attempts", "next_attempt_ms", "last_error", "delivered_ms")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM outbox"
 
+# The heads of the per-resource queues, in one statement. The recursive CTE walks the distinct
+# resource keys by seeking in outbox_resource_seq (one seek per resource, not a scan of every
+# row); each key's head is the first pending row in that same index, (seq, rowid) order, so
+# no sort is needed. Blocked endpoints come from outbox_status_next: only pending rows waiting
+# for a later attempt are visited.
+_HEADS = f"""
+WITH RECURSIVE keys(k) AS (
+    SELECT MIN(resource_key) FROM outbox INDEXED BY outbox_pending_heads WHERE status = 'pending'
+    UNION ALL
+    SELECT (SELECT MIN(resource_key) FROM outbox INDEXED BY outbox_pending_heads
+            WHERE status = 'pending' AND resource_key > keys.k)
+    FROM keys WHERE keys.k IS NOT NULL
+)
+SELECT {', '.join(f'o.{c}' for c in _COLUMNS)}
+FROM keys JOIN outbox o ON o.rowid = (
+    SELECT p.rowid FROM outbox p INDEXED BY outbox_pending_heads
+    WHERE p.resource_key = keys.k AND p.status = 'pending'
+    ORDER BY p.seq, p.rowid LIMIT 1
+)
+"""
+_DUE_ONLY = """
+WHERE o.next_attempt_ms <= :now AND o.callback_url NOT IN (
+    SELECT b.callback_url FROM outbox b
+    WHERE b.status = 'pending' AND b.next_attempt_ms > :now AND b.attempts > 0
+)
+"""
+_DUE_ORDER = "ORDER BY o.next_attempt_ms, o.created_ms, o.seq, o.id"
+
+
+class UnknownNotifications(LookupError):
+    """Ids that name no notification in the outbox; the store turns this into a StateError."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = tuple(ids)
+        super().__init__(f"unknown notification id{'s' if len(self.ids) != 1 else ''}: {', '.join(self.ids)}")
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+def get_notification(db: Database, notification_id: str) -> OutboxEntry | None:
+    row = db.execute(f"{_SELECT} WHERE id = ?", [notification_id]).fetchone()
+    return _entry(row) if row else None
+
+
+def list_notifications(db: Database, status: str | None = None, limit: int | None = None, *,
+                       newest_first: bool = False) -> list[OutboxEntry]:
+    """Notifications, oldest first (``created_ms``, then ``seq``, then ``id``) or newest first,
+    optionally of one status."""
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise ValueError(f"unknown outbox status {status!r}; expected one of {', '.join(OUTBOX_STATUSES)}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    order = " DESC" if newest_first else ""
+    sql = (_SELECT + (" WHERE status = ?" if status is not None else "")
+           + f" ORDER BY created_ms{order}, seq{order}, id{order}")
+    params: list[Any] = [status] if status is not None else []
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [_entry(row) for row in db.execute(sql, params)]
+
+
+def due_notifications(db: Database, now_ms: int, *, everything: bool = False) -> list[OutboxEntry]:
+    """The heads of the per-resource queues that may be sent at ``now_ms``.
+
+    A resource's head is its pending notification with the lowest ``seq`` (ties, which the
+    engine never makes, go by insertion order); later ones are never returned. A head is due
+    when ``next_attempt_ms <= now_ms`` and its endpoint is not blocked: an endpoint
+    (``callback_url``) is blocked while one of its pending notifications has failed
+    (``attempts > 0``) and waits for a later attempt. ``everything`` returns every head, due or
+    not, blocked or not. Ordered by ``next_attempt_ms``, ``created_ms``, ``seq``, ``id``.
+    """
+    return [_entry(row) for row in db.execute(_due_sql(everything), {"now": now_ms})]
+
+
+def list_attempts(db: Database, notification_id: str) -> list[Attempt]:
+    """The notification's delivery attempts in the order they were recorded (oldest first)."""
+    rows = db.execute("SELECT notification_id, at_ms, status_code, error, duration_ms FROM attempts "
+                      "WHERE notification_id = ? ORDER BY id", [notification_id])
+    return [Attempt(*row) for row in rows]
+
+
+def count_by_status(db: Database) -> dict[str, int]:
+    """``{"pending": n, "delivered": n, "dead": n}``, zeros included."""
+    counts = dict.fromkeys(OUTBOX_STATUSES, 0)
+    for status, n in db.execute("SELECT status, count(*) FROM outbox GROUP BY status"):
+        counts[status] = int(n)
+    return counts
+
+
+# --- writes (inside the store's transaction) ---------------------------------------------------
 
 def insert_notifications(db: Database, notifications: Sequence[Notification]) -> None:
     """Add pending notifications. Ids are stable, so one already present (a page re-run after
@@ -37,18 +145,87 @@ def insert_notifications(db: Database, notifications: Sequence[Notification]) ->
     )
 
 
-def list_notifications(db: Database, status: str | None = None, limit: int | None = None) -> list[OutboxEntry]:
-    """Notifications, oldest first (``created_ms``, then ``seq``), optionally of one status."""
-    if status is not None and status not in OUTBOX_STATUSES:
-        raise ValueError(f"unknown outbox status {status!r}; expected one of {', '.join(OUTBOX_STATUSES)}")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    sql = _SELECT + (" WHERE status = ?" if status is not None else "") + " ORDER BY created_ms, seq, id"
-    params: list[Any] = [status] if status is not None else []
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return [_entry(row) for row in db.execute(sql, params)]
+def mark_delivered(db: Database, notification_id: str, *, now_ms: int, status_code: int, duration_ms: int) -> bool:
+    """Record a successful attempt; a pending notification becomes delivered.
+
+    A notification that is not pending (already delivered, or dead) keeps its row as it is;
+    the attempt is recorded all the same. Returns whether the outbox row changed.
+    """
+    require_transaction(db)
+    changed = db.execute(
+        """UPDATE outbox SET status = 'delivered', delivered_ms = ?, attempts = attempts + 1,
+               last_error = NULL, next_attempt_ms = NULL
+           WHERE id = ? AND status = 'pending'""",
+        [now_ms, notification_id],
+    ).rowcount == 1
+    _add_attempt(db, Attempt(notification_id, now_ms, status_code, None, duration_ms), changed)
+    return changed
+
+
+def mark_failed(db: Database, notification_id: str, *, now_ms: int, status_code: int | None, error: str,
+                duration_ms: int, next_attempt_ms: int | None) -> bool:
+    """Record a failed attempt. With ``next_attempt_ms`` the notification stays pending until
+    then; with ``None`` it becomes a dead letter. Not pending: as in :func:`mark_delivered`."""
+    require_transaction(db)
+    changed = db.execute(
+        """UPDATE outbox SET attempts = attempts + 1, last_error = :error, next_attempt_ms = :next,
+               status = CASE WHEN :next IS NULL THEN 'dead' ELSE 'pending' END
+           WHERE id = :id AND status = 'pending'""",
+        {"error": error, "next": next_attempt_ms, "id": notification_id},
+    ).rowcount == 1
+    _add_attempt(db, Attempt(notification_id, now_ms, status_code, error, duration_ms), changed)
+    return changed
+
+
+def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int) -> list[str]:
+    """Put notifications back to pending, as new: ``attempts`` 0, due at ``now_ms``, no error.
+
+    ``ids`` may be of any status; ``dead`` adds every dead letter. Their attempt history is
+    kept. Returns the ids replayed: those given (in that order, once each), then the dead
+    letters not among them, oldest first. Raises :class:`UnknownNotifications`, before
+    changing anything, when an id names no notification.
+    """
+    require_transaction(db)
+    if isinstance(ids, str):
+        raise TypeError("replay() takes a sequence of ids, not one string")
+    wanted = list(dict.fromkeys(ids))
+    missing = _unknown(db, wanted)
+    if missing:
+        raise UnknownNotifications(missing)
+    if dead:
+        given = set(wanted)
+        wanted += [row[0] for row in db.execute("SELECT id FROM outbox WHERE status = 'dead' "
+                                                "ORDER BY created_ms, seq, id") if row[0] not in given]
+    db.conn.executemany(
+        """UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = ?, last_error = NULL,
+               delivered_ms = NULL
+           WHERE id = ?""",
+        [(now_ms, notification_id) for notification_id in wanted],
+    )
+    return wanted
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _due_sql(everything: bool) -> str:
+    return _HEADS + ("" if everything else _DUE_ONLY) + _DUE_ORDER
+
+
+def _add_attempt(db: Database, attempt: Attempt, known: bool) -> None:
+    if not known and _unknown(db, [attempt.notification_id]):
+        raise UnknownNotifications([attempt.notification_id])
+    db.execute("INSERT INTO attempts (notification_id, at_ms, status_code, error, duration_ms) VALUES (?, ?, ?, ?, ?)",
+               [attempt.notification_id, attempt.at_ms, attempt.status_code, attempt.error, attempt.duration_ms])
+
+
+def _unknown(db: Database, ids: Sequence[str]) -> list[str]:
+    """Those of ``ids`` that name no notification, in their order."""
+    found: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        found.update(row[0] for row in db.execute(f"SELECT id FROM outbox WHERE id IN ({marks})", list(chunk)))
+    return [i for i in ids if i not in found]
 
 
 def _entry(row: Sequence[Any]) -> OutboxEntry:

@@ -1,7 +1,8 @@
 """The store: the one place that opens write transactions on the state file.
 
 Each write method is one ``db.atomic()`` transaction, so a crash leaves either all of it or
-none of it: a page's notifications together with its seen versions, or a poll's end.
+none of it: a page's notifications together with its seen versions, a poll's end, or a
+delivery attempt together with the notification's new status.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlite_utils import Database
 from state import outbox, watermarks
 from state.db import open_db
 from state.errors import StateError
-from state.types import Notification, OutboxEntry, ResourceState, SeenVersion
+from state.types import Attempt, Notification, OutboxEntry, ResourceState, SeenVersion
 
 __all__ = ["Store", "open_store", "default_state_path"]
 
@@ -67,9 +68,32 @@ class Store:
         with self._errors(f"cannot count seen versions of {key}"):
             return watermarks.seen_count(self.db, key)
 
-    def notifications(self, status: str | None = None, limit: int | None = None) -> list[OutboxEntry]:
+    def notifications(self, status: str | None = None, limit: int | None = None, *,
+                      newest_first: bool = False) -> list[OutboxEntry]:
+        """Notifications oldest first (``created_ms``, ``seq``, ``id``), or newest first."""
         with self._errors("cannot read the outbox"):
-            return outbox.list_notifications(self.db, status, limit)
+            return outbox.list_notifications(self.db, status, limit, newest_first=newest_first)
+
+    def notification(self, id: str) -> OutboxEntry | None:  # noqa: A002 (the interface's name)
+        """The notification with this id, or ``None``."""
+        with self._errors(f"cannot read notification {id}"):
+            return outbox.get_notification(self.db, id)
+
+    def due_notifications(self, now_ms: int, *, everything: bool = False) -> list[OutboxEntry]:
+        """The heads of the per-resource queues that may be sent now; see
+        :func:`state.outbox.due_notifications`. ``everything``: every head, due or not."""
+        with self._errors("cannot read the due notifications"):
+            return outbox.due_notifications(self.db, now_ms, everything=everything)
+
+    def attempts(self, id: str) -> list[Attempt]:  # noqa: A002
+        """The notification's delivery attempts, oldest first ([] for an unknown id)."""
+        with self._errors(f"cannot read the attempts of {id}"):
+            return outbox.list_attempts(self.db, id)
+
+    def outbox_counts(self) -> dict[str, int]:
+        """``{"pending": n, "delivered": n, "dead": n}``."""
+        with self._errors("cannot count the outbox"):
+            return outbox.count_by_status(self.db)
 
     def integrity_check(self) -> str:
         """``"ok"``, or SQLite's list of problems, one per line."""
@@ -101,6 +125,28 @@ class Store:
             watermarks.ensure_resource(self.db, key, instance_id, resource)
             watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms)
 
+    def mark_delivered(self, id: str, *, now_ms: int, status_code: int,  # noqa: A002
+                       duration_ms: int) -> None:
+        """Record a 2xx: the notification is delivered (if it was still pending) and the attempt
+        is recorded (in any case). An unknown id raises StateError."""
+        with self._transaction(f"cannot record the delivery of {id}"):
+            outbox.mark_delivered(self.db, id, now_ms=now_ms, status_code=status_code, duration_ms=duration_ms)
+
+    def mark_failed(self, id: str, *, now_ms: int, status_code: int | None, error: str,  # noqa: A002
+                    duration_ms: int, next_attempt_ms: int | None) -> None:
+        """Record a failed attempt: retry at ``next_attempt_ms``, or ``None`` for a dead letter.
+        A notification no longer pending keeps its status; the attempt is recorded in any case."""
+        with self._transaction(f"cannot record the failed delivery of {id}"):
+            outbox.mark_failed(self.db, id, now_ms=now_ms, status_code=status_code, error=error,
+                               duration_ms=duration_ms, next_attempt_ms=next_attempt_ms)
+
+    def replay(self, ids: Sequence[str] = (), *, dead: bool = False, now_ms: int) -> list[str]:
+        """Put ``ids`` (any status) and, with ``dead``, every dead letter back to pending with
+        attempts reset, due at ``now_ms``. Returns the ids replayed. Unknown ids raise StateError
+        naming them, and nothing changes."""
+        with self._transaction("cannot replay notifications"):
+            return outbox.replay(self.db, ids, dead=dead, now_ms=now_ms)
+
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
         if not self.writer:
@@ -114,14 +160,14 @@ class Store:
             raise StateError(f"{self.path}: {what}: the store is closed")
         try:
             yield
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, outbox.UnknownNotifications) as exc:
             raise StateError(f"{self.path}: {what}: {exc}") from exc
 
 
-def open_store(path: str | os.PathLike[str], *, writer: bool = True) -> Store:
+def open_store(path: str | os.PathLike[str], *, writer: bool = True, exclusive: bool = True) -> Store:
     """Open the state file at ``path``; see :func:`state.db.open_db` for what each mode does."""
     path = Path(path)
-    return Store(path, open_db(path, writer=writer), writer=writer)
+    return Store(path, open_db(path, writer=writer, exclusive=exclusive), writer=writer)
 
 
 def default_state_path(environ: Mapping[str, str], config_state_path: str | None) -> Path:

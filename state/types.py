@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "OUTBOX_STATUSES"]
+__all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "Attempt", "OUTBOX_STATUSES"]
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
 
@@ -65,3 +65,15 @@ class OutboxEntry:
     next_attempt_ms: int | None
     last_error: str | None
     delivered_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delivery attempt of a notification: the HTTP status it got (``None`` when no response
+    came back: timeout, network error) or the error, and how long it took."""
+
+    notification_id: str
+    at_ms: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int

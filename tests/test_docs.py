@@ -36,8 +36,21 @@ def test_readme_python_examples_run() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
     assert blocks
+    names: dict[str, object] = {}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - our own documentation
+        exec(compile(block, "README.md", "exec"), names)  # noqa: S102 - our own documentation
+    # the receiver snippets accept what poller sends, and reject a tampered body
+    import time
+
+    from poller.signing import headers
+
+    body = b'{"id":"n1"}'
+    sent = headers("n1", body, "my key", int(time.time()), user_agent="test")
+    check_ce, check_sw = names["cloud_elements_signature_ok"], names["standard_webhooks_ok"]
+    assert check_ce("MySecretEventSignatureKey", b"<INSERT_EVENT_NOTIFICATION_RESPONSE_BODY>",
+                    "sha256=jHdbRx5EZAsOfTwAPJOGkNUzQMVVdu5VJlxcsk+G6jQ=")
+    assert check_ce("my key", body, sent["Elements-Webhook-Signature"])
+    assert check_sw("my key", body, sent) and not check_sw("my key", body + b" ", sent)
 
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:

@@ -21,6 +21,7 @@ from tests.conftest import ROOT
 from tests.fakeprovider import FakeProvider
 
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
+DEFAULT_CALLBACK = "http://127.0.0.1:9/hook"  # replaced by conftest with a receiver that accepts everything
 
 
 def iso(dt: datetime) -> str:
@@ -49,7 +50,7 @@ def write_config(tmp_path: Path, provider: FakeProvider, *, resource: dict | Non
             "api": {"baseUrl": provider.base_url},
             "configuration": {
                 "event.notification.enabled": True,
-                "event.notification.callback.url": "http://127.0.0.1:9/hook",
+                "event.notification.callback.url": DEFAULT_CALLBACK,
                 "event.poller.refresh_interval": 1,
                 "event.poller.configuration": {name: res},
             },

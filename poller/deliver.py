@@ -1,0 +1,186 @@
+"""Delivery: POST committed outbox notifications, signed, with retries and dead letters.
+
+Only committed rows are read (the poll's transaction is long over), and each attempt's
+outcome is written in its own transaction. Per resource, notifications go out in detection
+order: only the head of each resource's queue is sent, and the next one after it succeeds.
+When an endpoint fails, its other notifications wait with it (the store does not hand them
+out while a failed one waits), and when it is due again a single notification probes it
+before the rest follow. ``next_attempt_ms`` is pure arithmetic, so tests move a frozen clock
+instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random as _random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from time import perf_counter
+
+import httpx
+
+from poller import USER_AGENT
+from poller.config import Config
+from poller.fetch import parse_retry_after
+from poller.javazone import to_ms
+from poller.signing import headers as signed_headers
+from state import OutboxEntry, Store
+
+__all__ = ["DeliveryReport", "DeliveryResult", "deliver_due", "next_attempt_ms", "MAX_RETRY_AFTER_S", "JITTER"]
+
+log = logging.getLogger(__name__)
+MAX_RETRY_AFTER_S = 24 * 3600
+JITTER = 0.1  # each scheduled wait is stretched or shrunk by up to 10%
+
+
+def next_attempt_ms(attempts: int, now_ms: int, schedule: Sequence[float], *, retry_after_s: float | None = None,
+                    random: Callable[[], float] = _random.random) -> int | None:
+    """When to try again after ``attempts`` failed attempts, or None when none is left.
+
+    The n-th failure waits ``schedule[n-1]`` seconds, give or take :data:`JITTER`; a
+    ``Retry-After`` asking for longer (up to 24 h) wins. With the default schedule that is
+    10 attempts over about 3.3 days.
+    """
+    if attempts > len(schedule):
+        return None
+    delay = schedule[attempts - 1] * (1 + JITTER * (2 * random() - 1))
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+    return now_ms + int(delay * 1000)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    notification_id: str
+    resource_key: str
+    url: str
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    next_attempt_ms: int | None  # None when delivered or dead
+
+    @property
+    def dead(self) -> bool:
+        return not self.ok and self.next_attempt_ms is None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.notification_id} -> {self.url}: delivered ({self.status_code}) in {self.duration_ms} ms"
+        what = "dead letter" if self.dead else "will retry"
+        return f"{self.notification_id} -> {self.url}: FAILED ({self.error}); {what}"
+
+
+@dataclass
+class DeliveryReport:
+    results: list[DeliveryResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        return {"attempted": len(self.results), "delivered": sum(r.ok for r in self.results),
+                "failed": sum(not r.ok for r in self.results), "dead": sum(r.dead for r in self.results)}
+
+
+class _Sender:
+    def __init__(self, client: httpx.AsyncClient, store: Store, config: Config, clock: Callable[[], datetime],
+                 random: Callable[[], float]) -> None:
+        self.client = client
+        self.store = store
+        self.config = config
+        self.delivery = config.engine.delivery
+        self.clock = clock
+        self.random = random
+        self.instances = {i.id: i for i in config.instances}
+
+    def url_for(self, entry: OutboxEntry) -> str:
+        """The instance's callback URL as configured now (it may have changed since detection)."""
+        instance = self.instances.get(entry.notification.instance_id)
+        return (instance.callback_url if instance is not None else None) or entry.notification.callback_url
+
+    async def send(self, entry: OutboxEntry) -> DeliveryResult:
+        n = entry.notification
+        instance = self.instances.get(n.instance_id)
+        url = self.url_for(entry)
+        key = str(instance.signature_key) if instance is not None and instance.signature_key else None
+        if instance is None:
+            log.warning("delivery.instance_missing", extra={"notification": n.id, "instance": n.instance_id})
+        now = self.clock()
+        headers = signed_headers(n.id, n.body, key, int(now.timestamp()),
+                                 standard_webhooks=self.delivery.standard_webhooks, user_agent=USER_AGENT)
+        started = perf_counter()
+        status: int | None = None
+        retry_after: float | None = None
+        error: str | None = None
+        try:
+            async with self.client.stream("POST", url, content=n.body, headers=headers,
+                                          timeout=self.delivery.timeout_seconds) as response:
+                status = response.status_code
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
+                    retry_after = parse_retry_after(response.headers.get("retry-after"), None, now)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        duration = int((perf_counter() - started) * 1000)
+        done = self.clock()
+        done_ms = to_ms(done)
+        if error is None:
+            self.store.mark_delivered(n.id, now_ms=done_ms, status_code=status or 0, duration_ms=duration)
+            log.info("delivery.delivered", extra={"notification": n.id, "resource": n.resource_key, "status": status,
+                                                  "duration_ms": duration})
+            return DeliveryResult(n.id, n.resource_key, url, True, status, None, duration, None)
+        upcoming = None if status == 410 else next_attempt_ms(
+            entry.attempts + 1, done_ms, self.delivery.retry_schedule, retry_after_s=retry_after, random=self.random)
+        self.store.mark_failed(n.id, now_ms=done_ms, status_code=status, error=error, duration_ms=duration,
+                               next_attempt_ms=upcoming)
+        event = "delivery.dead_letter" if upcoming is None else "delivery.retry_scheduled"
+        log.warning(event, extra={"notification": n.id, "resource": n.resource_key, "error": error,
+                                  "attempts": entry.attempts + 1})
+        return DeliveryResult(n.id, n.resource_key, url, False, status, error, duration, upcoming)
+
+
+async def deliver_due(client: httpx.AsyncClient, store: Store, config: Config,
+                      now: datetime | Callable[[], datetime], *, everything: bool = False,
+                      random: Callable[[], float] = _random.random) -> DeliveryReport:
+    """Attempt every due notification once (``everything``: every pending one, due or not).
+
+    ``now`` is the clock (a callable) or a fixed instant; it stamps ``webhook-timestamp`` and
+    the attempt times.
+    """
+    clock: Callable[[], datetime] = now if callable(now) else (lambda: now)  # type: ignore[assignment,return-value]
+    sender = _Sender(client, store, config, clock, random)
+    report = DeliveryReport()
+    attempted: set[str] = set()
+    failed_endpoints: set[str] = set()
+    limit = max(1, config.engine.delivery.concurrency_per_endpoint)
+    while True:
+        heads = [h for h in store.due_notifications(to_ms(clock()), everything=everything)
+                 if h.notification.id not in attempted]
+        batch = _choose(heads, sender, failed_endpoints, limit)
+        if not batch:
+            return report
+        results = await asyncio.gather(*(sender.send(h) for h in batch))
+        for head, result in zip(batch, results):
+            attempted.add(head.notification.id)
+            report.results.append(result)
+            if not result.ok:
+                failed_endpoints.add(result.url)
+
+
+def _choose(heads: list[OutboxEntry], sender: _Sender, failed: set[str], limit: int) -> list[OutboxEntry]:
+    """Up to ``limit`` heads per endpoint; an endpoint that failed in this pass gets nothing more,
+    and one that is being retried gets a single probe first."""
+    by_endpoint: dict[str, list[OutboxEntry]] = {}
+    for head in heads:
+        url = sender.url_for(head)
+        if url not in failed:
+            by_endpoint.setdefault(url, []).append(head)
+    batch: list[OutboxEntry] = []
+    for entries in by_endpoint.values():
+        retrying = [e for e in entries if e.attempts > 0]
+        batch += retrying[:1] if retrying else entries[:limit]
+    return batch
