@@ -55,6 +55,17 @@ DEMO_HELP = (
     "arrives is printed with its verified signatures. Stops on Ctrl-C or after --seconds; exit 0 "
     "when signed notifications arrived and verified."
 )
+RUN_HELP = (
+    "Run the daemon: poll every enabled resource on its interval and deliver notifications as they "
+    "come, until SIGTERM/SIGINT (graceful stop, exit 0). SIGHUP reloads the configuration (an invalid "
+    "one is refused and the old one keeps running). Tells systemd READY/STATUS/WATCHDOG/STOPPING when "
+    "NOTIFY_SOCKET is set; serves /metrics and /healthz when engine.listen is set."
+)
+STATUS_HELP = (
+    "Show each resource's cursor, last poll, last success, consecutive failures, next due poll, and "
+    "its pending and dead notifications (--json for machines). Reads the state file only; works while "
+    "the daemon runs."
+)
 REPLAY_HELP = "Put notifications back to pending with their attempts reset: the given IDs, or every dead letter (--dead)."
 EXPLAIN_HELP = (
     "Show what one poll of INSTANCE/RESOURCE would do: the since instant, the rendered URL, each "
@@ -76,7 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("schema", help=SCHEMA_HELP, description=SCHEMA_HELP)
     logging_options = argparse.ArgumentParser(add_help=False)
     logging_options.add_argument("--log-format", choices=("text", "json"), help="log line format (default: engine.log.format)")
-    logging_options.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: engine.log.level)")
+    logging_options.add_argument("--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                                 help="log level (default: engine.log.level for run, WARNING otherwise)")
+    run = commands.add_parser("run", help=RUN_HELP, description=RUN_HELP, parents=[logging_options])
+    run.add_argument("-c", "--config", required=True, metavar="FILE", help=CONFIG_HELP)
+    run.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    status = commands.add_parser("status", help=STATUS_HELP, description=STATUS_HELP, parents=[logging_options])
+    status.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP + " (for the state file and the intervals)")
+    status.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    status.add_argument("--json", action="store_true", help="print JSON")
     once = commands.add_parser("once", help=ONCE_HELP, description=ONCE_HELP, parents=[logging_options])
     once.add_argument("-c", "--config", required=True, metavar="FILE", help=CONFIG_HELP)
     once.add_argument("--state", metavar="PATH", help=STATE_HELP)
@@ -125,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `poller schema | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    if args.command in ("events", "replay"):
+    if args.command in ("events", "replay", "status"):
         return state_command(parser, args)
     if args.command == "demo":
         return demo(args.seconds)
@@ -137,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     try:
+        if args.command == "run":
+            return run(args.config, loaded.config, _state_path(args, loaded.config))
         if args.command == "once":
             return once(loaded.config, _state_path(args, loaded.config))
         if args.command == "deliver":
@@ -211,17 +232,20 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
 
 def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """events and replay: they need the state file, which -c CONFIG or --state names."""
-    if args.state:
-        path = Path(args.state)
-    elif args.config:
+    config = None
+    if args.config:
         loaded = _load(args.config)
         if loaded is None:
             return EXIT_USAGE
-        path = default_state_path(os.environ, loaded.config.engine.state_path)
+        config = loaded.config
+    if args.state:
+        path = Path(args.state)
     else:
-        path = default_state_path(os.environ, None)
+        path = default_state_path(os.environ, config.engine.state_path if config is not None else None)
     logconfig.setup(args.log_format or "text", args.log_level or "WARNING")
     try:
+        if args.command == "status":
+            return status_command(path, config, as_json=args.json)
         if args.command == "events":
             return events(path, status=args.status, as_json=args.json, limit=args.limit)
         if not args.ids and not args.dead:
@@ -292,6 +316,56 @@ def demo(seconds: float | None) -> int:
         return EXIT_OK
 
     return run_demo(seconds, sys.stdout, engine)
+
+
+def run(config_path: str, config: Config, state_path: Path) -> int:
+    from poller.daemon import Daemon
+
+    with open_store(state_path) as store:
+        return asyncio.run(Daemon(config_path, config, store).run())
+
+
+def status_command(path: Path, config: Config | None, *, as_json: bool) -> int:
+    from poller.notify import iso_z
+
+    def when(ms: int | None) -> str | None:
+        return iso_z(ms) if ms is not None else None
+
+    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()} if config else {}
+    with open_store(path, writer=False) as store:
+        states = store.resource_states()
+        open_counts = store.open_counts_by_resource()
+    rows = []
+    for st in sorted(states, key=lambda s: s.key):
+        interval = intervals.get(st.key)
+        due = None
+        if interval is not None and st.last_poll_ms is not None:
+            due = max(st.last_poll_ms + int(interval * 1000), st.next_due_ms or 0)
+        elif st.next_due_ms is not None:
+            due = st.next_due_ms
+        counts = open_counts.get(st.key, {"pending": 0, "dead": 0})
+        instance, _, resource = st.key.partition("/")
+        rows.append({"instance": instance, "resource": resource, "cursor": when(st.cursor_ms),
+                     "lastPoll": when(st.last_poll_ms), "lastSuccess": when(st.last_success_ms),
+                     "consecutiveFailures": st.consecutive_failures, "lastError": st.last_error,
+                     "nextDue": when(due), "pending": counts["pending"], "dead": counts["dead"]})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"{path}: no resource has been polled yet", file=sys.stderr)
+        return EXIT_OK
+    header = ("RESOURCE", "CURSOR", "LAST POLL", "LAST SUCCESS", "FAILURES", "NEXT DUE", "PENDING", "DEAD")
+    table = [header] + [(f"{r['instance']}/{r['resource']}", r["cursor"] or "-", r["lastPoll"] or "-",
+                         r["lastSuccess"] or "-", str(r["consecutiveFailures"]), r["nextDue"] or "-",
+                         str(r["pending"]), str(r["dead"])) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for r in rows:
+        if r["lastError"]:
+            print(f"{r['instance']}/{r['resource']}: last error: {r['lastError']}")
+    return EXIT_OK
 
 
 def _positive_int(text: str) -> int:

@@ -169,7 +169,8 @@ def _listen(ctx: Context, value: object, path: Path) -> tuple[str, int] | None:
         return None
     host, colon, port = text.strip().rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # port 0: any free port (the daemon logs the one it got)
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         ctx.error(path, f"expected \"HOST:PORT\" such as \"127.0.0.1:9100\", got {describe(text)}")
         return None
     return host, int(port)

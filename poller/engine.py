@@ -8,6 +8,7 @@ poll, keeping what earlier pages committed (their versions are seen, so nothing 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class PollOutcome:
     notifications: int = 0
     fallbacks: int = 0
     skips: Skips = field(default_factory=Skips)
+    events_by_type: Counter[str] = field(default_factory=Counter)  # CREATED / UPDATED
     cursor_ms: int | None = None
     clock_skew_ms: int | None = None
     duration_s: float = 0.0
@@ -66,6 +68,7 @@ class PollOutcome:
         self.pages += 1
         self.records += result.records
         self.events += len(result.events)
+        self.events_by_type.update(e.event_type for e in result.events)
         self.notifications += notifications
         self.fallbacks += result.fallbacks
         self.skips.add(result.skips)

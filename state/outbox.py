@@ -129,6 +129,17 @@ def count_by_status(db: Database) -> dict[str, int]:
     return counts
 
 
+def open_counts_by_resource(db: Database) -> dict[str, dict[str, int]]:
+    """``{resource_key: {"pending": n, "dead": n}}`` for the notifications not delivered yet
+    (delivered rows pile up and are not counted)."""
+    out: dict[str, dict[str, int]] = {}
+    rows = db.execute("SELECT resource_key, status, count(*) FROM outbox WHERE status IN ('pending', 'dead') "
+                      "GROUP BY resource_key, status")
+    for key, status, n in rows:
+        out.setdefault(key, {"pending": 0, "dead": 0})[status] = int(n)
+    return out
+
+
 # --- writes (inside the store's transaction) ---------------------------------------------------
 
 def insert_notifications(db: Database, notifications: Sequence[Notification]) -> None:

@@ -95,6 +95,11 @@ class Store:
         with self._errors("cannot count the outbox"):
             return outbox.count_by_status(self.db)
 
+    def open_counts_by_resource(self) -> dict[str, dict[str, int]]:
+        """Pending and dead notifications per resource key."""
+        with self._errors("cannot count the outbox"):
+            return outbox.open_counts_by_resource(self.db)
+
     def integrity_check(self) -> str:
         """``"ok"``, or SQLite's list of problems, one per line."""
         with self._errors("cannot check integrity"):
@@ -146,6 +151,15 @@ class Store:
         naming them, and nothing changes."""
         with self._transaction("cannot replay notifications"):
             return outbox.replay(self.db, ids, dead=dead, now_ms=now_ms)
+
+    def check_writable(self) -> None:
+        """Raise StateError unless a write transaction can start now (for health checks)."""
+        if not self.writer:
+            raise StateError(f"{self.path}: health check: the store is open read-only")
+        with self._errors("health check"):
+            if not self.db.conn.in_transaction:
+                self.db.conn.execute("BEGIN IMMEDIATE")
+                self.db.conn.execute("ROLLBACK")
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
