@@ -18,6 +18,7 @@ from pathlib import Path
 from poller import __version__, logconfig
 from poller.config import Config, ConfigLoadError, LoadResult, load_config
 from poller.errors import PollerError
+from poller.fetch import mask_url
 from poller.javazone import to_ms
 from state import StateError, default_state_path, open_store
 
@@ -429,7 +430,7 @@ def check_rows(config: Config, since: datetime, now: datetime) -> list[tuple[str
         if not instance.resources:
             rows.append((instance.id, "-", interval, "-"))
         for resource in instance.resources:
-            url = resource.url.render(since, now, resource.page_size, masked=True)
+            url = mask_url(resource.url.render(since, now, resource.page_size, masked=True))
             rows.append((instance.id, resource.name, interval, url))
     return rows
 

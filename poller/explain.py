@@ -12,7 +12,7 @@ from poller.config import EngineConfig, InstanceConfig, ResourceConfig
 from poller.detect import PageResult, detect_page
 from poller.engine import detect_spec, fetch_spec, lookup_ids, plan_poll, resource_key
 from poller.errors import FetchError
-from poller.fetch import fetch_pages
+from poller.fetch import fetch_pages, mask_url
 from poller.javazone import to_ms
 from poller.notify import iso_z
 from state import ResourceState, Store
@@ -44,7 +44,7 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
     else:
         print(f"  cursor: {iso_z(state.cursor_ms)} (lookback {plan.lookback_ms / 1000:g} s)", file=out)
     print(f"  since:  {iso_z(since_ms)}", file=out)
-    print(f"  url:    {resource.url.render(plan.since, now, resource.page_size, masked=True)}", file=out)
+    print(f"  url:    {mask_url(resource.url.render(plan.since, now, resource.page_size, masked=True))}", file=out)
     url = resource.url.render(plan.since, now, resource.page_size)
     totals = {"records": 0, "events": 0, "skipped": 0}
     try:

@@ -58,7 +58,10 @@ def open_db(path: str | os.PathLike[str], *, writer: bool, exclusive: bool = Tru
             raise
         return db
     if writer:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot create its directory: {exc.strerror or exc}") from exc
         # lock before creating, so two daemons racing on a new file cannot both set it up
         lock = WriterLock.acquire(path)
     try:

@@ -7,6 +7,7 @@ holder's pid, to name it in the refusal; it is never deleted (deleting lock file
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -22,7 +23,11 @@ def create_private(path: Path, flags: int = os.O_RDWR) -> int:
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return os.open(path, flags)
+        fd = os.open(path, flags)
+        if os.fstat(fd).st_mode & 0o077:  # a file made by hand or an old copy: it holds secrets
+            with contextlib.suppress(OSError):  # not ours to change (another owner): leave it
+                os.fchmod(fd, 0o600)
+        return fd
     # the umask can only remove bits; make the mode exactly 0600
     os.fchmod(fd, 0o600)
     return fd
@@ -37,8 +42,12 @@ class WriterLock:
 
     @classmethod
     def acquire(cls, state_path: Path) -> WriterLock:
-        lock_path = Path(f"{state_path}.lock")
-        fd = create_private(lock_path)
+        # the real path: a symlink to the same file must find the same lock
+        lock_path = Path(f"{os.path.realpath(state_path)}.lock")
+        try:
+            fd = create_private(lock_path)
+        except OSError as exc:
+            raise StateError(f"{state_path}: cannot create the lock file {lock_path}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

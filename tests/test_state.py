@@ -504,3 +504,21 @@ def test_notifications_are_ordered_and_filtered(store: Store) -> None:
 ])
 def test_default_state_path(environ: dict[str, str], configured: str | None, expected: Path) -> None:
     assert default_state_path(environ, configured) == expected
+
+
+def test_an_existing_state_file_with_a_loose_mode_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    path.write_bytes(b"")
+    os.chmod(path, 0o644)
+    with open_store(path):
+        pass
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_symlink_to_a_locked_state_file_is_refused_too(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    link = tmp_path / "link.db"
+    with open_store(path):
+        link.symlink_to(path)
+        with pytest.raises(StateError, match="in use by another poller process"):
+            open_store(link)

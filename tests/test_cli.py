@@ -1,0 +1,50 @@
+"""CLI contract details: exit codes and what is printed for bad usage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def poller(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "poller", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+
+
+def _config(tmp_path: Path, url: str = "https://api.example.com/c?hapikey=LITERAL-SECRET&q=1") -> Path:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"id": "crm", "element": {"key": "crm"}, "configuration": {
+        "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/h",
+        "event.poller.configuration": {"contacts": {"url": url, "idField": "id"}}}}))
+    return path
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    assert poller(tmp_path).returncode == 2
+
+
+def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
+    out = poller(tmp_path, "once", "-c", str(_config(tmp_path)), "--log-level", "LOUD")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_a_state_path_that_cannot_be_created_is_a_clean_runtime_error(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    out = poller(tmp_path, "once", "-c", str(config), "--state", str(config / "p.db"))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "cannot create its directory" in out.stderr
+
+
+def test_check_masks_secret_looking_query_values(tmp_path: Path) -> None:
+    out = poller(tmp_path, "check", "-c", str(_config(tmp_path)))
+    assert out.returncode == 0, out.stderr
+    assert "LITERAL-SECRET" not in out.stdout and "hapikey=***" in out.stdout and "q=1" in out.stdout
+
+
+def test_events_on_a_missing_state_file_says_so(tmp_path: Path) -> None:
+    out = poller(tmp_path, "events", "--state", str(tmp_path / "nothing.db"))
+    assert out.returncode == 1 and "no state file" in out.stderr
