@@ -88,6 +88,13 @@ def _outbox_pending_heads(db: Database) -> None:
     db.execute("CREATE INDEX outbox_pending_heads ON outbox (resource_key, seq) WHERE status = 'pending'")
 
 
+@_step("0003_drop_seen_stamp_index")
+def _drop_seen_stamp_index(db: Database) -> None:
+    # Every page upserts its seen versions; keeping this index up to date cost about 40 % of that
+    # write. It only served pruning, once per poll, which the primary key's resource prefix bounds.
+    db.execute("DROP INDEX IF EXISTS seen_resource_stamp")
+
+
 def applied_steps(db: Database) -> list[str]:
     """Names of the steps applied to this file, oldest first (read-only)."""
     return [m.name for m in migrations.applied(db)]
