@@ -210,8 +210,11 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         outcome.ok = False
         outcome.error = str(exc)
         outcome.retry_after = exc.retry_after
+        # A baseline that fails still fixes when watching began: the retry then announces what
+        # changes from here on, instead of starting a new baseline that would swallow those changes.
         store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=str(exc),
-                        next_due_ms=to_ms(exc.retry_after) if exc.retry_after else None)
+                        next_due_ms=to_ms(exc.retry_after) if exc.retry_after else None,
+                        first_cursor_ms=to_ms(plan.since) + plan.lookback_ms if plan.baseline else None)
         outcome.duration_s = timer() - started
         log.warning("poll.failed", extra={"resource": key, "error": str(exc)})
         return outcome

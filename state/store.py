@@ -124,11 +124,13 @@ class Store:
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
 
     def fail_poll(self, key: str, instance_id: str, resource: str, *, now_ms: int, error: str,
-                  next_due_ms: int | None) -> None:
-        """End a failed poll; the cursor stays where it was."""
+                  next_due_ms: int | None, first_cursor_ms: int | None = None) -> None:
+        """End a failed poll; the cursor stays where it was (a resource without one gets
+        ``first_cursor_ms`` when given: see :func:`state.watermarks.fail_poll`)."""
         with self._transaction(f"cannot record the failed poll of {key}"):
             watermarks.ensure_resource(self.db, key, instance_id, resource)
-            watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms)
+            watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms,
+                                 first_cursor_ms=first_cursor_ms)
 
     def mark_delivered(self, id: str, *, now_ms: int, status_code: int,  # noqa: A002
                        duration_ms: int) -> None:

@@ -64,14 +64,16 @@ def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, e
     )
 
 
-def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: int | None) -> None:
-    """Record a failed poll; the cursor and last success stay as they were."""
+def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: int | None,
+              first_cursor_ms: int | None = None) -> None:
+    """Record a failed poll; the cursor and last success stay as they were, except that a resource
+    without a cursor gets ``first_cursor_ms`` when it is given (a baseline that failed part-way)."""
     require_transaction(db)
     db.execute(
         """UPDATE resources SET last_poll_ms = ?, consecutive_failures = consecutive_failures + 1,
-               last_error = ?, next_due_ms = ?, polls = polls + 1
+               last_error = ?, next_due_ms = ?, polls = polls + 1, cursor_ms = COALESCE(cursor_ms, ?)
            WHERE key = ?""",
-        [now_ms, error, next_due_ms, key],
+        [now_ms, error, next_due_ms, first_cursor_ms, key],
     )
 
 

@@ -59,3 +59,26 @@ def test_baseline_cursor_is_where_its_window_ends_even_with_a_provider_behind(
         assert store.resource_state("crm/contacts").cursor_ms == int(now.timestamp() * 1000)
         [second] = asyncio.run(poll_all(config, store, now + timedelta(seconds=5)))
         assert second.ok and second.events == 0
+
+
+def test_a_baseline_that_fails_still_fixes_when_watching_began(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    """The baseline fails on page 2; a record changed before the retry is announced by it."""
+    provider = make_fake_provider(style="page", page_size=1)
+    now = datetime.now(UTC)
+    provider.records.extend([record(1, now - timedelta(seconds=5)), record(2, now - timedelta(seconds=4))])
+    provider.fail(500, page=2, times=None)
+    text = json.loads(_config(provider, "/c?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}"))
+    res = text["instances"][0]["configuration"]["event.poller.configuration"]["contacts"]
+    res.update({"pageSize": 1, "pagination": {"type": "page"}})
+    config = load_config_text(json.dumps(text), "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        [first] = asyncio.run(poll_all(config, store, now))
+        assert not first.ok and first.baseline
+        provider.faults.clear()
+        later = now + timedelta(minutes=10)
+        provider.records.append(record(3, later - timedelta(seconds=1)))
+        [second] = asyncio.run(poll_all(config, store, later))
+        assert second.ok and not second.baseline
+        ids = [e["objectId"] for n in store.notifications() for e in json.loads(n.notification.body)["message"]["events"]]
+    assert "3" in ids and "1" not in ids
