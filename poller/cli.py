@@ -51,8 +51,8 @@ EVENTS_HELP = (
     "JSON array. Reads the state file only."
 )
 DEMO_HELP = (
-    "Run the real engine between a sample provider and a receiver on 127.0.0.1 (random free ports): "
-    "the provider changes records every 2 s, poller polls every 3 s, and each notification that "
+    "Run the real daemon (poller run) between a sample provider and a receiver on 127.0.0.1 (random "
+    "free ports): the provider changes records every 2 s, poller polls every 3 s, and each notification that "
     "arrives is printed with its verified signatures. Stops on Ctrl-C or after --seconds; exit 0 "
     "when signed notifications arrived and verified."
 )
@@ -294,34 +294,38 @@ def replay(path: Path, ids: list[str], *, dead: bool) -> int:
 
 
 def demo(seconds: float | None) -> int:
+    import signal
+    import subprocess
     import threading
 
     from poller.demo import run_demo
-    from poller.deliver import deliver_due
-    from poller.runner import HttpClients, poll_all
 
     def engine(config_path: Path, state_path: Path, stop: threading.Event) -> int:
-        config = load_config(config_path, os.environ).config
-        logconfig.setup(config.engine.log.format, config.engine.log.level)
-        interval = min(i.refresh_interval_seconds for i in config.instances)
-
-        async def one_round() -> None:
-            async with AsyncExitStack() as stack:
-                await poll_all(config, store, _now())
-                await deliver_due(await HttpClients(stack).get(True), store, config, _now)
-
-        with open_store(state_path) as store:
-            while not stop.is_set():
-                asyncio.run(one_round())
-                stop.wait(interval)
-        return EXIT_OK
+        """The real daemon, `poller run`, as a child process; stopped with SIGTERM like systemd does."""
+        child = subprocess.Popen([sys.executable, "-m", "poller", "run", "-c", str(config_path),
+                                  "--state", str(state_path)])
+        try:
+            while not stop.wait(0.2):
+                if child.poll() is not None:
+                    return child.returncode or EXIT_FAILURE  # it stopped on its own: something is wrong
+            child.send_signal(signal.SIGTERM)
+            return child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     return run_demo(seconds, sys.stdout, engine)
 
 
 def run(config_path: str, config: Config, state_path: Path) -> int:
+    import signal
+
     from poller.daemon import Daemon
 
+    # A reload asked for while starting must not kill the process (the default action of SIGHUP):
+    # the daemon installs its own handler once it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with open_store(state_path) as store:
         return asyncio.run(Daemon(config_path, config, store).run())
 

@@ -303,6 +303,11 @@ class Context:
         if not parts.hostname:
             self.error(path, f"the URL has no host: {shown}")
             return False
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number in 0..65535
+        except ValueError:
+            self.error(path, f"the URL's port is not a number from 0 to 65535: {shown}")
+            return False
         if any(c.isspace() for c in text):
             self.error(path, f"the URL contains white space: {shown}")
             return False

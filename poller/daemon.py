@@ -23,6 +23,7 @@ import httpx
 
 from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
 from poller.deliver import deliver_due
+from poller.errors import PollerError
 from poller.engine import PollOutcome, poll_resource, resource_key
 from poller.javazone import from_ms, to_ms
 from poller.runner import HttpClients
@@ -30,11 +31,23 @@ from poller.schedule import PollScheduler, first_run, next_due_after_failure
 from poller.systemd import Notifier, watchdog_interval
 from state import Store
 
-__all__ = ["Daemon"]
+__all__ = ["Daemon", "ListenError"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
 MAX_DELIVERY_SLEEP_S = 60.0
+DELIVERY_ERROR_BACKOFF_S = 5.0
+# of engine.shutdownTimeoutSeconds, kept after draining the polls for closing clients, the store and
+# the process, so that the whole stop fits in the timeout
+SHUTDOWN_RESERVE_S = 0.5
+
+
+def _totals(by_key: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {"pending": sum(c["pending"] for c in by_key.values()), "dead": sum(c["dead"] for c in by_key.values())}
+
+
+class ListenError(PollerError):
+    """engine.listen cannot be bound (address in use, no permission)."""
 
 
 def _utc_now() -> datetime:
@@ -45,6 +58,7 @@ def _utc_now() -> datetime:
 class _Health:
     store_ok: bool = True
     store_error: str | None = None
+    delivery_error: str | None = None
     last_outcomes: dict[str, PollOutcome] = field(default_factory=dict)
 
 
@@ -70,6 +84,7 @@ class Daemon:
         self.notifier = Notifier(environ)
         self.clients: HttpClients | None = None
         self._reloading: asyncio.Task | None = None
+        self.delivery_task: asyncio.Task | None = None
         self.metrics = None
         self.http = None
 
@@ -88,15 +103,19 @@ class Daemon:
                 now = self.clock()
                 for key, (instance, _) in self.resources.items():
                     self._schedule(key, instance, now)
-                tasks = [asyncio.create_task(self._delivery_loop(), name="delivery"),
-                         asyncio.create_task(self._watchdog_loop(), name="watchdog")]
+                self.delivery_task = asyncio.create_task(self._delivery_loop(), name="delivery")
+                tasks = [self.delivery_task, asyncio.create_task(self._watchdog_loop(), name="watchdog")]
                 self.notifier.ready(self.status_line())
                 log.info("daemon.started", extra={"resources": len(self.resources), "state": str(self.store.path)})
                 await self.stop.wait()
                 self.notifier.stopping()
                 log.info("daemon.stopping")
+                # pause, not shutdown: APScheduler's asyncio executor cancels running jobs on shutdown,
+                # so the in-flight polls would be abandoned at once instead of being given the time
+                self.scheduler.pause()
+                timeout = self.config.engine.shutdown_timeout_seconds
+                await self._drain(max(0.0, timeout - min(SHUTDOWN_RESERVE_S, timeout / 4)))
                 self.scheduler.shutdown()
-                await self._drain(self.config.engine.shutdown_timeout_seconds)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -115,7 +134,10 @@ class Daemon:
 
         self.metrics = Metrics()
         self.http = MetricsServer(self.metrics, self.healthy)
-        await self.http.start(*listen)
+        try:
+            await self.http.start(*listen)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {listen[0]}:{listen[1]} (engine.listen): {exc.strerror or exc}") from exc
         stack.push_async_callback(self.http.close)
         log.info("daemon.listening", extra={"address": f"{listen[0]}:{self.http.port}"})
 
@@ -151,14 +173,23 @@ class Daemon:
             return
         instance, resource = pair
         task = asyncio.current_task()
-        async with self.limit:
-            if task is not None:
-                self.inflight.add(task)
-            try:
-                outcome = await self._poll(instance, resource)
-            finally:
+        try:
+            async with self.limit:
+                if self.stop.is_set():  # stopping while this poll waited for a free slot
+                    return
                 if task is not None:
-                    self.inflight.discard(task)
+                    self.inflight.add(task)
+                try:
+                    outcome = await self._poll(instance, resource)
+                finally:
+                    if task is not None:
+                        self.inflight.discard(task)
+        except asyncio.CancelledError:
+            if not self.stop.is_set():
+                raise
+            # abandoned at shutdown (_drain logs it): the pages it committed stay, its cursor did not
+            # move. Not re-raised: APScheduler would log the cancellation as a crashed job.
+            return
         self.health.last_outcomes.pop(key, None)
         self.health.last_outcomes[key] = outcome  # the newest last
         if self.metrics is not None:
@@ -168,10 +199,12 @@ class Daemon:
             due = next_due_after_failure(self.clock(), failures, instance.refresh_interval_seconds,
                                          outcome.retry_after)
             self.scheduler.postpone(key, due)
+            self.store.set_next_due(key, to_ms(due))  # a restart keeps the backoff
             log.info("poll.backoff", extra={"resource": key, "failures": failures, "next": due.isoformat()})
         if outcome.notifications:
             self.wake_delivery.set()
-        self.notifier.status(self.status_line())
+        if self.notifier.enabled:
+            self.notifier.status(self.status_line())
 
     async def _poll(self, instance: InstanceConfig, resource: ResourceConfig) -> PollOutcome:
         key = resource_key(instance, resource)
@@ -196,6 +229,8 @@ class Daemon:
     # -- delivery -------------------------------------------------------------------------------
 
     async def _delivery_loop(self) -> None:
+        """Deliver, then sleep until the earliest retry or until a poll adds notifications. An
+        error never ends the loop: it is logged, and the loop tries again a little later."""
         while not self.stop.is_set():
             self.wake_delivery.clear()
             assert self.clients is not None
@@ -207,29 +242,34 @@ class Daemon:
                         instance_id, _, resource = result.resource_key.partition("/")
                         self.metrics.observe_delivery(instance_id, resource, result)
                     by_key = self.store.open_counts_by_resource()
-                    self.metrics.set_outbox(self.store.outbox_counts(), by_resource={
+                    self.metrics.set_outbox(_totals(by_key), by_resource={
                         tuple(key.split("/", 1)): counts for key, counts in by_key.items()})  # type: ignore[misc]
-                if report.results:
+                if report.results and self.notifier.enabled:
                     self.notifier.status(self.status_line())
-                self.health.store_ok, self.health.store_error = True, None
+                sleep = self._delivery_sleep()
+                self.health.delivery_error = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("delivery.crashed")
-                self.health.store_error = str(exc)
+                self.health.delivery_error = f"{type(exc).__name__}: {exc}"
+                sleep = DELIVERY_ERROR_BACKOFF_S
             try:
-                await asyncio.wait_for(self.wake_delivery.wait(), timeout=self._delivery_sleep())
+                await asyncio.wait_for(self.wake_delivery.wait(), timeout=sleep)
             except asyncio.TimeoutError:
                 pass
 
     def _delivery_sleep(self) -> float:
-        """Until the earliest pending retry (woken earlier when a poll adds notifications)."""
+        """Until the earliest retry: a head that waits is either not due yet or held by a failed
+        notification of its endpoint, which is itself a head that is not due yet."""
         now_ms = to_ms(self.clock())
-        heads = self.store.due_notifications(now_ms, everything=True)  # every head, due or not
-        times = [h.next_attempt_ms for h in heads if h.next_attempt_ms is not None]
-        if not times:
+        if self.store.due_notifications(now_ms):
+            return 0.0  # something became due while the last pass ran
+        heads = self.store.due_notifications(now_ms, everything=True)
+        future = [h.next_attempt_ms for h in heads if h.next_attempt_ms is not None and h.next_attempt_ms > now_ms]
+        if not future:
             return MAX_DELIVERY_SLEEP_S
-        return max(0.05, min(MAX_DELIVERY_SLEEP_S, (min(times) - now_ms) / 1000))
+        return max(0.05, min(MAX_DELIVERY_SLEEP_S, (min(future) - now_ms) / 1000))
 
     # -- reload ---------------------------------------------------------------------------------
 
@@ -251,6 +291,8 @@ class Daemon:
         now = self.clock()
         for key in old.keys() - new.keys():
             self.scheduler.remove(key)
+            self.store.forget_resource(key)  # its notifications stay; if it comes back: a baseline
+            self.health.last_outcomes.pop(key, None)
             if self.metrics is not None:
                 self.metrics.forget(old[key][0].id, old[key][1].name)
         for key in old.keys() & new.keys():
@@ -273,6 +315,8 @@ class Daemon:
     def healthy(self) -> tuple[bool, str]:
         if not self.scheduler.running:
             return False, "the scheduler is not running"
+        if self.delivery_task is not None and self.delivery_task.done():
+            return False, "the delivery loop has stopped"
         if not self._store_writable():
             return False, f"the state file cannot be written: {self.health.store_error}"
         return True, "ok"
@@ -300,7 +344,7 @@ class Daemon:
     def status_line(self) -> str:
         outcomes = self.health.last_outcomes
         failed = sum(1 for o in outcomes.values() if not o.ok)
-        counts = self.store.outbox_counts()
+        counts = _totals(self.store.open_counts_by_resource())
         last = ""
         if outcomes:
             key, outcome = next(reversed(outcomes.items()))

@@ -23,7 +23,7 @@ import httpx
 
 from poller import USER_AGENT
 from poller.config import Config
-from poller.fetch import parse_retry_after
+from poller.fetch import mask_url, parse_retry_after
 from poller.javazone import to_ms
 from poller.signing import headers as signed_headers
 from state import OutboxEntry, Store
@@ -97,18 +97,22 @@ class _Sender:
         self.random = random
         self.instances = {i.id: i for i in config.instances}
 
-    def url_for(self, entry: OutboxEntry) -> str:
-        """The instance's callback URL as configured now (it may have changed since detection)."""
-        instance = self.instances.get(entry.notification.instance_id)
-        return (instance.callback_url if instance is not None else None) or entry.notification.callback_url
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+        async with self.client.stream("POST", url, content=body, headers=headers,
+                                      timeout=self.delivery.timeout_seconds) as response:
+            return response.status_code, response.headers.get("retry-after")
+
+    def sendable(self, entry: OutboxEntry) -> bool:
+        """A notification of an instance no longer configured waits: its signature key is gone,
+        and sending it unsigned would teach the receiver to accept unsigned requests."""
+        return entry.notification.instance_id in self.instances
 
     async def send(self, entry: OutboxEntry) -> DeliveryResult:
         n = entry.notification
-        instance = self.instances.get(n.instance_id)
-        url = self.url_for(entry)
-        key = str(instance.signature_key) if instance is not None and instance.signature_key else None
-        if instance is None:
-            log.warning("delivery.instance_missing", extra={"notification": n.id, "instance": n.instance_id})
+        instance = self.instances[n.instance_id]
+        url = n.callback_url  # retargeted to the instance's current callback before each pass
+        shown = mask_url(url)
+        key = str(instance.signature_key) if instance.signature_key else None
         now = self.clock()
         headers = signed_headers(n.id, n.body, key, int(now.timestamp()),
                                  standard_webhooks=self.delivery.standard_webhooks, user_agent=USER_AGENT)
@@ -116,31 +120,39 @@ class _Sender:
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
+        permanent = False
         try:
-            async with self.client.stream("POST", url, content=n.body, headers=headers,
-                                          timeout=self.delivery.timeout_seconds) as response:
-                status = response.status_code
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
-                    retry_after = parse_retry_after(response.headers.get("retry-after"), None, now)
-        except httpx.HTTPError as exc:
+            # the whole attempt is bounded, not only each read: a receiver trickling bytes must not
+            # hold delivery hostage
+            status, retry_header = await asyncio.wait_for(self._post(url, n.body, headers),
+                                                          self.delivery.timeout_seconds)
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+                retry_after = parse_retry_after(retry_header, None, now)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            error, permanent = f"invalid callback URL: {exc}", True  # no retry can fix it: a dead letter
+        except asyncio.TimeoutError:
+            error = f"no answer within {self.delivery.timeout_seconds:g} s"
+        except (httpx.HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed attempt, never a wedged queue
+            error = f"{type(exc).__name__}: {exc}"
         duration = int((perf_counter() - started) * 1000)
-        done = self.clock()
-        done_ms = to_ms(done)
+        done_ms = to_ms(self.clock())
         if error is None:
             self.store.mark_delivered(n.id, now_ms=done_ms, status_code=status or 0, duration_ms=duration)
             log.info("delivery.delivered", extra={"notification": n.id, "resource": n.resource_key, "status": status,
                                                   "duration_ms": duration})
-            return DeliveryResult(n.id, n.resource_key, url, True, status, None, duration, None)
-        upcoming = None if status == 410 else next_attempt_ms(
+            return DeliveryResult(n.id, n.resource_key, shown, True, status, None, duration, None)
+        error = mask_url(error) if url in error else error
+        upcoming = None if status == 410 or permanent else next_attempt_ms(
             entry.attempts + 1, done_ms, self.delivery.retry_schedule, retry_after_s=retry_after, random=self.random)
         self.store.mark_failed(n.id, now_ms=done_ms, status_code=status, error=error, duration_ms=duration,
                                next_attempt_ms=upcoming)
         event = "delivery.dead_letter" if upcoming is None else "delivery.retry_scheduled"
         log.warning(event, extra={"notification": n.id, "resource": n.resource_key, "error": error,
                                   "attempts": entry.attempts + 1})
-        return DeliveryResult(n.id, n.resource_key, url, False, status, error, duration, upcoming)
+        return DeliveryResult(n.id, n.resource_key, shown, False, status, error, duration, upcoming)
 
 
 async def deliver_due(client: httpx.AsyncClient, store: Store, config: Config,
@@ -153,6 +165,9 @@ async def deliver_due(client: httpx.AsyncClient, store: Store, config: Config,
     """
     clock: Callable[[], datetime] = now if callable(now) else (lambda: now)  # type: ignore[assignment,return-value]
     sender = _Sender(client, store, config, clock, random)
+    # Pending notifications follow their instance's callback URL as configured now, so that
+    # sending and the "an endpoint that fails holds its other notifications" rule agree.
+    store.retarget_callbacks({i.id: i.callback_url for i in config.instances if i.callback_url})
     report = DeliveryReport()
     attempted: set[str] = set()
     failed_endpoints: set[str] = set()
@@ -168,7 +183,7 @@ async def deliver_due(client: httpx.AsyncClient, store: Store, config: Config,
             attempted.add(head.notification.id)
             report.results.append(result)
             if not result.ok:
-                failed_endpoints.add(result.url)
+                failed_endpoints.add(head.notification.callback_url)
 
 
 def _choose(heads: list[OutboxEntry], sender: _Sender, failed: set[str], limit: int) -> list[OutboxEntry]:
@@ -176,7 +191,11 @@ def _choose(heads: list[OutboxEntry], sender: _Sender, failed: set[str], limit: 
     and one that is being retried gets a single probe first."""
     by_endpoint: dict[str, list[OutboxEntry]] = {}
     for head in heads:
-        url = sender.url_for(head)
+        if not sender.sendable(head):
+            log.warning("delivery.instance_missing", extra={"notification": head.notification.id,
+                                                           "instance": head.notification.instance_id})
+            continue
+        url = head.notification.callback_url
         if url not in failed:
             by_endpoint.setdefault(url, []).append(head)
     batch: list[OutboxEntry] = []

@@ -153,7 +153,9 @@ def run_demo(seconds: float | None, out: TextIO, run_engine: Callable[[Path, Pat
         threads.append(threading.Thread(target=change, daemon=True))
         threads[-1].start()
         if seconds is not None:
-            threading.Timer(seconds, stop.set).start()
+            timer = threading.Timer(seconds, stop.set)
+            timer.daemon = True  # Ctrl-C must not wait for it
+            timer.start()
         try:
             code = run_engine(config, Path(tmp) / "poller.db", stop)
         except KeyboardInterrupt:

@@ -140,7 +140,9 @@ def plan_poll(cursor_ms: int | None, resource: ResourceConfig, engine: EngineCon
         return PollPlan(from_ms(cursor_ms - lookback_ms), False, lookback_ms)
     if resource.initial_cursor is not None:
         return PollPlan(resource.initial_cursor, False, lookback_ms)
-    return PollPlan(now - timedelta(milliseconds=lookback_ms), True, lookback_ms)
+    # A baseline remembers one lookback more than a poll looks back, so that a provider clock
+    # somewhat behind ours, or a Date header cut to the second, leaves no gap (see finish below).
+    return PollPlan(now - timedelta(milliseconds=2 * lookback_ms), True, lookback_ms)
 
 
 def render_url(resource: ResourceConfig, since: datetime, now: datetime) -> str:
@@ -169,7 +171,7 @@ async def _pages_with_baseline_check(client: httpx.AsyncClient, instance: Instan
                     if plan.baseline and attempt == 0 and -outcome.clock_skew_ms > plan.lookback_ms:
                         log.info("poll.baseline_restart", extra={"resource": outcome.key,
                                                                  "clock_skew_ms": outcome.clock_skew_ms})
-                        plan = PollPlan(page.server_date - timedelta(milliseconds=plan.lookback_ms), True,
+                        plan = PollPlan(page.server_date - timedelta(milliseconds=2 * plan.lookback_ms), True,
                                         plan.lookback_ms)
                         restart = True
                         break
@@ -193,7 +195,8 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     now_ms = to_ms(now)
     server_now_ms: int | None = None
     max_stamp: int | None = None
-    seq = now_ms * _SEQ_SCALE
+    # after every notification the resource already has, even if the clock stepped back
+    seq = max(now_ms * _SEQ_SCALE, (store.max_seq(key) or 0) + 1)
     pages = _pages_with_baseline_check(client, instance, resource, engine, plan, now, outcome)
     try:
         async with aclosing(pages):
@@ -214,14 +217,17 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         # changes from here on, instead of starting a new baseline that would swallow those changes.
         store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=str(exc),
                         next_due_ms=to_ms(exc.retry_after) if exc.retry_after else None,
-                        first_cursor_ms=to_ms(plan.since) + plan.lookback_ms if plan.baseline else None)
+                        first_cursor_ms=to_ms(plan.since) + 2 * plan.lookback_ms if plan.baseline else None)
         outcome.duration_s = timer() - started
         log.warning("poll.failed", extra={"resource": key, "error": str(exc)})
         return outcome
     if plan.baseline:
-        # The baseline covered [since, since + lookback]: the next window starts where it began,
-        # so nothing between the two is missed, whatever the provider's Date header says.
-        server_now_ms = to_ms(plan.since) + plan.lookback_ms
+        # The baseline remembered everything from since = (our now, or the provider's after a restart)
+        # - 2 * lookback. Its cursor is the earlier of that now and the provider's Date, so the next
+        # window (cursor - lookback) starts inside what the baseline remembered (no spurious
+        # announcements), and no later than the provider's clock (no gap for late commits).
+        window_end = to_ms(plan.since) + 2 * plan.lookback_ms
+        server_now_ms = window_end if server_now_ms is None else min(window_end, server_now_ms)
     cursor = next_cursor(state.cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
     store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,

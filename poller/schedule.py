@@ -69,7 +69,13 @@ class PollScheduler:
     def start(self) -> None:
         self.scheduler.start()
 
+    def pause(self) -> None:
+        """Start no new poll; the running ones go on (a graceful stop drains them, then shuts down)."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+
     def shutdown(self) -> None:
+        """Stop the scheduler. Its asyncio executor cancels the jobs still running: drain first."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 

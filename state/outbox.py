@@ -142,6 +142,17 @@ def open_counts_by_resource(db: Database) -> dict[str, dict[str, int]]:
 
 # --- writes (inside the store's transaction) ---------------------------------------------------
 
+def retarget(db: Database, urls: dict[str, str]) -> int:
+    """Point the pending notifications of each instance at its current callback URL."""
+    require_transaction(db)
+    changed = 0
+    for instance_id, url in urls.items():
+        cursor = db.execute("UPDATE outbox SET callback_url = ? WHERE status = 'pending' AND instance_id = ? "
+                            "AND callback_url != ?", [url, instance_id, url])
+        changed += cursor.rowcount
+    return changed
+
+
 def insert_notifications(db: Database, notifications: Sequence[Notification]) -> None:
     """Add pending notifications. Ids are stable, so one already present (a page re-run after
     a crash) is left exactly as it is, delivery status included."""

@@ -132,6 +132,30 @@ class Store:
             watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms,
                                  first_cursor_ms=first_cursor_ms)
 
+    def set_next_due(self, key: str, next_due_ms: int | None) -> None:
+        """When the resource may be polled again (a backoff that must survive a restart)."""
+        with self._transaction(f"cannot record the next poll of {key}"):
+            watermarks.set_next_due(self.db, key, next_due_ms)
+
+    def forget_resource(self, key: str) -> None:
+        """A resource removed from the configuration: if it comes back, it starts with a baseline."""
+        with self._transaction(f"cannot forget {key}"):
+            watermarks.forget(self.db, key)
+
+    def max_seq(self, key: str) -> int | None:
+        """The highest notification sequence number of a resource (new ones must go after it)."""
+        with self._errors("cannot read the outbox"):
+            row = self.db.execute("SELECT max(seq) FROM outbox WHERE resource_key = ?", [key]).fetchone()
+            return row[0] if row else None
+
+    def retarget_callbacks(self, urls: dict[str, str]) -> int:
+        """Pending notifications follow their instance's callback URL (instance id -> URL) as it is
+        configured now; returns how many changed."""
+        if not urls:
+            return 0
+        with self._transaction("cannot update callback URLs"):
+            return outbox.retarget(self.db, urls)
+
     def mark_delivered(self, id: str, *, now_ms: int, status_code: int,  # noqa: A002
                        duration_ms: int) -> None:
         """Record a 2xx: the notification is delivered (if it was still pending) and the attempt

@@ -128,3 +128,16 @@ def prune_seen(db: Database, key: str, *, before_ms: int | None, hash_before_ms:
             )
             removed += cursor.rowcount
     return removed
+
+
+def set_next_due(db: Database, key: str, next_due_ms: int | None) -> None:
+    require_transaction(db)
+    db.execute("UPDATE resources SET next_due_ms = ? WHERE key = ?", [next_due_ms, key])
+
+
+def forget(db: Database, key: str) -> None:
+    """Forget where a resource stood (cursor, seen versions); its notifications stay."""
+    require_transaction(db)
+    db.execute("UPDATE resources SET cursor_ms = NULL, next_due_ms = NULL, consecutive_failures = 0 WHERE key = ?",
+               [key])
+    db.execute("DELETE FROM seen WHERE resource_key = ?", [key])

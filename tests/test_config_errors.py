@@ -273,3 +273,15 @@ def test_schema_prints_the_schema(tmp_path: Path) -> None:
     assert json.loads(result.stdout) == SCHEMA
 
 
+
+
+def test_a_callback_url_with_a_bad_port_is_a_config_error(tmp_path: Path) -> None:
+    body = {"id": "crm", "element": {"key": "crm"}, "configuration": {
+        "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:8o80/hook",
+        "event.poller.configuration": {"contacts": {"url": "http://h/c", "idField": "id"}}}}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(body))
+    out = subprocess.run([sys.executable, "-m", "poller", "check", "-c", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert 'configuration."event.notification.callback.url": the URL\'s port is not a number' in out.stderr

@@ -82,6 +82,7 @@ def visible(versions: list[Version], now: int) -> dict[int, Version]:
 def test_every_change_is_announced_exactly_once(case: tuple[list[Version], list[int], int, int], data: st.DataObject) -> None:
     versions, polls, skew, _ = case
     cursor: int | None = None
+    window_end = 0
     seen: dict[str, dict[str, int]] = {}
     announced: list[tuple[str, str]] = []
     shown_after_baseline: set[tuple[str, str]] = set()
@@ -90,8 +91,9 @@ def test_every_change_is_announced_exactly_once(case: tuple[list[Version], list[
         server_now = now + skew
         server_now -= server_now % 1000  # a Date header has whole seconds
         baseline = cursor is None
-        if baseline:  # as the engine: restart from the provider's clock only when it is behind by > lookback
-            since = (server_now if now - server_now > LOOKBACK else now) - LOOKBACK
+        if baseline:  # as the engine: two lookbacks; restart from the provider's clock when it is > 1 behind
+            window_end = server_now if now - server_now > LOOKBACK else now
+            since = window_end - 2 * LOOKBACK
         else:
             since = cursor - LOOKBACK
         rows = [v for v in visible(versions, now).values() if v.stamp >= since]  # server-side filter
@@ -117,8 +119,8 @@ def test_every_change_is_announced_exactly_once(case: tuple[list[Version], list[
             i += size
             if i >= len(records):
                 break
-        cursor = next_cursor(cursor, max_stamp, since + LOOKBACK if baseline else server_now, baseline=baseline,
-                             has_dates=True, poll_start_ms=now)
+        cursor = next_cursor(cursor, max_stamp, min(window_end, server_now) if baseline else server_now,
+                             baseline=baseline, has_dates=True, poll_start_ms=now)
         for oid in list(seen):  # pruning, as the store does it
             seen[oid] = {ver: st_ for ver, st_ in seen[oid].items() if st_ >= cursor - LOOKBACK}
             if not seen[oid]:
