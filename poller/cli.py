@@ -323,9 +323,15 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
 
     from poller.daemon import Daemon
 
-    # A reload asked for while starting must not kill the process (the default action of SIGHUP):
-    # the daemon installs its own handler once it runs.
+    # Until the daemon installs its own handlers: a reload asked for while starting must not kill
+    # the process (SIGHUP's default), and a stop is a clean exit 0 (nothing is in flight yet).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def stop_now(signum: int, frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    signal.signal(signal.SIGTERM, stop_now)
+    signal.signal(signal.SIGINT, stop_now)
     with open_store(state_path) as store:
         return asyncio.run(Daemon(config_path, config, store).run())
 
