@@ -30,6 +30,8 @@ _NAMES = {
 _H_MIN = 13 * 3600
 _H_MAX = 14 * 3600
 _OFFSETS: dict[str, tzinfo] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # poller.javazone.to_ms, inlined in the generated ms parsers
+_ONE_MS = timedelta(milliseconds=1)
 
 Parser = Callable[[str], "datetime | None"]
 Formatter = Callable[[datetime], "str | None"]
@@ -156,7 +158,7 @@ def _make_parser(regex: re.Pattern[str], index: dict[str, int], zone: tzinfo, fi
     if "Z" not in index and not fixed:
         lines += _GAP_CHECK
     lines.append("    return dt")
-    return _exec("\n".join(lines) + "\n", "parse", match=regex.fullmatch, ZONE=zone)
+    return _exec_parser(lines, match=regex.fullmatch, ZONE=zone)
 
 
 # A wall time in a DST gap has two offsets that both fail the round trip: strict
@@ -226,14 +228,72 @@ def _iso_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) -> Par
         if not fixed:
             lines += _GAP_CHECK
     lines.append("    return dt")
-    return _exec("\n".join(lines) + "\n", "parse", match=re.compile(regex, re.ASCII).fullmatch, ZONE=zone,
-                 MIN_OFFSET=timedelta(hours=-13), MAX_OFFSET=timedelta(hours=14))
+    parse = _exec_parser(lines, match=re.compile(regex, re.ASCII).fullmatch, ZONE=zone,
+                         MIN_OFFSET=timedelta(hours=-13), MAX_OFFSET=timedelta(hours=14))
+    if aware or suffix is not None:
+        local = 23 if shape[11:13] == ["'.", "SSS"] else 19  # yyyy-MM-ddTHH:mm:ss[.SSS]
+        known = {} if aware else {("Z" if strip_z else ""): _minutes_sign(seconds) * 60_000}
+        parse.ms = _iso_ms(parse.ms, local, known, learn=aware)  # type: ignore[attr-defined]
+    return parse
+
+
+def _minutes_sign(seconds: int) -> int:
+    """The zone's offset in whole minutes, signed (as the suffix given to fromisoformat says)."""
+    sign, minutes = _minutes(seconds)
+    return -minutes if sign == "-" else minutes
+
+
+def _iso_ms(general: Callable[[str], int | None], local: int, offsets: dict[str, int], *,
+            learn: bool) -> Callable[[str], int | None]:
+    """``general`` (an ISO parser's ms form), cheaper: the local part is read naive, and the
+    suffix's offset comes from ``offsets`` (suffix -> ms to subtract), learnt from ``general``'s
+    own answers when ``learn``; a suffix not known yet goes through ``general``."""
+    match = general.__globals__["match"]
+    fromiso = datetime.fromisoformat
+    naive_epoch = datetime(1970, 1, 1)
+
+    def parse_ms(text: str) -> int | None:
+        if match(text) is None:
+            return None
+        offset = offsets.get(text[local:])
+        if offset is None:
+            ms = general(text)
+            if ms is not None and learn and len(offsets) < 4096:
+                offsets[text[local:]] = fromiso(text).utcoffset() // _ONE_MS
+            return ms
+        if not "1901" <= text[:4] < "9999":  # four ASCII digits: the same as 1901 <= year < 9999
+            return None
+        try:
+            x = fromiso(text[:local]) - naive_epoch
+        except ValueError:
+            return None
+        return (x.days * 86400 + x.seconds) * 1000 + x.microseconds // 1000 - offset
+
+    return parse_ms
+
+
+_RETURN_DT = "    return dt"
+_RETURN_FIXED = "        return dt.astimezone(fixed_tz(dt.utcoffset()))"
+
+
+def _exec_parser(lines: list[str], **extra: object) -> Parser:
+    """The parser, with ``.ms``: the same code returning ``to_ms`` of its result (or None)."""
+    parse = _exec("\n".join(lines) + "\n", "parse", **extra)
+    ms_lines = [
+        "    return (dt - EPOCH) // ONE_MS" if line == _RETURN_DT
+        else "        return (dt.astimezone(fixed_tz(dt.utcoffset())) - EPOCH) // ONE_MS" if line == _RETURN_FIXED
+        else line
+        for line in lines
+    ]
+    parse.ms = _exec("\n".join(ms_lines) + "\n", "parse", **extra)  # type: ignore[attr-defined]
+    return parse
 
 
 def _exec(src: str, name: str, **extra: object) -> Callable:
     namespace: dict[str, object] = {
         "datetime": datetime, "UTC": UTC, "MONTHS": _NAMES["M"], "DAYS": _NAMES["E"], "AMPM": _NAMES["a"],
         "OFFSETS": _OFFSETS, "offset_tz": _offset_tz, "fromiso": datetime.fromisoformat, "fixed_tz": timezone,
+        "EPOCH": _EPOCH, "ONE_MS": _ONE_MS,
     }
     namespace.update(extra)
     exec(compile(src, f"<javadate {name}>", "exec"), namespace)  # noqa: S102 - code built above

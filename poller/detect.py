@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ HASH_RETENTION_MS = 24 * 3600 * 1000
 _NOTHING: frozenset[str] = frozenset()
 _TOUCH_AFTER_MS = 3600 * 1000  # refresh a content-hash version's stamp at most hourly (one write, not one per poll)
 _EVENT_NAMESPACE = uuid.UUID("6f0f7c2e-3c1a-5b8e-9d4a-0c6b2f1e9a77")
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +151,9 @@ class _EventIds:
     def __call__(self, object_id: str, version: str) -> str:
         h = self._prefix.copy()
         h.update(f"{object_id}\x1f{version}".encode())
-        b = bytearray(h.digest()[:16])
-        b[6] = (b[6] & 0x0F) | 0x50  # version 5
-        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-        x = b.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+        x = h.hexdigest()  # the first 32 hex digits are the UUID's 16 bytes
+        # byte 6's high nibble (digit 12) becomes 5 (version 5); byte 8's top bits (digit 16) 10 (RFC 4122)
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 def object_id_text(value: object) -> str | None:
@@ -176,18 +176,47 @@ def content_hash(record: object) -> str:
 
 def _read_date(record: object, date: DateField) -> tuple[int | None, bool, str]:
     """(epoch ms or None, fell back, the raw text for messages)."""
-    path = date.path
-    if len(path) == 1 and isinstance(record, dict):  # the common case: a top-level field
-        value = record.get(path[0], jsonpath.MISSING) if isinstance(path[0], str) else jsonpath.MISSING
-    else:
-        value = jsonpath.get(record, path)
+    value = _date_value(record, date.path)
     if value is jsonpath.MISSING or value is None:
         return None, False, "missing"
+    ms, fell_back = _parse_value(value, date.format)
+    return ms, fell_back, repr(value)
+
+
+def _date_value(record: object, path: tuple[jsonpath.Segment, ...]) -> object:
+    if len(path) == 1 and isinstance(record, dict):  # the common case: a top-level field
+        return record.get(path[0], jsonpath.MISSING) if isinstance(path[0], str) else jsonpath.MISSING
+    return jsonpath.get(record, path)
+
+
+def _parse_value(value: object, fmt: DateFormat) -> tuple[int | None, bool]:
+    """(epoch ms or None when unreadable, fell back) of a present, non-null date value."""
+    if isinstance(value, str):
+        fast = fmt.fast_ms
+        if fast is not None:
+            ms = fast(value)
+            if ms is not None:  # what parse_lenient would say, without the datetime round trip
+                return ms, False
     try:
-        dt, fell_back = date.format.parse_lenient(value)
+        dt, fell_back = fmt.parse_lenient(value)
     except DateFormatError:
-        return None, False, repr(value)
-    return to_ms(dt), fell_back, repr(value)
+        return None, False
+    return to_ms(dt), fell_back
+
+
+def _raw_text(record: object, date: DateField) -> str:
+    """How a record's date reads in messages (formatted only for the first skip of its kind)."""
+    value = _date_value(record, date.path)
+    return "missing" if value is jsonpath.MISSING or value is None else repr(value)
+
+
+def _top_key(path: tuple[jsonpath.Segment, ...] | None) -> str | None:
+    """The key when ``path`` is one top-level string segment: the records' common shape."""
+    return path[0] if path is not None and len(path) == 1 and isinstance(path[0], str) else None
+
+
+_new_event = tuple.__new__
+_event_order = operator.itemgetter(4, 1)  # (stamp_ms, object_id)
 
 
 def detect_page(
@@ -212,23 +241,47 @@ def detect_page(
     touched: list[tuple[str, str, int]] = []
     added: dict[str, set[str]] = {}
     skips = Skips()
+    examples = skips.examples
     fallbacks = 0
     max_stamp: int | None = None
     count = 0
-    for record in records:
-        count += 1
-        if spec.id_path is None:
+    seen_count = 0  # date versions already seen (added to skips.seen at the end)
+    id_path = spec.id_path
+    id_key = _top_key(id_path)
+    missing = jsonpath.MISSING
+    get_path = jsonpath.get
+    seen_get = seen.get
+    added_get = added.get
+    new_append = new_versions.append
+    event_append = events.append
+    if stamp_field is not None:
+        stamp_path = stamp_field.path
+        stamp_key = _top_key(stamp_path)
+        stamp_one = len(stamp_path) == 1
+        stamp_format = stamp_field.format
+        stamp_fast = stamp_format.fast_ms
+        check_future = spec.filter_by_current_date and not baseline
+        created_reader = _created_reader(spec)
+    for count, record in enumerate(records, 1):  # count: how many records, after the loop
+        if id_path is None:
             digest = content_hash(record)
             object_id: str | None = digest
         else:
-            object_id = object_id_text(jsonpath.get(record, spec.id_path))
+            if id_key is not None and isinstance(record, dict):
+                raw_id = record.get(id_key, missing)
+            else:
+                raw_id = get_path(record, id_path)
+            if type(raw_id) is str:
+                object_id = raw_id if raw_id.strip() else None
+            else:
+                object_id = object_id_text(raw_id)
             if object_id is None:
                 skips.note("no_id", f"{spec.id_field} missing in a record with fields {_field_names(record)}")
                 continue
-        known = seen.get(object_id, no_versions)
-        mine = added.get(object_id, _NOTHING)
+        known = seen_get(object_id, no_versions)
+        mine = added_get(object_id, _NOTHING)
         if stamp_field is None:
-            version = "h:" + (object_id if spec.id_path is None else content_hash(record))
+            version = "h:" + (object_id if id_path is None else content_hash(record))
             stamp = now_ms
             # Only the id's latest content counts as seen: open -> closed -> open is two changes.
             latest = max(known, key=known.__getitem__) if known else None
@@ -239,35 +292,110 @@ def detect_page(
                 continue
             event_type = UPDATED if (known or mine) else CREATED
         else:
-            stamp_read, fell_back, raw = _read_date(record, stamp_field)
-            fallbacks += fell_back
+            # the stamp: _read_date, inlined for the common case (a str the fast path settles)
+            if stamp_one and isinstance(record, dict):
+                value = record.get(stamp_key, missing) if stamp_key is not None else missing
+            else:
+                value = get_path(record, stamp_path)
+            stamp_read: int | None
+            fell_back = False
+            if type(value) is str and stamp_fast is not None:
+                stamp_read = stamp_fast(value)
+                if stamp_read is None:
+                    stamp_read, fell_back = _parse_value(value, stamp_format)
+                    fallbacks += fell_back
+            elif value is missing or value is None:
+                stamp_read = None
+            else:
+                stamp_read, fell_back = _parse_value(value, stamp_format)
+                fallbacks += fell_back
             if stamp_read is None:
-                skips.note("bad_date", f"record {object_id}: {stamp_field.name} = {raw}")
+                skips.note("bad_date",
+                           lambda: f"record {object_id}: {stamp_field.name} = {_raw_text(record, stamp_field)}")
                 continue
             stamp = stamp_read
             if stamp < since_ms:
-                skips.note("before_since", f"record {object_id}: {stamp_field.name} = {raw}")
+                skips.note("before_since",
+                           lambda: f"record {object_id}: {stamp_field.name} = {_raw_text(record, stamp_field)}")
                 continue
-            if spec.filter_by_current_date and stamp > now_ms and not baseline:
+            if check_future and stamp > now_ms:
                 # (a baseline remembers it anyway: it existed before we started)
-                skips.note("in_future", f"record {object_id}: {stamp_field.name} = {raw}")
+                skips.note("in_future",
+                           lambda: f"record {object_id}: {stamp_field.name} = {_raw_text(record, stamp_field)}")
                 continue
-            max_stamp = stamp if max_stamp is None or stamp > max_stamp else max_stamp
+            if max_stamp is None or stamp > max_stamp:
+                max_stamp = stamp
             version = f"d:{stamp}"
             if version in known or version in mine:
-                skips.note("seen", lambda: f"record {object_id} version {version}")
+                seen_count += 1
+                if "seen" not in examples:
+                    examples["seen"] = f"record {object_id} version {version}"
                 continue
-            event_type, created_fell_back = _event_type(record, spec, stamp, since_ms, bool(known or mine))
-            fallbacks += created_fell_back
+            if known or mine or created_reader is None:
+                event_type = UPDATED
+            else:
+                event_type, created_fell_back = created_reader(record, stamp, since_ms, value, fell_back)
+                fallbacks += created_fell_back
         if mine is _NOTHING:
             added[object_id] = {version}
         else:
             mine.add(version)
-        new_versions.append((object_id, version, stamp))
+        new_append((object_id, version, stamp))
         if not baseline:
-            events.append(Event(ids(object_id, version), object_id, event_type, version, stamp, record))
-    events.sort(key=lambda e: (e.stamp_ms, e.object_id))
+            event_append(_new_event(Event, (ids(object_id, version), object_id, event_type, version, stamp, record)))
+    skips.seen += seen_count
+    events.sort(key=_event_order)
     return PageResult(events, new_versions, touched, max_stamp, count, skips, fallbacks)
+
+
+def _created_reader(spec: DetectSpec) -> Callable[[object, int, int, object, bool], tuple[str, bool]] | None:
+    """``_event_type`` for ids never seen, with the page's constants bound; None: always UPDATED.
+
+    It is called as ``(record, stamp, since_ms, stamp_value, stamp_fell_back)``: the stamp's raw
+    value and how it was read, reused when the created date is the same text in the same format.
+    """
+    if spec.created is None:
+        return None
+    if spec.updated is None or spec.updated is spec.stamp_field:
+        # the common shapes: at most the created date to read (updated == the stamp)
+        created_field = None if spec.created is spec.stamp_field else spec.created
+        tolerance = spec.created_tolerance_ms
+        if created_field is None:
+            # created == updated == stamp (and stamp >= since): as _event_type decides
+            return lambda record, stamp, since_ms, stamp_value, stamp_fell_back: (CREATED, False)
+        path = created_field.path
+        key = _top_key(path)
+        one = len(path) == 1
+        fmt = created_field.format
+        fast = fmt.fast_ms
+        same_format = spec.stamp_field is not None and fmt is spec.stamp_field.format
+        missing = jsonpath.MISSING
+
+        def created_type(record: object, stamp: int, since_ms: int, stamp_value: object,
+                         stamp_fell_back: bool) -> tuple[str, bool]:
+            if one and isinstance(record, dict):
+                value = record.get(key, missing) if key is not None else missing
+            else:
+                value = jsonpath.get(record, path)
+            fell_back = False
+            if value is missing or value is None:
+                return UPDATED, False
+            if same_format and type(value) is str and value == stamp_value:
+                # the same text in the same format: the stamp's reading (parsing is deterministic)
+                created, fell_back = stamp, stamp_fell_back
+            else:
+                created = fast(value) if fast is not None and type(value) is str else None
+            if created is None:
+                created, fell_back = _parse_value(value, fmt)
+                if created is None:
+                    return UPDATED, fell_back
+            if abs(stamp - created) <= tolerance or created >= since_ms:
+                return CREATED, fell_back
+            return UPDATED, fell_back
+
+        return created_type
+    return lambda record, stamp, since_ms, stamp_value, stamp_fell_back: _event_type(record, spec, stamp, since_ms,
+                                                                                     False)
 
 
 def _event_type(record: object, spec: DetectSpec, stamp: int, since_ms: int, id_seen: bool) -> tuple[str, bool]:

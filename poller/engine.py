@@ -34,7 +34,7 @@ from poller.errors import FetchError
 from poller.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.javazone import from_ms, to_ms
 from poller.notify import Envelope, build_notifications, hub_key
-from state import Notification, SeenVersion, Store
+from state import Notification, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_resource", "resource_key", "detect_spec", "fetch_spec"]
 
@@ -152,7 +152,14 @@ def render_url(resource: ResourceConfig, since: datetime, now: datetime) -> str:
 def lookup_ids(records: list, spec: DetectSpec) -> set[str]:
     if spec.id_path is None:
         return {content_hash(r) for r in records}
-    ids = (object_id_text(jsonpath.get(r, spec.id_path)) for r in records)
+    path = spec.id_path
+    if len(path) == 1 and isinstance(path[0], str):  # the common case: a top-level field (jsonpath.get, inlined)
+        key, missing = path[0], jsonpath.MISSING
+        values = (r.get(key, missing) if isinstance(r, dict) else missing for r in records)
+        ids = {v if type(v) is str and v.strip() else object_id_text(v) for v in values}
+        ids.discard(None)
+        return ids  # type: ignore[return-value]
+    ids = (object_id_text(jsonpath.get(r, path)) for r in records)
     return {i for i in ids if i is not None}
 
 
@@ -251,7 +258,7 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
     rows = [Notification(id=b.id, resource_key=key, instance_id=instance.id, resource=env.resource,
                          callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
                          event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
-    seen_rows = [SeenVersion(oid, version, stamp) for oid, version, stamp in (*result.new_versions, *result.touched)]
+    seen_rows = [*result.new_versions, *result.touched]  # (object id, version, stamp ms): SeenVersion's fields
     store.record_page(key, instance.id, env.resource, rows, seen_rows)
     return result, len(rows)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
@@ -61,7 +62,7 @@ class DateFormat:
     """A compiled pattern bound to a time zone. Immutable and safe to share between threads."""
 
     __slots__ = ("pattern", "zone_id", "zone", "tz", "_elements", "_century_ms", "_is_millis",
-                 "_fast_parse", "_fast_format")
+                 "_fast_parse", "_fast_ms", "_fast_format")
 
     def __init__(self, pattern: str, zone: str = "UTC", *,
                  two_digit_year_start: datetime = DEFAULT_TWO_DIGIT_YEAR_START) -> None:
@@ -75,6 +76,7 @@ class DateFormat:
         init(self, "_century_ms", to_ms(two_digit_year_start))
         fixed = self.zone.fixed_ms is not None
         init(self, "_fast_parse", None if self._is_millis else _fastdate.build_parser(self._elements, self.tz, fixed))
+        init(self, "_fast_ms", getattr(self._fast_parse, "ms", None))
         init(self, "_fast_format", None if self._is_millis else _fastdate.build_formatter(self._elements, self.tz))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -98,6 +100,16 @@ class DateFormat:
             return self._parse_millis(text)
         utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, text, self._century_ms)
         return self._result(utc, offset, text)
+
+    @property
+    def fast_ms(self) -> Callable[[str], int | None] | None:
+        """The fast path as ``text -> epoch ms``, or None when the pattern has none.
+
+        For a str it returns ``to_ms(self.parse(text))`` when the fast path settles the text
+        (and then ``parse_lenient`` would give the same instant, not fallen back), else None:
+        the caller must then ask :meth:`parse_lenient`.
+        """
+        return self._fast_ms
 
     def parse_lenient(self, value: object) -> tuple[datetime, bool]:
         """Parse a record's date: (instant, fell_back).

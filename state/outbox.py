@@ -11,6 +11,7 @@ head once the head is delivered or dead.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -153,12 +154,23 @@ def retarget(db: Database, urls: dict[str, str]) -> int:
     return changed
 
 
+# Text that json.dumps writes as it is: printable ASCII without '"' and '\\'.
+_PLAIN = re.compile(r'[ !#-\[\]-~]*').fullmatch
+
+
+def _json_list(ids: Sequence[str]) -> str:
+    """``json.dumps(list(ids))``; event ids (UUIDs) are plain text, joined without the encoder."""
+    if ids and _PLAIN("".join(ids)):
+        return '["' + '", "'.join(ids) + '"]'
+    return json.dumps(list(ids))
+
+
 def insert_notifications(db: Database, notifications: Sequence[Notification]) -> None:
     """Add pending notifications. Ids are stable, so one already present (a page re-run after
     a crash) is left exactly as it is, delivery status included."""
     require_transaction(db)
     rows = [(n.id, n.resource_key, n.instance_id, n.resource, n.callback_url, n.seq, n.created_ms,
-             n.body, json.dumps(list(n.event_ids)), n.created_ms) for n in notifications]
+             n.body, _json_list(n.event_ids), n.created_ms) for n in notifications]
     db.conn.executemany(
         """INSERT OR IGNORE INTO outbox (id, resource_key, instance_id, resource, callback_url, seq,
                created_ms, body, event_ids, next_attempt_ms)

@@ -108,8 +108,11 @@ class Store:
     # writes: one transaction each
 
     def record_page(self, key: str, instance_id: str, resource: str,
-                    notifications: Sequence[Notification], seen: Sequence[SeenVersion]) -> None:
-        """Store one page's notifications and seen versions together. Safe to re-run."""
+                    notifications: Sequence[Notification],
+                    seen: Sequence[SeenVersion | tuple[str, str, int]]) -> None:
+        """Store one page's notifications and seen versions together. Safe to re-run.
+
+        A seen version may be a :class:`SeenVersion` or the tuple ``(object_id, version, stamp_ms)``."""
         with self._transaction(f"cannot record a page of {key}"):
             watermarks.ensure_resource(self.db, key, instance_id, resource)
             outbox.insert_notifications(self.db, notifications)

@@ -97,14 +97,18 @@ def seen_count(db: Database, key: str) -> int:
     return int(db.execute("SELECT count(*) FROM seen WHERE resource_key = ?", [key]).fetchone()[0])
 
 
-def add_seen(db: Database, key: str, seen: Sequence[SeenVersion]) -> None:
+def add_seen(db: Database, key: str, seen: Sequence[SeenVersion | tuple[str, str, int]]) -> None:
     """Remember versions. A version already known keeps its row; its stamp can only move later.
 
     Re-running a page (after a crash) changes nothing. A later stamp on a known version is how
-    detection keeps a content hash that is still being returned from being pruned.
+    detection keeps a content hash that is still being returned from being pruned. A version may
+    also be given as the plain tuple ``(object_id, version, stamp_ms)`` (cheaper to build).
     """
     require_transaction(db)
-    rows: list[tuple[Any, ...]] = [(key, s.object_id, s.version, s.stamp_ms) for s in seen]
+    rows: list[tuple[Any, ...]] = [
+        (key, s[0], s[1], s[2]) if type(s) is tuple else (key, s.object_id, s.version, s.stamp_ms)  # type: ignore[union-attr]
+        for s in seen
+    ]
     db.conn.executemany(
         """INSERT INTO seen (resource_key, object_id, version, stamp_ms) VALUES (?, ?, ?, ?)
            ON CONFLICT (resource_key, object_id, version)
