@@ -53,6 +53,13 @@ _EVENT_NAMESPACE = uuid.UUID("6f0f7c2e-3c1a-5b8e-9d4a-0c6b2f1e9a77")
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
+def uuid5_text(sha1_hex: str) -> str:
+    """``str(uuid.uuid5(...))`` from the SHA-1 hex digest of namespace + name (version and variant
+    bits set as RFC 4122 says), without building UUID objects: detection makes thousands per page."""
+    x = sha1_hex
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
 @dataclass(frozen=True, slots=True)
 class DateField:
     """Where a record keeps a date and how to read it."""
@@ -153,7 +160,7 @@ class _EventIds:
         h.update(f"{object_id}\x1f{version}".encode())
         x = h.hexdigest()  # the first 32 hex digits are the UUID's 16 bytes
         # byte 6's high nibble (digit 12) becomes 5 (version 5); byte 8's top bits (digit 16) 10 (RFC 4122)
-        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+        return uuid5_text(x)
 
 
 def object_id_text(value: object) -> str | None:

@@ -18,14 +18,13 @@ from urllib.parse import urlsplit
 
 from poller import javadate
 from poller.javazone import from_ms
-from poller.detect import Event
+from poller.detect import Event, uuid5_text
 from poller.jsonio import dumps
 
 __all__ = ["Envelope", "NotificationBody", "build_notifications", "hub_key", "iso_z", "notification_id"]
 
 _NOTIFICATION_NAMESPACE = uuid.UUID("0e3f1d8a-7c4b-5a2e-8f61-3d9b7a2c4e10")
 _NOTIFICATION_NAMESPACE_BYTES = _NOTIFICATION_NAMESPACE.bytes
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 _JAVA_DATE = javadate.compile("EEE MMM dd HH:mm:ss zzz yyyy")  # java.util.Date.toString(), in UTC
 
 
@@ -82,7 +81,7 @@ def notification_id(event_ids: Sequence[str]) -> str:
     """``str(uuid.uuid5(_NOTIFICATION_NAMESPACE, "\\x1f".join(event_ids)))``, without the UUID object."""
     x = sha1(_NOTIFICATION_NAMESPACE_BYTES + "\x1f".join(event_ids).encode()).hexdigest()
     # byte 6's high nibble (digit 12) becomes 5 (version 5); byte 8's top bits (digit 16) 10 (RFC 4122)
-    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+    return uuid5_text(x)
 
 
 def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms: int, created_ms: int) -> list[NotificationBody]:
