@@ -31,13 +31,13 @@ the body is a bare array, so it is the record list, as ``fetch._records`` return
 ``Store.seen_versions``, ``detect_page`` (date parsing with the configured Java format,
 detection), ``build_notifications``, the outbox rows, and ``Store.record_page`` (one
 transaction: outbox rows + seen versions, committed with the store's PRAGMAs: WAL,
-synchronous=FULL).
+synchronous=NORMAL).
 
 Floor, timed, same bytes: ``json.loads``; ``datetime.fromisoformat`` on every record's
 ``updated`` text, turned into exact epoch ms and a ``d:<ms>`` version; one ``executemany``
 INSERT of one (object id, version, stamp ms) row per record (N rows) into a plain table
 (no key, no index) of a fresh temporary SQLite file, inside one BEGIN/COMMIT, with
-``journal_mode=WAL`` and ``synchronous=FULL`` like the store.
+``journal_mode=WAL`` and ``synchronous=NORMAL`` like the store.
 
 Each side runs ``--repeats`` times (fresh temporary files every time, engine and floor
 interleaved, ``gc.collect()`` before each run, the collector left on as in production); the
@@ -282,7 +282,7 @@ def fresh_floor_db(workdir: Path) -> sqlite3.Connection:
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if mode != "wal":
         raise SystemExit(f"set-up: floor database is in {mode!r} mode, not WAL")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("CREATE TABLE seen (object_id TEXT, version TEXT, stamp_ms INTEGER)")
     return conn
 

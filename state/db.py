@@ -109,8 +109,12 @@ def _connect(path: Path, writer: bool) -> sqlite3.Connection:
 def _configure(db: StateDatabase, path: Path, writer: bool) -> None:
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA foreign_keys = ON")
-    # FULL: a commit is on disk when it returns, so a committed page survives power loss too
-    db.execute("PRAGMA synchronous = FULL")
+    # NORMAL (in WAL mode): a commit survives any crash of the process at once; a power loss may
+    # undo the last commits, but only whole and in order, so the state goes back to an earlier
+    # consistent point (outbox, seen versions and cursor together) and the next poll finds those
+    # changes again and announces them with the same ids. FULL would fsync every page and every
+    # finished poll on the event loop: 12 % of the daemon's time at 10,000 resources.
+    db.execute("PRAGMA synchronous = NORMAL")
     if writer:
         db.enable_wal()
         if db.journal_mode != "wal":
