@@ -39,25 +39,9 @@ def open_db(path: str | os.PathLike[str], *, writer: bool, exclusive: bool = Tru
     busy timeout serialise the transactions. Raises StateError when the file cannot be used.
     """
     path = Path(path)
+    owner = writer and exclusive  # the one writer: creates, locks and migrates
     lock = None
-    if writer and not exclusive:
-        if not path.is_file():
-            raise StateError(f"no state file at {path}")
-        try:
-            db = StateDatabase(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True))
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"{path}: cannot open the state file: {exc}") from exc
-        try:
-            _configure(db, path, writer=False)
-            _check_schema(db, path, writer=False)
-        except sqlite3.Error as exc:
-            db.close()
-            raise StateError(f"{path}: cannot use the state file: {exc}") from exc
-        except BaseException:
-            db.close()
-            raise
-        return db
-    if writer:
+    if owner:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -65,15 +49,15 @@ def open_db(path: str | os.PathLike[str], *, writer: bool, exclusive: bool = Tru
         # lock before creating, so two daemons racing on a new file cannot both set it up
         lock = WriterLock.acquire(path)
     try:
-        db = StateDatabase(_connect(path, writer))
+        db = StateDatabase(_connect(path, "create" if owner else "rw" if writer else "ro"))
     except BaseException:
         if lock is not None:
             lock.release()
         raise
     db.lock = lock
     try:
-        _configure(db, path, writer)
-        _check_schema(db, path, writer)
+        _configure(db, path, owner)
+        _check_schema(db, path, owner)
     except sqlite3.Error as exc:
         db.close()
         raise StateError(f"{path}: cannot use the state file: {exc}") from exc
@@ -93,15 +77,16 @@ def require_transaction(db: Database) -> None:
         raise RuntimeError("state writes must run inside the store's transaction (db.atomic())")
 
 
-def _connect(path: Path, writer: bool) -> sqlite3.Connection:
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    """``mode``: "create" (the writer), "rw" (an existing file, beside the writer) or "ro"."""
     try:
-        if writer:
+        if mode == "create":
             # SQLite would create the file with the umask's mode; create it 0600 first
             os.close(create_private(path))
             return sqlite3.connect(path)
         if not path.is_file():
             raise StateError(f"no state file at {path}")
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True)
     except (OSError, sqlite3.Error) as exc:
         raise StateError(f"{path}: cannot open the state file: {exc}") from exc
 
