@@ -51,15 +51,15 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from tests.loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["Collection", "FakeProvider", "Fault", "Request", "parse_time"]
 
@@ -323,53 +323,16 @@ def _with_param(path: str, query: str, name: str, value: str) -> str:
     return f"{path}?{'&'.join(parts)}"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     provider: FakeProvider
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.stopping = threading.Event()
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        import sys
-        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away is no news
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-    def close_connections(self) -> None:
-        """Wake handler threads waiting on idle keep-alive connections, so that stop() returns."""
-        with self.connections_lock:
-            for conn in self.connections:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real providers
+class _Handler(LoopbackHandler):
     server: _Server
-    timeout = 30  # an idle keep-alive connection is closed after this long
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         offset = self.server.provider.clock_offset_s
         return formatdate((time.time() if timestamp is None else timestamp) + offset, usegmt=True)
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:
         fault, status, headers, body = self.server.provider._respond("GET", self.path, self.headers.items())

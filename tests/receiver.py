@@ -47,17 +47,16 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from standardwebhooks import Webhook
+
+from tests.loopback import LoopbackHandler, LoopbackServer
 
 __all__ = ["Received", "Receiver", "Rule", "elements_signature", "standard_secret"]
 
@@ -287,48 +286,12 @@ class Receiver:
         return rule, answer
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     receiver: Receiver
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.stopping = threading.Event()
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
 
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # a client that went away is no news
-            super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-    def close_connections(self) -> None:
-        """Wake handler threads waiting on idle keep-alive connections, so that stop() returns."""
-        with self.connections_lock:
-            for conn in self.connections:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real receivers
+class _Handler(LoopbackHandler):
     server: _Server
-    timeout = 30  # an idle keep-alive connection is closed after this long
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args: object) -> None:  # quiet
-        pass
 
     def _body(self) -> bytes | None:
         """The whole body, or None when the client went away before sending all of it."""
