@@ -165,21 +165,46 @@ class _EventIds:
 
 
 def object_id_text(value: object) -> str | None:
-    """``objectId`` is always a string; None when the record has no usable id."""
+    """``objectId`` is always a string; None when the record has no usable id (see ``id_problem``)."""
     if value is jsonpath.MISSING or value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        return value if value.strip() else None
+        return value if value.strip() and _unicode(value) else None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text if _unicode(text) else None
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: no lone UTF-16 surrogate, which a JSON escape such as
+    "\\ud800" can produce and which neither SQLite nor a receiver could take as an id."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def id_problem(value: object) -> str:
+    """Why ``value`` is not a usable id, in words for the skip message."""
+    if value is jsonpath.MISSING:
+        return "missing"
+    if value is None or isinstance(value, bool):
+        return f"is {json.dumps(value)}"
+    if isinstance(value, str) and not value.strip():
+        return "is blank"
+    return "is not valid Unicode (a lone surrogate)"
 
 
 def content_hash(record: object) -> str:
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    # surrogatepass: a lone surrogate (from a JSON escape) hashes too; valid text is plain UTF-8
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _read_date(record: object, date: DateField) -> tuple[int | None, bool, str]:
@@ -284,11 +309,12 @@ def detect_page(
             else:
                 raw_id = get_path(record, id_path)
             if type(raw_id) is str:
-                object_id = raw_id if raw_id.strip() else None
+                object_id = raw_id if raw_id.strip() and (raw_id.isascii() or _unicode(raw_id)) else None
             else:
                 object_id = object_id_text(raw_id)
             if object_id is None:
-                skips.note("no_id", f"{spec.id_field} missing in a record with fields {_field_names(record)}")
+                skips.note("no_id", lambda: f"{spec.id_field} {id_problem(raw_id)} in a record with fields "
+                                            f"{_field_names(record)}")
                 continue
         known = seen_get(object_id, no_versions)
         mine = added_get(object_id, _NOTHING)
@@ -387,7 +413,8 @@ def _detect_common_page(records: list[Any], seen: Mapping[str, Mapping[str, int]
     try:
         if len(set(object_ids)) != len(object_ids):
             return None  # an id twice on the page (or two records without one)
-    except TypeError:  # an id that is an object or an array
+        "".join(object_ids).encode()  # every id a string, and valid Unicode (no lone surrogate)
+    except (TypeError, UnicodeEncodeError):
         return None
     check_future = spec.filter_by_current_date and not baseline
     created_reader = _created_reader(spec)
@@ -402,7 +429,7 @@ def _detect_common_page(records: list[Any], seen: Mapping[str, Mapping[str, int]
     max_stamp = _NO_STAMP
     seen_count = before_since = fallbacks = 0
     for record, object_id in zip(records, object_ids):
-        if type(object_id) is not str or not object_id.strip():
+        if not object_id.strip():
             return None
         value = record.get(stamp_key)
         if type(value) is not str:

@@ -156,7 +156,7 @@ def lookup_ids(records: list, spec: DetectSpec) -> set[str]:
     if len(path) == 1 and isinstance(path[0], str):  # the common case: a top-level field (jsonpath.get, inlined)
         key, missing = path[0], jsonpath.MISSING
         values = (r.get(key, missing) if isinstance(r, dict) else missing for r in records)
-        ids = {v if type(v) is str and v.strip() else object_id_text(v) for v in values}
+        ids = {v if type(v) is str and v.isascii() and v.strip() else object_id_text(v) for v in values}
         ids.discard(None)
         return ids  # type: ignore[return-value]
     ids = (object_id_text(jsonpath.get(r, path)) for r in records)

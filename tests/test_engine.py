@@ -84,3 +84,31 @@ def test_a_baseline_that_fails_still_fixes_when_watching_began(
         assert second.ok and not second.baseline
         ids = [e["objectId"] for n in store.notifications() for e in json.loads(n.notification.body)["message"]["events"]]
     assert "3" in ids and "1" not in ids
+
+
+def test_lone_surrogates_from_json_escapes_neither_crash_nor_lose_the_page(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"): no valid text holds it, and neither
+    SQLite nor UTF-8 takes it. A record with one in a field is announced (its body escapes it
+    back, so the receiver reads what the provider sent); one with it in its id is skipped and
+    reported as such; the rest of the page is not held up by either."""
+    provider = make_fake_provider()
+    now = datetime.now(UTC)
+    config = load_config_text(_config(provider, "/c?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}"),
+                              "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        [baseline] = asyncio.run(poll_all(config, store, now))
+        assert baseline.ok and baseline.baseline
+        later = now + timedelta(minutes=1)
+        provider.records.extend([
+            record(1, later - timedelta(seconds=3), name="bad \udc00 text"),
+            record("x\ud800", later - timedelta(seconds=2)),
+            record(3, later - timedelta(seconds=1)),
+        ])
+        [poll] = asyncio.run(poll_all(config, store, later))
+        bodies = [json.loads(n.notification.body) for n in store.notifications()]
+    assert poll.ok, poll.error
+    assert poll.events == 2 and poll.skips.no_id == 1
+    assert "id is not valid Unicode (a lone surrogate)" in poll.skips.examples["no_id"]
+    raw = [r for b in bodies for r in b["message"]["raw"]["contacts"]]
+    assert [r["id"] for r in raw] == [1, 3] and raw[0]["name"] == "bad \udc00 text"

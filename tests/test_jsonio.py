@@ -1,0 +1,77 @@
+"""jsonio: orjson with the standard library's tolerance and exactness."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from poller import jsonio
+
+
+@pytest.fixture(autouse=True)
+def collector_enabled() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    (b'{"n": 123456789012345678901234567890}', {"n": 123456789012345678901234567890}),
+    (b'[NaN, 1]', None),  # NaN literal: json's reading of it
+    (b'{"s": "x\\ud800y"}', {"s": "x\ud800y"}),
+    (b'{"a": [1, {"b": null}]}', {"a": [1, {"b": None}]}),
+])
+def test_loads_reads_what_the_standard_library_reads(text: bytes, value: object) -> None:
+    got = jsonio.loads(text)
+    if value is None:
+        assert got[1] == 1 and got[0] != got[0]  # NaN
+    else:
+        assert got == value
+
+
+def test_loads_still_refuses_what_is_not_json() -> None:
+    with pytest.raises(ValueError):
+        jsonio.loads(b"<html>")
+
+
+@pytest.mark.parametrize("value", [
+    {"n": 2**70}, {"s": "x\ud800y"}, {"s": "é\udc00", "n": 2**70}, ["ok", 1.5, None],
+])
+def test_dumps_always_writes_json_that_reads_back(value: object) -> None:
+    data = jsonio.dumps(value)
+    assert json.loads(data) == value
+
+
+def test_dumps_escapes_a_lone_surrogate_and_nothing_else_changes() -> None:
+    assert jsonio.dumps({"s": "é"}) == '{"s":"é"}'.encode()
+    assert jsonio.dumps({"s": "\ud800"}) == b'{"s":"\\ud800"}'
+
+
+@pytest.mark.parametrize("number", [2**64, 2**64 + 1, -(2**63) - 1, 10**30, -(10**25)])
+def test_integers_beyond_64_bits_stay_exact(number: int) -> None:
+    """orjson alone would read these as floats: two ids 2**64 and 2**64 + 1 would become one."""
+    for text in (f'{{"id": {number}}}', f'[1,{number}]', f'{number}', f'{{"a":"x","id":{number}, "b": 1.5}}'):
+        got = jsonio.loads(text.encode())
+        assert number in (got.values() if isinstance(got, dict) else got if isinstance(got, list) else [got]), text
+        assert jsonio.loads(text) == got  # the same from text
+
+
+@pytest.mark.parametrize(("text", "may"), [
+    (b'{"id": "1234567890123456789012"}', False),  # digits in a string: orjson reads it exactly
+    (b'{"x": 0.12345678901234567890123}', False),  # a long fraction: a float either way
+    (b'{"id": 1234567890123456789}', True),
+    (b'{"id":-1234567890123456789}', True),
+    (b'[1,2,12345678901234567890]', True),
+    (b'12345678901234567890', True),
+    (b'{"id": 123456789012345678}', False),  # 18 digits always fit
+    (b'{"note": "call 12345678901234567890"}', True),  # a false alarm: only slower
+])
+def test_which_documents_are_left_to_the_standard_library(text: bytes, may: bool) -> None:
+    assert jsonio._may_hold_a_long_integer(text) is may
+    assert jsonio._may_hold_a_long_integer(text.decode()) is may
+    assert jsonio.loads(text) == json.loads(text)
