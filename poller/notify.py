@@ -8,13 +8,15 @@ ids, which are derived from (instance, resource, object id, version).
 
 from __future__ import annotations
 
-import json
+import re
 import time
 import uuid
 from hashlib import sha1
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import orjson
 
 from poller import javadate
 from poller.javazone import from_ms
@@ -86,49 +88,123 @@ def notification_id(event_ids: Sequence[str]) -> str:
 
 def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms: int, created_ms: int) -> list[NotificationBody]:
     """Group events (already in detection order) into serialised notifications."""
-    out: list[NotificationBody] = []
     size = max(1, envelope.batch_size)
-    topic = f"instance-{envelope.instance_id}-{envelope.element_key}-events"
-    poll_date = iso_z(poll_ms)
-    created_date = _JAVA_DATE.format(from_ms(created_ms))
-    element_key = envelope.element_key
-    instance_id = envelope.instance_id
-    instance_name = envelope.instance_name
-    tags = envelope.tags
-    resource = envelope.resource
-    key = envelope.hub_key
+    layout = _Layout(envelope, poll_ms, created_ms)
+    # one check for the page instead of one per event: object ids are nearly always plain text
+    plain_ids = _PLAIN("".join([e.object_id for e in events])) is not None
+    out: list[NotificationBody] = []
     for start in range(0, len(events), size):
         chunk = events[start:start + size]
         event_ids = tuple([e.id for e in chunk])
         nid = notification_id(event_ids)
-        body = {
-            "severity": "medium",
-            "createdDate": created_date,
-            "topic": topic,
-            "action": "create",
-            "id": nid,
-            "message": {
-                "elementKey": element_key,
-                "instanceId": instance_id,
-                "instance_id": instance_id,
-                "instanceName": instance_name,
-                "instanceTags": list(tags),
-                "eventId": nid,
-                "raw": {resource: [e.record for e in chunk], "objectType": resource, "pollDate": poll_ms},
-                "events": [
-                    {
-                        "date": iso_z(stamp_ms),
-                        "elementKey": element_key,
-                        "pollDate": poll_date,
-                        "eventType": event_type,
-                        "hubKey": key,
-                        "objectId": object_id,
-                        "objectType": resource,
-                        "id": event_id,
-                    }
-                    for event_id, object_id, event_type, _, stamp_ms, _ in chunk
-                ],
-            },
-        }
-        out.append(NotificationBody(nid, dumps(body), event_ids))
+        out.append(NotificationBody(nid, layout.body(nid, chunk, plain_ids), event_ids))
     return out
+
+
+_PLAIN = re.compile(r'[ !#-\[\]-~]*').fullmatch  # printable ASCII but " and \: its JSON is itself, quoted
+
+
+def _json_string(text: str) -> str:
+    """The JSON of a string, as orjson writes it (raises orjson.JSONEncodeError for lone surrogates)."""
+    return f'"{text}"' if _PLAIN(text) else orjson.dumps(text).decode()
+
+
+class _Layout:
+    """The bytes of a notification body, from pieces that are the same for every body of a page.
+
+    A body is ``dumps(body_dict(...))`` byte for byte (tests hold the two equal): the constants
+    are encoded once per page, and each event's few variable strings are spliced between them;
+    the records go through one ``orjson.dumps`` of the chunk's list. This is 2x cheaper than
+    building and encoding the nested dicts, for every 10 events of a large page. A chunk whose
+    records orjson refuses takes ``dumps(body_dict(...))`` and its fallbacks.
+    """
+
+    __slots__ = ("envelope", "poll_ms", "created_ms", "_pieces")
+
+    def __init__(self, envelope: Envelope, poll_ms: int, created_ms: int) -> None:
+        self.envelope, self.poll_ms, self.created_ms = envelope, poll_ms, created_ms
+        try:
+            self._pieces: tuple[bytes, bytes, bytes, bytes, tuple[str, ...]] | None = self._encode_constants()
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate in the instance's name: the fallbacks say what
+            self._pieces = None
+
+    def _encode_constants(self) -> tuple[bytes, bytes, bytes, bytes, tuple[str, ...]]:
+        envelope, enc = self.envelope, orjson.dumps
+        instance_id = enc(envelope.instance_id)
+        resource = enc(envelope.resource)
+        # ids (UUIDs), event types and iso_z dates are printable ASCII without " or \: spliced as they are
+        head = (b'{"severity":"medium","createdDate":' + enc(_JAVA_DATE.format(from_ms(self.created_ms)))
+                + b',"topic":' + enc(f"instance-{envelope.instance_id}-{envelope.element_key}-events")
+                + b',"action":"create","id":"')
+        message = (b'","message":{"elementKey":' + enc(envelope.element_key)
+                   + b',"instanceId":' + instance_id + b',"instance_id":' + instance_id
+                   + b',"instanceName":' + enc(envelope.instance_name)
+                   + b',"instanceTags":' + enc(list(envelope.tags)) + b',"eventId":"')
+        raw_head = b'","raw":{' + resource + b":"
+        raw_tail = b',"objectType":' + resource + b',"pollDate":' + enc(self.poll_ms) + b'},"events":['
+        event = (
+            '{"date":"',
+            '","elementKey":' + enc(envelope.element_key).decode() + ',"pollDate":"' + iso_z(self.poll_ms)
+            + '","eventType":"',
+            '","hubKey":' + enc(envelope.hub_key).decode() + ',"objectId":',
+            ',"objectType":' + resource.decode() + ',"id":"',
+            '"}',
+        )
+        return head, message, raw_head, raw_tail, event
+
+    def body(self, nid: str, chunk: Sequence[Event], plain_ids: bool = False) -> bytes:
+        """The body of the notification ``nid``; ``plain_ids``: every object id is plain text."""
+        if self._pieces is not None:
+            head, message, raw_head, raw_tail, (date, event_type, object_id, event_id, end) = self._pieces
+            try:
+                records = orjson.dumps([e.record for e in chunk])
+                if plain_ids:
+                    texts = [f'{date}{iso_z(e.stamp_ms)}{event_type}{e.event_type}{object_id}"{e.object_id}"'
+                             f"{event_id}{e.id}{end}" for e in chunk]
+                else:
+                    texts = [f"{date}{iso_z(e.stamp_ms)}{event_type}{e.event_type}{object_id}"
+                             f"{_json_string(e.object_id)}{event_id}{e.id}{end}" for e in chunk]
+            except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the fallbacks below
+                pass
+            else:
+                nid_bytes = nid.encode()
+                return b"".join((head, nid_bytes, message, nid_bytes, raw_head, records, raw_tail,
+                                 ",".join(texts).encode(), b"]}}"))
+        return dumps(body_dict(self.envelope, nid, chunk, poll_ms=self.poll_ms, created_ms=self.created_ms))
+
+
+def body_dict(envelope: Envelope, nid: str, chunk: Sequence[Event], *, poll_ms: int, created_ms: int) -> dict:
+    """A notification's body as a dict (DESIGN §7's shape, keys in their order)."""
+    resource = envelope.resource
+    poll_date = iso_z(poll_ms)
+    instance_id = envelope.instance_id
+    return {
+        "severity": "medium",
+        "createdDate": _JAVA_DATE.format(from_ms(created_ms)),
+        "topic": f"instance-{instance_id}-{envelope.element_key}-events",
+        "action": "create",
+        "id": nid,
+        "message": {
+            "elementKey": envelope.element_key,
+            "instanceId": instance_id,
+            "instance_id": instance_id,
+            "instanceName": envelope.instance_name,
+            "instanceTags": list(envelope.tags),
+            "eventId": nid,
+            "raw": {resource: [e.record for e in chunk], "objectType": resource, "pollDate": poll_ms},
+            "events": [_event_dict(envelope, poll_date, e) for e in chunk],
+        },
+    }
+
+
+def _event_dict(envelope: Envelope, poll_date: str, event: Event) -> dict:
+    return {
+        "date": iso_z(event.stamp_ms),
+        "elementKey": envelope.element_key,
+        "pollDate": poll_date,
+        "eventType": event.event_type,
+        "hubKey": envelope.hub_key,
+        "objectId": event.object_id,
+        "objectType": envelope.resource,
+        "id": event.id,
+    }

@@ -77,3 +77,67 @@ def test_hub_key(url: str, expected: str) -> None:
                                           (1534778974000, "2018-08-20T15:29:34Z"), (-1, "1969-12-31T23:59:59.999Z")])
 def test_dates_are_utc_iso_with_z(ms: int, text: str) -> None:
     assert iso_z(ms) == text
+
+
+# -- the spliced bodies are the encoded dicts, byte for byte ----------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from poller import jsonio  # noqa: E402
+from poller.notify import body_dict  # noqa: E402
+
+ODD = st.text(alphabet=st.sampled_from(['a', 'é', '"', '\\', '\n', '\x00', '\x7f', '\u2028', '😀', '/', '<', ' ']),
+              max_size=6)
+JSON_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | ODD
+    | st.just("lone \ud800 surrogate"),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ODD, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def events_and_envelope(draw: st.DrawFn) -> tuple[list[Event], Envelope]:
+    envelope = Envelope(
+        instance_id=draw(st.one_of(st.integers(0, 2**40), ODD)), instance_name=draw(ODD | st.just("x\udc00")),
+        element_key=draw(ODD), tags=tuple(draw(st.lists(ODD, max_size=2))), resource=draw(ODD),
+        hub_key=draw(ODD), batch_size=draw(st.sampled_from([1, 3, 10])))
+    events = []
+    for i, (oid, record) in enumerate(draw(st.lists(st.tuples(st.just(None) | ODD, JSON_VALUE), max_size=12))):
+        oid = str(i) if oid is None else oid + str(i)
+        stamp = draw(st.integers(0, 2**44))
+        events.append(Event(event_id("i", "r", oid, f"d:{stamp}"), oid, draw(st.sampled_from([CREATED, UPDATED])),
+                            f"d:{stamp}", stamp, record))
+    return events, envelope
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_and_envelope(), st.integers(0, 2**44))
+def test_bodies_are_the_encoded_dicts_byte_for_byte(case: tuple[list[Event], Envelope], poll_ms: int) -> None:
+    events, envelope = case
+    out = build_notifications(events, envelope, poll_ms=poll_ms, created_ms=poll_ms + 7)
+    size = envelope.batch_size
+    assert [i for n in out for i in n.event_ids] == [e.id for e in events]
+    for k, n in enumerate(out):
+        chunk = events[k * size:(k + 1) * size]
+        assert n.body == jsonio.dumps(body_dict(envelope, n.id, chunk, poll_ms=poll_ms, created_ms=poll_ms + 7))
+        body = json.loads(n.body)  # always JSON, whatever the records held
+        assert [e["objectId"] for e in body["message"]["events"]] == [e.object_id for e in chunk]
+
+
+def test_a_record_with_a_lone_surrogate_is_sent_escaped_as_the_provider_wrote_it() -> None:
+    e = event(0)
+    e = e._replace(record={"note": "a\ud800b"})
+    [n] = build_notifications([e], ENVELOPE, poll_ms=POLL_MS, created_ms=POLL_MS)
+    assert b'"a\\ud800b"' in n.body and n.body.isascii()
+    assert json.loads(n.body)["message"]["raw"]["invoices"] == [{"note": "a\ud800b"}]
+
+
+@pytest.mark.parametrize("odd", ['"', '\\', '\n', '\x00', '\x1f', '\x7f', 'é', '\u2028', '😀'])
+def test_an_object_id_needing_escapes_is_escaped_as_orjson_would(odd: str) -> None:
+    events = [event(i) for i in range(3)]
+    events[1] = events[1]._replace(object_id=f"a{odd}b")
+    [n] = build_notifications(events, ENVELOPE, poll_ms=POLL_MS, created_ms=POLL_MS)
+    assert n.body == jsonio.dumps(body_dict(ENVELOPE, n.id, events, poll_ms=POLL_MS, created_ms=POLL_MS))
+    assert json.loads(n.body)["message"]["events"][1]["objectId"] == f"a{odd}b"
