@@ -32,6 +32,7 @@ from poller.detect import (
 )
 from poller.errors import FetchError
 from poller.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
+from poller.gcpause import collector_paused
 from poller.javazone import from_ms, to_ms
 from poller.notify import Envelope, build_notifications, hub_key
 from state import Notification, Store
@@ -252,14 +253,16 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
 def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, instance: InstanceConfig, key: str,
                  plan: PollPlan, now_ms: int, seq: int) -> tuple[PageResult, int]:
     """Detect one page and write its notifications and seen versions in one transaction."""
-    seen = store.seen_versions(key, lookup_ids(records, spec))
-    result = detect_page(records, seen, spec, since_ms=to_ms(plan.since), now_ms=now_ms, baseline=plan.baseline)
-    bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
-    rows = [Notification(id=b.id, resource_key=key, instance_id=instance.id, resource=env.resource,
-                         callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
-                         event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
-    seen_rows = [*result.new_versions, *result.touched]  # (object id, version, stamp ms): SeenVersion's fields
-    store.record_page(key, instance.id, env.resource, rows, seen_rows)
+    with collector_paused():  # tens of thousands of short-lived tuples, strings and dicts, no cycles
+        seen = store.seen_versions(key, lookup_ids(records, spec))
+        result = detect_page(records, seen, spec, since_ms=to_ms(plan.since), now_ms=now_ms,
+                             baseline=plan.baseline)
+        bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
+        rows = [Notification(id=b.id, resource_key=key, instance_id=instance.id, resource=env.resource,
+                             callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
+                             event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
+        seen_rows = [*result.new_versions, *result.touched]  # (object id, version, stamp ms): SeenVersion's fields
+        store.record_page(key, instance.id, env.resource, rows, seen_rows)
     return result, len(rows)
 
 

@@ -16,17 +16,19 @@ import re
 
 import orjson
 
+from poller.gcpause import collector_paused
 
 __all__ = ["dumps", "loads"]
 
 
 def loads(data: bytes | str) -> object:
-    if _may_hold_a_long_integer(data):
-        return json.loads(data)
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)  # raises ValueError (JSONDecodeError) when it is not JSON either
+    with collector_paused():  # a decoded document holds no cycles
+        if _may_hold_a_long_integer(data):
+            return json.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return json.loads(data)  # raises ValueError (JSONDecodeError) when it is not JSON either
 
 
 # orjson reads an integer beyond 64 bits as a float, silently (ijl/orjson#53, #308): an id of

@@ -1,4 +1,4 @@
-"""jsonio: orjson with the standard library's tolerance and exactness."""
+"""jsonio: orjson with the standard library's tolerance; gcpause: the collector comes back."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from poller import jsonio
+from poller.gcpause import collector_paused
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +51,33 @@ def test_dumps_always_writes_json_that_reads_back(value: object) -> None:
 def test_dumps_escapes_a_lone_surrogate_and_nothing_else_changes() -> None:
     assert jsonio.dumps({"s": "é"}) == '{"s":"é"}'.encode()
     assert jsonio.dumps({"s": "\ud800"}) == b'{"s":"\\ud800"}'
+
+
+def test_the_collector_is_paused_inside_and_back_after() -> None:
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block leaves it to the outer
+    assert gc.isenabled()
+
+
+def test_the_collector_comes_back_after_an_exception() -> None:
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        jsonio.loads(b"not json")
+    assert gc.isenabled()
+
+
+def test_a_collector_disabled_by_the_application_stays_disabled() -> None:
+    gc.disable()
+    with collector_paused():
+        pass
+    assert not gc.isenabled()
+    jsonio.loads(b"[1]")
+    assert not gc.isenabled()
 
 
 @pytest.mark.parametrize("number", [2**64, 2**64 + 1, -(2**63) - 1, 10**30, -(10**25)])
