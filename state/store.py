@@ -32,6 +32,7 @@ class Store:
         self.db = db
         self.writer = writer
         self._closed = False
+        self._seen_more_than: dict[str, int] = {}  # resource key -> a number its seen rows exceed
 
     def __repr__(self) -> str:
         return f"<Store {str(self.path)!r} {'writer' if self.writer else 'reader'}{' closed' if self._closed else ''}>"
@@ -60,9 +61,23 @@ class Store:
             return watermarks.list_resources(self.db)
 
     def seen_versions(self, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-        """``{object id: {version: stamp ms}}``; ids never seen are absent."""
+        """``{object id: {version: stamp ms}}``; ids never seen are absent.
+
+        Read in one pass over the resource's rows when it holds at most twice as many as the ids
+        asked for (a page meeting the versions of its own lookback window), else id by id. A
+        resource found larger is not scanned again for fewer ids until rows are removed: only
+        pruning and forgetting shrink it, so the bound stays true meanwhile."""
+        ids = dict.fromkeys(object_ids)
+        if not ids:
+            return {}
+        limit = 2 * len(ids)
         with self._errors(f"cannot read seen versions of {key}"):
-            return watermarks.seen_versions(self.db, key, object_ids)
+            if limit > self._seen_more_than.get(key, -1):
+                found = watermarks.scan_seen(self.db, key, ids, limit)
+                if found is not None:
+                    return found
+                self._seen_more_than[key] = limit
+            return watermarks.seen_versions(self.db, key, ids)
 
     def seen_count(self, key: str) -> int:
         with self._errors(f"cannot count seen versions of {key}"):
@@ -125,6 +140,7 @@ class Store:
             watermarks.ensure_resource(self.db, key, instance_id, resource)
             watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events)
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
+        self._seen_more_than.pop(key, None)
 
     def fail_poll(self, key: str, instance_id: str, resource: str, *, now_ms: int, error: str,
                   next_due_ms: int | None, first_cursor_ms: int | None = None) -> None:
@@ -144,6 +160,7 @@ class Store:
         """A resource removed from the configuration: if it comes back, it starts with a baseline."""
         with self._transaction(f"cannot forget {key}"):
             watermarks.forget(self.db, key)
+        self._seen_more_than.pop(key, None)
 
     def max_seq(self, key: str) -> int | None:
         """The highest notification sequence number of a resource (new ones must go after it)."""

@@ -408,10 +408,63 @@ def test_seen_versions_beyond_sqlites_parameter_limit(store: Store) -> None:
         assert n > conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     record(store, rows=[SeenVersion(f"id{i}", f"d:{i}", i) for i in range(n)])
     ids = [f"id{i}" for i in range(n)] + [f"missing{i}" for i in range(100)]
-    found = store.seen_versions(KEY, ids)
+    found = store.seen_versions(KEY, ids)  # read in one pass (the resource holds fewer than 2 x ids)
+    assert watermarks.seen_versions(store.db, KEY, ids) == found  # id by id, in chunks of bound parameters
     assert len(found) == n
     assert found["id0"] == {"d:0": 0} and found[f"id{n - 1}"] == {f"d:{n - 1}": n - 1}
     assert store.seen_count(KEY) == n
+
+
+class _Statements:
+    """The SQL a connection runs, to see which way seen versions were read."""
+
+    def __init__(self, store: Store) -> None:
+        self.texts: list[str] = []
+        store.db.conn.set_trace_callback(self.texts.append)
+
+    def scans(self) -> int:
+        return sum("FROM seen" in t and "LIMIT" in t for t in self.texts)
+
+    def lookups(self) -> int:
+        return sum("FROM seen" in t and "IN (" in t for t in self.texts)
+
+
+def test_seen_versions_are_read_in_one_pass_or_id_by_id_with_the_same_answer(store: Store) -> None:
+    rows = [seen(f"o{i}", 10 + i) for i in range(60)] + [seen(f"o{i}", 500 + i) for i in range(0, 60, 3)]
+    rows += [seen(f"o{i}", 7, "h") for i in range(0, 60, 7)]
+    record(store, rows=rows)
+    record(store, rows=[seen(f"o{i}", 1) for i in range(300)], key="other/res")  # another resource: never read
+    trace = _Statements(store)
+    for wanted in ([f"o{i}" for i in range(50)], ["o3", "o4", "zz"], [f"o{i}" for i in range(0, 80, 2)]):
+        lookups = trace.lookups()
+        got = store.seen_versions(KEY, wanted)
+        in_one_pass = trace.lookups() == lookups
+        assert in_one_pass is (len(rows) <= 2 * len(set(wanted))), wanted[:3]
+        assert got == watermarks.seen_versions(store.db, KEY, wanted)
+        assert set(got) <= set(wanted)  # never another id's versions, nor another resource's
+        assert all(v for v in got.values())
+
+
+def test_a_resource_found_larger_is_read_id_by_id_until_rows_are_pruned(store: Store) -> None:
+    record(store, rows=[seen(f"o{i}", 100 + i) for i in range(100)])
+    trace = _Statements(store)
+    assert store.seen_versions(KEY, ["o1", "o2"]) == {"o1": {"d:101": 101}, "o2": {"d:102": 102}}
+    assert (trace.scans(), trace.lookups()) == (1, 1)  # one pass tried: 5 rows read, more than 4, then lookups
+    store.seen_versions(KEY, ["o1", "o2", "o3"])
+    assert (trace.scans(), trace.lookups()) == (2, 2)  # more than 4 rows: 6 might have fitted; they did not
+    store.seen_versions(KEY, ["o1"])
+    assert (trace.scans(), trace.lookups()) == (2, 3)  # known to hold more than 6: no pass for 2
+    record(store, rows=[seen("o1", 900)])  # rows added: the bound still holds
+    store.seen_versions(KEY, ["o1", "o2"])
+    assert (trace.scans(), trace.lookups()) == (2, 4)
+    assert store.seen_versions(KEY, [f"o{i}" for i in range(60)])["o1"] == {"d:101": 101, "d:900": 900}
+    assert (trace.scans(), trace.lookups()) == (3, 4)  # 120 is more than the bound: tried, and 101 rows fit
+    finish(store, 1_000, prune_before_ms=195)  # 6 rows left
+    assert store.seen_versions(KEY, ["o99", "o98", "o1"]) == {"o99": {"d:199": 199}, "o98": {"d:198": 198},
+                                                              "o1": {"d:900": 900}}
+    assert (trace.scans(), trace.lookups()) == (4, 4)  # pruning dropped the bound: one pass again, and it fits
+    store.forget_resource(KEY)
+    assert store.seen_versions(KEY, ["o1"]) == {}
 
 
 def test_a_version_seen_again_keeps_its_row_and_only_a_later_stamp(store: Store) -> None:
