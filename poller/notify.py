@@ -88,6 +88,8 @@ def notification_id(event_ids: Sequence[str]) -> str:
 
 def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms: int, created_ms: int) -> list[NotificationBody]:
     """Group events (already in detection order) into serialised notifications."""
+    if not events:
+        return []
     size = max(1, envelope.batch_size)
     layout = _Layout(envelope, poll_ms, created_ms)
     # one check for the page instead of one per event: object ids are nearly always plain text

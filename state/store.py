@@ -23,6 +23,8 @@ from state.types import Attempt, Notification, OutboxEntry, ResourceState, SeenV
 
 __all__ = ["Store", "open_store", "default_state_path"]
 
+_SCAN_FROM_IDS = 32  # fewer ids: their one lookup query costs less than a pass might fail to save
+
 
 class Store:
     """An open state file, as its writer or as a reader. Close it (or use ``with``)."""
@@ -64,7 +66,8 @@ class Store:
         """``{object id: {version: stamp ms}}``; ids never seen are absent.
 
         Read in one pass over the resource's rows when it holds at most twice as many as the ids
-        asked for (a page meeting the versions of its own lookback window), else id by id. A
+        asked for (a page meeting the versions of its own lookback window), else id by id (always
+        for fewer than ``_SCAN_FROM_IDS`` ids: one query, where a pass could gain nothing). A
         resource found larger is not scanned again for fewer ids until rows are removed: only
         pruning and forgetting shrink it, so the bound stays true meanwhile."""
         ids = dict.fromkeys(object_ids)
@@ -72,7 +75,7 @@ class Store:
             return {}
         limit = 2 * len(ids)
         with self._errors(f"cannot read seen versions of {key}"):
-            if limit > self._seen_more_than.get(key, -1):
+            if len(ids) >= _SCAN_FROM_IDS and limit > self._seen_more_than.get(key, -1):
                 found = watermarks.scan_seen(self.db, key, ids, limit)
                 if found is not None:
                     return found

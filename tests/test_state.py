@@ -439,32 +439,37 @@ def test_seen_versions_are_read_in_one_pass_or_id_by_id_with_the_same_answer(sto
         lookups = trace.lookups()
         got = store.seen_versions(KEY, wanted)
         in_one_pass = trace.lookups() == lookups
-        assert in_one_pass is (len(rows) <= 2 * len(set(wanted))), wanted[:3]
+        assert in_one_pass is (len(set(wanted)) >= 32 and len(rows) <= 2 * len(set(wanted))), wanted[:3]
         assert got == watermarks.seen_versions(store.db, KEY, wanted)
         assert set(got) <= set(wanted)  # never another id's versions, nor another resource's
         assert all(v for v in got.values())
 
 
 def test_a_resource_found_larger_is_read_id_by_id_until_rows_are_pruned(store: Store) -> None:
-    record(store, rows=[seen(f"o{i}", 100 + i) for i in range(100)])
+    record(store, rows=[seen(f"o{i}", 100 + i) for i in range(200)])
     trace = _Statements(store)
-    assert store.seen_versions(KEY, ["o1", "o2"]) == {"o1": {"d:101": 101}, "o2": {"d:102": 102}}
-    assert (trace.scans(), trace.lookups()) == (1, 1)  # one pass tried: 5 rows read, more than 4, then lookups
-    store.seen_versions(KEY, ["o1", "o2", "o3"])
-    assert (trace.scans(), trace.lookups()) == (2, 2)  # more than 4 rows: 6 might have fitted; they did not
-    store.seen_versions(KEY, ["o1"])
-    assert (trace.scans(), trace.lookups()) == (2, 3)  # known to hold more than 6: no pass for 2
+
+    def ask(n: int) -> dict[str, dict[str, int]]:
+        return store.seen_versions(KEY, [f"o{i}" for i in range(n)])
+
+    assert ask(40)["o1"] == {"d:101": 101}
+    assert (trace.scans(), trace.lookups()) == (1, 1)  # a pass tried: 81 rows read, more than 80; then lookups
+    ask(35)
+    assert (trace.scans(), trace.lookups()) == (1, 2)  # known to hold more than 80: no pass for 70
+    ask(45)
+    assert (trace.scans(), trace.lookups()) == (2, 3)  # 90 might have fitted; they did not
     record(store, rows=[seen("o1", 900)])  # rows added: the bound still holds
-    store.seen_versions(KEY, ["o1", "o2"])
+    ask(40)
     assert (trace.scans(), trace.lookups()) == (2, 4)
-    assert store.seen_versions(KEY, [f"o{i}" for i in range(60)])["o1"] == {"d:101": 101, "d:900": 900}
-    assert (trace.scans(), trace.lookups()) == (3, 4)  # 120 is more than the bound: tried, and 101 rows fit
-    finish(store, 1_000, prune_before_ms=195)  # 6 rows left
-    assert store.seen_versions(KEY, ["o99", "o98", "o1"]) == {"o99": {"d:199": 199}, "o98": {"d:198": 198},
-                                                              "o1": {"d:900": 900}}
+    assert ask(120)["o1"] == {"d:101": 101, "d:900": 900}
+    assert (trace.scans(), trace.lookups()) == (3, 4)  # 240 is more than the bound: tried, and 201 rows fit
+    finish(store, 1_000, prune_before_ms=260)  # 41 rows left: o160..o199 and o1's d:900
+    assert ask(32) == {"o1": {"d:900": 900}}
     assert (trace.scans(), trace.lookups()) == (4, 4)  # pruning dropped the bound: one pass again, and it fits
+    assert store.seen_versions(KEY, ["o199", "o1"]) == {"o199": {"d:299": 299}, "o1": {"d:900": 900}}
+    assert (trace.scans(), trace.lookups()) == (4, 5)  # a handful of ids: one lookup query, never a pass
     store.forget_resource(KEY)
-    assert store.seen_versions(KEY, ["o1"]) == {}
+    assert ask(40) == {}
 
 
 def test_a_version_seen_again_keeps_its_row_and_only_a_later_stamp(store: Store) -> None:
