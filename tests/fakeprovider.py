@@ -59,7 +59,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from tests.loopback import LoopbackHandler, LoopbackServer
+from tests.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 __all__ = ["Collection", "FakeProvider", "Fault", "Request", "parse_time"]
 
@@ -152,7 +152,7 @@ class Request:
     fault: Fault | None
 
 
-class FakeProvider:
+class FakeProvider(LoopbackService):
     """See the module docstring. ``options`` configure the default collection (served at every
     path without its own); ``clock_offset_s`` shifts the ``Date`` header."""
 
@@ -163,8 +163,6 @@ class FakeProvider:
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
         self.lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     @property
@@ -196,41 +194,11 @@ class FakeProvider:
         return datetime.now(timezone.utc) + timedelta(seconds=self.clock_offset_s)
 
     # -- lifetime -------------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake provider is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
     def url(self, path_and_query: str = "/") -> str:
         return self.base_url + "/" + path_and_query.lstrip("/")
 
-    def start(self) -> FakeProvider:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.provider = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-provider", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()  # joins the handler threads
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> FakeProvider:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _attach(self, server: LoopbackServer) -> None:
+        server.provider = self  # type: ignore[attr-defined]
 
     # -- serving (called from handler threads) ---------------------------------------------------
     def _respond(self, method: str, target: str,
@@ -348,3 +316,6 @@ class _Handler(LoopbackHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+FakeProvider.server_class, FakeProvider.handler_class = _Server, _Handler

@@ -1,5 +1,6 @@
-"""What the test servers on 127.0.0.1 (fakeprovider, receiver) share: keep-alive handlers that
-stop promptly, no Nagle stalls, and no noise when a client goes away."""
+"""What the test servers on 127.0.0.1 (fakeprovider, receiver) share: a port of their own, a
+thread, start and stop (or ``with``), keep-alive handlers that stop promptly, no Nagle stalls,
+and no noise when a client goes away."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
-__all__ = ["LoopbackHandler", "LoopbackServer"]
+__all__ = ["LoopbackHandler", "LoopbackServer", "LoopbackService"]
+
+_Service = TypeVar("_Service", bound="LoopbackService")
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -52,3 +56,50 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
+
+
+class LoopbackService:
+    """A server on 127.0.0.1, port 0, served by a thread. Subclasses name their ``server_class``
+    and ``handler_class``, and ``_attach`` the server to themselves (handlers reach the service
+    through it)."""
+
+    server_class: type[LoopbackServer] = LoopbackServer
+    handler_class: type[LoopbackHandler] = LoopbackHandler
+    _server: LoopbackServer | None = None
+    _thread: threading.Thread | None = None
+
+    def _attach(self, server: LoopbackServer) -> None:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"the {type(self).__name__} is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self: _Service) -> _Service:
+        server = self.server_class(("127.0.0.1", 0), self.handler_class)
+        self._attach(server)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()  # joins the handler threads
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self: _Service) -> _Service:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

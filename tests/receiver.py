@@ -56,7 +56,7 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from tests.loopback import LoopbackHandler, LoopbackServer
+from tests.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 __all__ = ["Received", "Receiver", "Rule", "elements_signature", "standard_secret"]
 
@@ -122,7 +122,7 @@ class Received:
         return [e["objectId"] for e in self.json["message"]["events"]]
 
 
-class Receiver:
+class Receiver(LoopbackService):
     """See the module docstring. ``key``: the signature key the sender was configured with (``None``:
     expect unsigned requests); ``standard_webhooks``: whether ``webhook-*`` headers are expected."""
 
@@ -136,8 +136,6 @@ class Receiver:
         self.lock = threading.RLock()
         self.arrived = threading.Condition(self.lock)
         self._webhook = Webhook(standard_secret(key)) if key else None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     def respond(self, status: int | None = 503, *, times: int | None = 1, when: Callable[[Received], bool] | None = None,
@@ -156,41 +154,11 @@ class Receiver:
             self.rules.clear()
 
     # -- lifetime -------------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the receiver is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
     def url(self, path: str = "/hook") -> str:
         return self.base_url + "/" + path.lstrip("/")
 
-    def start(self) -> Receiver:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.receiver = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="receiver", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()  # joins the handler threads
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> Receiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _attach(self, server: LoopbackServer) -> None:
+        server.receiver = self  # type: ignore[attr-defined]
 
     # -- reading what arrived -------------------------------------------------------------------
     def snapshot(self) -> list[Received]:
@@ -350,3 +318,6 @@ class _Handler(LoopbackHandler):
 
     def do_GET(self) -> None:
         self._serve("GET")
+
+
+Receiver.server_class, Receiver.handler_class = _Server, _Handler
