@@ -150,11 +150,10 @@ def event_id(instance_id: str, resource: str, object_id: str, version: str) -> s
 class _EventIds:
     """uuid5 ids for one resource, hashing the shared prefix once (the same ids, 3x cheaper)."""
 
-    __slots__ = ("_prefix", "prefix_copy")
+    __slots__ = ("_prefix",)
 
     def __init__(self, instance_id: str, resource: str) -> None:
         self._prefix = hashlib.sha1(_EVENT_NAMESPACE.bytes + f"{instance_id}\x1f{resource}\x1f".encode())
-        self.prefix_copy = self._prefix.copy  # a new hash of the shared prefix, for callers that inline __call__
 
     def __call__(self, object_id: str, version: str) -> str:
         h = self._prefix.copy()
@@ -165,7 +164,7 @@ class _EventIds:
 
 
 def object_id_text(value: object) -> str | None:
-    """``objectId`` is always a string; None when the record has no usable id (see ``id_problem``)."""
+    """``objectId`` is always a string; None when the record has no usable id (see ``_id_problem``)."""
     if value is jsonpath.MISSING or value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -190,7 +189,7 @@ def _unicode(text: str) -> bool:
     return True
 
 
-def id_problem(value: object) -> str:
+def _id_problem(value: object) -> str:
     """Why ``value`` is not a usable id, in words for the skip message."""
     if value is jsonpath.MISSING:
         return "missing"
@@ -308,12 +307,9 @@ def detect_page(
                 raw_id = record.get(id_key, missing)
             else:
                 raw_id = get_path(record, id_path)
-            if type(raw_id) is str:
-                object_id = raw_id if raw_id.strip() and (raw_id.isascii() or _unicode(raw_id)) else None
-            else:
-                object_id = object_id_text(raw_id)
+            object_id = object_id_text(raw_id)
             if object_id is None:
-                skips.note("no_id", lambda: f"{spec.id_field} {id_problem(raw_id)} in a record with fields "
+                skips.note("no_id", lambda: f"{spec.id_field} {_id_problem(raw_id)} in a record with fields "
                                             f"{_field_names(record)}")
                 continue
         known = seen_get(object_id, no_versions)
@@ -418,7 +414,7 @@ def _detect_common_page(records: list[Any], seen: Mapping[str, Mapping[str, int]
         return None
     check_future = spec.filter_by_current_date and not baseline
     created_reader = _created_reader(spec)
-    new_hash = _EventIds(spec.instance_id, spec.resource).prefix_copy
+    ids = _EventIds(spec.instance_id, spec.resource)
     events: list[Event] = []
     new_versions: list[tuple[str, str, int]] = []
     new_append = new_versions.append
@@ -462,10 +458,7 @@ def _detect_common_page(records: list[Any], seen: Mapping[str, Mapping[str, int]
             fallbacks += created_fell_back
         new_append((object_id, version, stamp))
         if not baseline:
-            h = new_hash()
-            h.update(f"{object_id}\x1f{version}".encode())
-            event_append(_new_event(Event, (uuid5_text(h.hexdigest()), object_id, event_type, version, stamp,
-                                            record)))
+            event_append(_new_event(Event, (ids(object_id, version), object_id, event_type, version, stamp, record)))
     skips.seen = seen_count
     skips.before_since = before_since
     events.sort(key=_event_order)

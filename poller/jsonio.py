@@ -12,7 +12,6 @@ what was sent.
 from __future__ import annotations
 
 import json
-import re
 
 import orjson
 
@@ -41,12 +40,11 @@ def loads(data: bytes | str) -> object:
 _DIGIT_CLASSES = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 if b in b'".' else 0x20 for b in range(256))
 _LONG_RUN = b"0" * 19
 _LONG_NUMBER = b" " + _LONG_RUN
-_LONG_NUMBER_TEXT = re.compile(r'(?:^|[^".0-9])[0-9]{19}')
 
 
 def _may_hold_a_long_integer(data: bytes | str) -> bool:
-    if isinstance(data, str):  # configuration files: small
-        return _LONG_NUMBER_TEXT.search(data) is not None
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")  # digits, '"' and '.' are the same single bytes
     classes = data.translate(_DIGIT_CLASSES)
     return _LONG_NUMBER in classes or classes.startswith(_LONG_RUN)
 

@@ -84,19 +84,13 @@ def seen_versions(db: Database, key: str, object_ids: Iterable[str]) -> dict[str
     One key lookup per id. :func:`scan_seen` is cheaper when the resource holds few rows."""
     wanted = list(dict.fromkeys(object_ids))
     found: dict[str, dict[str, int]] = {}
-    get = found.get
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start:start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
-        for object_id, version, stamp_ms in db.execute(
+        _group_versions(found, db.execute(
             f"SELECT object_id, version, stamp_ms FROM seen WHERE resource_key = ? AND object_id IN ({marks})",
             [key, *chunk],
-        ):
-            versions = get(object_id)
-            if versions is None:
-                found[object_id] = {version: stamp_ms}
-            else:
-                versions[version] = stamp_ms
+        ))
     return found
 
 
@@ -112,15 +106,19 @@ def scan_seen(db: Database, key: str, object_ids: Collection[str], limit: int) -
     if len(rows) > limit:
         return None
     found: dict[str, dict[str, int]] = {}
+    _group_versions(found, [row for row in rows if row[0] in object_ids])
+    return found
+
+
+def _group_versions(found: dict[str, dict[str, int]], rows: Iterable[tuple[str, str, int]]) -> None:
+    """Add ``(object id, version, stamp ms)`` rows to ``{object id: {version: stamp ms}}``."""
     get = found.get
     for object_id, version, stamp_ms in rows:
-        if object_id in object_ids:
-            versions = get(object_id)
-            if versions is None:
-                found[object_id] = {version: stamp_ms}
-            else:
-                versions[version] = stamp_ms
-    return found
+        versions = get(object_id)
+        if versions is None:
+            found[object_id] = {version: stamp_ms}
+        else:
+            versions[version] = stamp_ms
 
 
 def seen_count(db: Database, key: str) -> int:
