@@ -53,7 +53,7 @@ one by one with the same calls (a replica, for orientation only: the headline nu
 Part 2, memory (target: peak RSS under 200 MB)
 ----------------------------------------------
 A ``tests.fakeprovider.FakeProvider`` (style "page", page_size 100) started in this process,
-a configuration like ``tests/test_once_e2e.write_config`` (pageSize 100, pagination "page",
+a configuration from ``tests.configs.local_config`` (pageSize 100, pagination "page",
 maxPages raised above the page count), and ``python -m poller once -c CONFIG --state DB``
 run as separate processes, each reaped with ``os.wait4`` so that each one's own rusage
 (``ru_maxrss``, KiB on Linux) is read. They are spawned through a tiny launcher
@@ -119,6 +119,7 @@ from poller.gcpause import collector_paused  # noqa: E402
 from poller.javazone import to_ms  # noqa: E402
 from poller.notify import Envelope, build_notifications  # noqa: E402
 from state import Notification, SeenVersion, Store, open_store  # noqa: E402
+from tests.configs import local_config  # noqa: E402
 from tests.fakeprovider import Collection, FakeProvider  # noqa: E402
 
 UTC = timezone.utc
@@ -202,29 +203,8 @@ def make_page(n: int, now_ms: int) -> PageCase:
 # -- configuration -------------------------------------------------------------------------------
 
 def config_dict(base_url: str, resource: dict[str, Any] | None = None, name: str = "contacts") -> dict[str, Any]:
-    """The shape of tests/test_once_e2e.write_config."""
-    res: dict[str, Any] = {
-        "url": "/contacts?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}",
-        "idField": "id",
-        "datesConfiguration": {
-            "updatedDateField": "updated", "updatedDateFormat": ISO_MS,
-            "createdDateField": "created", "createdDateFormat": ISO_MS,
-        },
-    }
-    res.update(resource or {})
-    return {
-        "engine": {"lookbackSeconds": 60},
-        "instances": [{
-            "id": "crm", "name": "Test CRM", "element": {"key": "fakecrm"},
-            "api": {"baseUrl": base_url},
-            "configuration": {
-                "event.notification.enabled": True,
-                "event.notification.callback.url": "http://127.0.0.1:9/hook",
-                "event.poller.refresh_interval": 1,
-                "event.poller.configuration": {name: res},
-            },
-        }],
-    }
+    """The end-to-end tests' configuration (tests.configs.local_config), calling back nowhere."""
+    return local_config(base_url, callback="http://127.0.0.1:9/hook", resource=resource, name=name)
 
 
 @dataclass

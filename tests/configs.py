@@ -84,3 +84,34 @@ def wrap_corpus(entry: dict, *, as_string: bool = False) -> dict:
             "event.poller.configuration": json.dumps(resources) if as_string else resources,
         },
     }
+
+
+LOCAL_ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
+
+
+def local_config(base_url: str, *, callback: str, resource: dict | None = None, engine: dict | None = None,
+                 name: str = "contacts") -> dict:
+    """One instance ("crm") with one resource polling the fake provider at ``base_url``: the
+    shape the end-to-end tests and the benchmarks run (``resource`` and ``engine`` add keys)."""
+    res = {
+        "url": "/contacts?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}",
+        "idField": "id",
+        "datesConfiguration": {
+            "updatedDateField": "updated", "updatedDateFormat": LOCAL_ISO_MS,
+            "createdDateField": "created", "createdDateFormat": LOCAL_ISO_MS,
+        },
+    }
+    res.update(resource or {})
+    return {
+        "engine": {"lookbackSeconds": 60, **(engine or {})},
+        "instances": [{
+            "id": "crm", "name": "Test CRM", "element": {"key": "fakecrm"},
+            "api": {"baseUrl": base_url},
+            "configuration": {
+                "event.notification.enabled": True,
+                "event.notification.callback.url": callback,
+                "event.poller.refresh_interval": 1,
+                "event.poller.configuration": {name: res},
+            },
+        }],
+    }

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from state import open_store
+from tests.configs import local_config
 from tests.conftest import ROOT
 from tests.fakeprovider import FakeProvider
 
-ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 DEFAULT_CALLBACK = "http://127.0.0.1:9/hook"  # replaced by conftest with a receiver that accepts everything
 
 
@@ -34,28 +34,7 @@ def record(rid: object, updated: datetime, created: datetime | None = None, **ex
 
 def write_config(tmp_path: Path, provider: FakeProvider, *, resource: dict | None = None, engine: dict | None = None,
                  name: str = "contacts") -> Path:
-    res = {
-        "url": "/contacts?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}",
-        "idField": "id",
-        "datesConfiguration": {
-            "updatedDateField": "updated", "updatedDateFormat": ISO_MS,
-            "createdDateField": "created", "createdDateFormat": ISO_MS,
-        },
-    }
-    res.update(resource or {})
-    config = {
-        "engine": {"lookbackSeconds": 60, **(engine or {})},
-        "instances": [{
-            "id": "crm", "name": "Test CRM", "element": {"key": "fakecrm"},
-            "api": {"baseUrl": provider.base_url},
-            "configuration": {
-                "event.notification.enabled": True,
-                "event.notification.callback.url": DEFAULT_CALLBACK,
-                "event.poller.refresh_interval": 1,
-                "event.poller.configuration": {name: res},
-            },
-        }],
-    }
+    config = local_config(provider.base_url, callback=DEFAULT_CALLBACK, resource=resource, engine=engine, name=name)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     return path
