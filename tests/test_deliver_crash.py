@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from state import open_store
-from tests.conftest import ROOT
 from tests.fakeprovider import FakeProvider
 from tests.receiver import Receiver
 from tests.test_deliver_e2e import KEY, configure, deliver, events, outbox
+from tests.test_once_crash import kill_poller
 from tests.test_once_e2e import once, record
 
 RESOURCES = ("contacts", "accounts", "deals", "tickets")
@@ -69,27 +65,10 @@ def test_sigkill_during_delivery_loses_nothing_and_repeats_carry_the_same_ids(
         rounds += 1
         before = len(receiver.requests)
         wait_requests = rng.randrange(0, 25)
-        proc = subprocess.Popen([sys.executable, "-m", "poller", "deliver", "--all", "-c", str(config),
-                                 "--state", str(db)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
-        try:
-            deadline = time.monotonic() + 30
-            while proc.poll() is None and time.monotonic() < deadline:
-                if len(receiver.requests) >= before + wait_requests:
-                    break
-                time.sleep(0.002)
-            time.sleep(rng.uniform(0, 0.03))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                in_flight_at_kills += CONCURRENCY
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+        if kill_poller(tmp_path, ["deliver", "--all", "-c", str(config), "--state", str(db)], rng,
+                       ready=lambda: len(receiver.requests) >= before + wait_requests, poll_s=0.002):
+            kills += 1
+            in_flight_at_kills += CONCURRENCY
         with open_store(db, writer=False) as store:
             assert store.integrity_check() == "ok", f"seed {seed}, round {rounds}"
     assert kills >= MIN_KILLS, f"only {kills} kills landed in {rounds} rounds (seed {seed})"

@@ -40,6 +40,31 @@ def _outbox_count(db: Path) -> int:
         return 0
 
 
+def kill_poller(cwd: Path, args: list[str], rng: random.Random, *, ready: Callable[[], bool],
+                poll_s: float) -> bool:
+    """Run ``poller ARGS``; once ``ready()`` (or it has exited, or 30 s), wait 0-30 ms at random
+    and SIGKILL it if it still runs. Returns whether the kill landed."""
+    proc = subprocess.Popen([sys.executable, "-m", "poller", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    killed = False
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline and not ready():
+            time.sleep(poll_s)
+        time.sleep(rng.uniform(0, 0.03))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    return killed
+
+
 def test_sigkill_at_many_points_loses_and_repeats_nothing(tmp_path: Path,
                                                          make_fake_provider: Callable[..., FakeProvider]) -> None:
     seed = int(os.environ.get("ONCE_CRASH_SEED", random.randrange(2**32)))
@@ -59,26 +84,8 @@ def test_sigkill_at_many_points_loses_and_repeats_nothing(tmp_path: Path,
         expected.update(r["id"] for r in new)
         before = _outbox_count(db)
         wait_pages = rng.randrange(0, 4)
-        proc = subprocess.Popen([sys.executable, "-m", "poller", "once", "-c", str(config), "--state", str(db)],
-                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
-        try:
-            deadline = time.monotonic() + 30
-            while proc.poll() is None and time.monotonic() < deadline:
-                if _outbox_count(db) >= before + wait_pages * 10:
-                    break
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.03))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+        kills += kill_poller(tmp_path, ["once", "-c", str(config), "--state", str(db)], rng,
+                             ready=lambda: _outbox_count(db) >= before + wait_pages * 10, poll_s=0.005)
         with open_store(db, writer=False) as store:
             assert store.integrity_check() == "ok", f"seed {seed}, round {round_no}"
     assert kills >= 20, f"only {kills} kills landed (seed {seed})"
