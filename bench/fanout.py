@@ -839,22 +839,15 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"N={n:>6,}: peak RSS < {TARGET_RSS_MB:g} MB" + ("" if n >= TARGET_RSS_AT else
                                                                           " (target is for 10,000)")
                 summary.append((label, rss < TARGET_RSS_MB, f"{rss:.1f} MB"))
-            if args.profile:
-                prof = workdir / f"daemon-{n}.prof"
-                r = run_daemon(provider, _fresh(workdir, f"profile-{n}"), n, "burst", concurrency=args.concurrency,
-                               startup_hint_s=startup_hint * 2, timeout_s=args.timeout, profile=prof,
-                               outbox_rows=args.outbox_rows,
-                               outbox_status=args.outbox_status, systemd=not args.no_systemd)
-                print_daemon(r)
-                print_profile(prof)
-            if args.spy:
-                spy = workdir / f"daemon-{n}.spy.txt"
-                r = run_daemon(provider, _fresh(workdir, f"spy-{n}"), n, "burst", concurrency=args.concurrency,
-                               startup_hint_s=startup_hint * 2, timeout_s=args.timeout, spy=spy,
-                               outbox_rows=args.outbox_rows,
-                               outbox_status=args.outbox_status, systemd=not args.no_systemd)
-                print_daemon(r)
-                print_spy(spy)
+            for wanted, kind, output, show in ((args.profile, "profile", f"daemon-{n}.prof", print_profile),
+                                               (args.spy, "spy", f"daemon-{n}.spy.txt", print_spy)):
+                if wanted:  # one more burst run, under cProfile or py-spy
+                    r = run_daemon(provider, _fresh(workdir, f"{kind}-{n}"), n, "burst", concurrency=args.concurrency,
+                                   startup_hint_s=startup_hint * 2, timeout_s=args.timeout,
+                                   outbox_rows=args.outbox_rows, outbox_status=args.outbox_status,
+                                   systemd=not args.no_systemd, **{kind: workdir / output})
+                    print_daemon(r)
+                    show(workdir / output)
     finally:
         provider.stop()
         if not args.keep:
