@@ -15,7 +15,7 @@ One page of N records (default 10,000) as the JSON bytes a provider would send: 
 strings, ``updated``/``created`` in ``yyyy-MM-dd'T'HH:mm:ss.SSSXXX`` with a mix of offsets
 (Z, +05:30, -04:00, +02:00, -07:00), a few other fields. The configuration is loaded by
 ``poller.config.load_config_text`` and the specs are the engine's own:
-``poller.engine.detect_spec`` / ``envelope`` / ``plan_poll`` (cursor one hour back, so every
+``poller.poll.engine.detect_spec`` / ``envelope`` / ``plan_poll`` (cursor one hour back, so every
 record is inside the window, not a baseline).
 
 The state is a real ``Store`` on a fresh temporary SQLite file, pre-filled through
@@ -25,9 +25,9 @@ opens it). Records interleave four ways: 1/4 have an older version in the state 
 N/4 further seen rows belong to ids not on the page, so the state holds N versions. So half
 the page is new versions: N/2 events, N/20 outbox rows (batch size 10), N/2 seen rows written.
 
-Engine side, timed: ``poller.jsonio.loads(body_bytes)`` (what ``poller.fetch`` does with a 2xx body;
+Engine side, timed: ``poller.jsonio.loads(body_bytes)`` (what ``poller.poll.fetch`` does with a 2xx body;
 the body is a bare array, so it is the record list, as ``fetch._records`` returns it), then
-**``poller.engine._commit_page`` itself** (not a replica): ``lookup_ids`` (id extraction),
+**``poller.poll.engine._commit_page`` itself** (not a replica): ``lookup_ids`` (id extraction),
 ``Store.seen_versions``, ``detect_page`` (date parsing with the configured Java format,
 detection), ``build_notifications``, the outbox rows, and ``Store.record_page`` (one
 transaction: outbox rows + seen versions, committed with the store's PRAGMAs: WAL,
@@ -110,14 +110,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Measure the checkout this script lives in, whether or not it is the installed copy.
 sys.path.insert(0, str(ROOT))
 
-from poller import engine as poller_engine  # noqa: E402
+from poller.poll import engine as poller_engine  # noqa: E402
 from poller import jsonio  # noqa: E402
 from poller.config import InstanceConfig, ResourceConfig, load_config_text  # noqa: E402
-from poller.detect import CREATED, UPDATED, DetectSpec, PageResult, detect_page  # noqa: E402
-from poller.engine import PollPlan, _commit_page, detect_spec, envelope, plan_poll, resource_key  # noqa: E402
+from poller.poll.detect import CREATED, UPDATED, DetectSpec, PageResult, detect_page  # noqa: E402
+from poller.poll.engine import PollPlan, _commit_page, detect_spec, envelope, plan_poll, resource_key  # noqa: E402
 from poller.gcpause import collector_paused  # noqa: E402
-from poller.javazone import to_ms  # noqa: E402
-from poller.notify import Envelope, build_notifications  # noqa: E402
+from poller.javadate.zone import to_ms  # noqa: E402
+from poller.events.notify import Envelope, build_notifications  # noqa: E402
 from state import Notification, SeenVersion, Store, open_store  # noqa: E402
 from tests.configs import local_config  # noqa: E402
 from tests.fakeprovider import Collection, FakeProvider  # noqa: E402
@@ -399,7 +399,7 @@ def part1(n: int, repeats: int, profile: bool) -> None:
           f"(one transaction); floor {n:,} rows (one transaction)")
     print(f"   best of {repeats} (median in brackets), fresh temporary files each run:")
     print(f"   engine  {e * 1000:9.1f} ms  [{statistics.median(engine_times) * 1000:7.1f}]  "
-          f"{n / e:12,.0f} records/s   (jsonio.loads + poller.engine._commit_page)")
+          f"{n / e:12,.0f} records/s   (jsonio.loads + poller.poll.engine._commit_page)")
     print(f"   floor   {f * 1000:9.1f} ms  [{statistics.median(floor_times) * 1000:7.1f}]  "
           f"{n / f:12,.0f} records/s   (json.loads + fromisoformat + one executemany)")
     ratio = e / f

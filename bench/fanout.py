@@ -57,7 +57,7 @@ What is measured
   the stricter reference). The machine may be shared, so the CPU seconds per poll of both are
   compared too: that ratio does not move with other load.
 * bare loop: one ``httpx.AsyncClient`` (same headers, same ``Limits(max_connections=100)`` as
-  poller.runner.HttpClients), N tasks gathered at once behind an ``asyncio.Semaphore`` of the
+  poller.poll.runner.HttpClients), N tasks gathered at once behind an ``asyncio.Semaphore`` of the
   same concurrency, each doing GET + ``raise_for_status`` + ``.json()`` on the same URLs; run in
   this process while the daemon is not running.
 * lateness = request arrival at the provider - scheduled time, per resource (its first
@@ -108,7 +108,7 @@ sys.path.insert(0, str(ROOT))
 
 INTERVAL_MIN = 10.0  # minutes: each resource polled once per run; start jitter window min(600 s, 30 s)
 try:
-    from poller.schedule import MAX_START_JITTER_S as JITTER_S  # the start jitter's upper bound
+    from poller.daemon.schedule import MAX_START_JITTER_S as JITTER_S  # the start jitter's upper bound
 except ImportError:  # pragma: no cover
     JITTER_S = 30.0
 INSTANCE = "bench"
@@ -765,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
 
     EXTRA_PATH[:] = [str(Path(d).resolve()) for d in args.pythonpath]
     sys.path[:0] = EXTRA_PATH
-    from poller.config_types import EngineConfig
+    from poller.config.types import EngineConfig
 
     concurrency = args.concurrency or EngineConfig().max_concurrent_polls
     sizes = args.sizes or ([1000] if args.quick else [1000, 10000])

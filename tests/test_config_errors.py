@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.schema import SCHEMA
+from poller.config.schema import SCHEMA
 from tests.conftest import ROOT
 from tests.configs import BASE_URL, DROP, engine_file, instance, resource
 

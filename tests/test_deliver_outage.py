@@ -25,9 +25,9 @@ from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
 
 from poller.config import Config, load_config_text
-from poller.config_types import DEFAULT_RETRY_SCHEDULE
-from poller.deliver import deliver_due, next_attempt_ms
-from poller.runner import poll_all
+from poller.config.types import DEFAULT_RETRY_SCHEDULE
+from poller.deliver.sender import deliver_due, next_attempt_ms
+from poller.poll.runner import poll_all
 from state import OutboxEntry, Store, open_store
 from tests.fakeprovider import FakeProvider
 from tests.receiver import Receiver

@@ -10,7 +10,7 @@ import pytest
 from freezegun import freeze_time
 
 from poller import javadate, jsonpath
-from poller.detect import CREATED, UPDATED, DateField, DetectSpec, detect, detect_page, event_id, next_cursor
+from poller.poll.detect import CREATED, UPDATED, DateField, DetectSpec, detect, detect_page, event_id, next_cursor
 
 ISO = "yyyy-MM-dd'T'HH:mm:ssXXX"
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poller import javadate, jsonpath
-from poller.detect import DateField, DetectSpec, PageResult, _detect_common_page, detect_page
+from poller.poll.detect import DateField, DetectSpec, PageResult, _detect_common_page, detect_page
 
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 SLASHES = "dd/MM/yyyy HH:mm:ss"  # no fast reader: always the general loop

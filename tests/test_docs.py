@@ -42,7 +42,7 @@ def test_readme_python_examples_run() -> None:
     # the receiver snippets accept what poller sends, and reject a tampered body
     import time
 
-    from poller.signing import headers
+    from poller.deliver.signing import headers
 
     body = b'{"id":"n1"}'
     sent = headers("n1", body, "my key", int(time.time()), user_agent="test")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from poller.config import load_config_text
-from poller.runner import poll_all
+from poller.poll.runner import poll_all
 from state import open_store
 from tests.fakeprovider import FakeProvider
 from tests.test_once_e2e import record

@@ -20,8 +20,8 @@ import pytest
 
 from poller import jsonpath
 from poller.errors import FetchError
-from poller.fetch import FetchSpec, Page, PaginationSpec, fetch_pages, mask_url, parse_retry_after
-from poller.pagination import first_url, next_link, parse_link_header, set_query_params
+from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages, mask_url, parse_retry_after
+from poller.poll.pagination import first_url, next_link, parse_link_header, set_query_params
 from tests.fakeprovider import FakeProvider
 
 BASE = "https://api.example.com/v2/contacts"
@@ -254,7 +254,7 @@ def test_a_next_page_on_another_origin_is_refused() -> None:
 
 
 def test_max_pages_does_not_warn_when_the_last_page_is_the_limit(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "poller.fetch")
+    caplog.set_level(logging.WARNING, "poller.poll.fetch")
     fetch(lambda r: ok(items(0, 5) if r.url.params["page"] == "1" else items(0, 2)),
           spec(page_size=5, pagination=PaginationSpec(kind="page", max_pages=2)))
     assert not [r for r in caplog.records if r.getMessage() == "fetch.max_pages"]
@@ -276,9 +276,9 @@ def test_query_param_helpers() -> None:
 def test_pagination_docstring_examples() -> None:
     import doctest
 
-    import poller.pagination
+    import poller.poll.pagination
 
-    result = doctest.testmod(poller.pagination)
+    result = doctest.testmod(poller.poll.pagination)
     assert result.attempted >= 4 and result.failed == 0
 
 
@@ -562,7 +562,7 @@ def test_secrets_masked_in_page_urls_and_errors() -> None:
 
 
 def test_secrets_never_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, "poller.fetch")
+    caplog.set_level(logging.DEBUG, "poller.poll.fetch")
     fetch(sequence(httpx.Response(500), ok([])), spec(BASE + "?apikey=zz9", headers={"Authorization": "zz8"},
                                                       secrets=("zz8",)))
     text = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)

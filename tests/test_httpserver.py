@@ -1,4 +1,4 @@
-"""poller.httpserver: real HTTP over 127.0.0.1, with httpx and with raw sockets for what httpx won't send."""
+"""poller.daemon.httpserver: real HTTP over 127.0.0.1, with httpx and with raw sockets for what httpx won't send."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.engine import PollOutcome
-from poller.httpserver import MetricsServer
-from poller.metrics import Metrics
+from poller.poll.engine import PollOutcome
+from poller.daemon.httpserver import MetricsServer
+from poller.daemon.metrics import Metrics
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 Health = Callable[[], Any]

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from poller import javadate
 from poller.javadate import DateFormat, DateFormatError, compile, parse_zone
-from poller.javazone import ZoneError
+from poller.javadate.zone import ZoneError
 
 UTC = timezone.utc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

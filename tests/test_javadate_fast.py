@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poller import _sdf, javadate
+from poller.javadate import _sdf
+from poller import javadate
 from poller.errors import DateFormatError
-from poller.javazone import to_ms
+from poller.javadate.zone import to_ms
 
 PATTERNS = [
     "yyyy-MM-dd'T'HH:mm:ssXXX", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss'Z'",

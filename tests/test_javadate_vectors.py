@@ -18,9 +18,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from poller import _sdf, javadate
+from poller.javadate import _sdf
+from poller import javadate
 from poller.errors import DateFormatError
-from poller.javazone import from_ms, to_ms
+from poller.javadate.zone import from_ms, to_ms
 from tests.conftest import DATA
 
 VECTORS = DATA / "javadates"

@@ -1,4 +1,4 @@
-"""poller.metrics: what each observation does to the exposition, read back with prometheus-client's
+"""poller.daemon.metrics: what each observation does to the exposition, read back with prometheus-client's
 own parser."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.deliver import DeliveryResult
-from poller.detect import Skips
-from poller.engine import PollOutcome
-from poller.metrics import CONTENT_TYPE, Metrics
+from poller.deliver.sender import DeliveryResult
+from poller.poll.detect import Skips
+from poller.poll.engine import PollOutcome
+from poller.daemon.metrics import CONTENT_TYPE, Metrics
 
 UTC = timezone.utc
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -24,7 +24,7 @@ ALLOWED_LABELS = {"instance", "resource", "outcome", "type", "reason", "status",
 
 @dataclass
 class TypedOutcome(PollOutcome):
-    """PollOutcome with the per-type event counts proposed for poller.engine."""
+    """PollOutcome with the per-type event counts proposed for poller.poll.engine."""
 
     events_by_type: dict[str, int] = field(default_factory=dict)
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from poller.detect import CREATED, UPDATED, Event, event_id
-from poller.notify import Envelope, build_notifications, hub_key, iso_z, notification_id
+from poller.poll.detect import CREATED, UPDATED, Event, event_id
+from poller.events.notify import Envelope, build_notifications, hub_key, iso_z, notification_id
 
 ENVELOPE = Envelope(instance_id=7950647, instance_name="Local netsuite", element_key="netsuiteerpv2",
                     tags=("Local netsuite",), resource="invoices", hub_key="erp")
@@ -85,7 +85,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from poller import jsonio  # noqa: E402
-from poller.notify import body_dict  # noqa: E402
+from poller.events.notify import body_dict  # noqa: E402
 
 ODD = st.text(alphabet=st.sampled_from(['a', 'é', '"', '\\', '\n', '\x00', '\x7f', '\u2028', '😀', '/', '<', ' ']),
               max_size=6)

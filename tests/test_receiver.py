@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from poller.signing import headers
+from poller.deliver.signing import headers
 from tests.receiver import Receiver
 
 KEY = "MySecretEventSignatureKey"

@@ -1,4 +1,4 @@
-"""poller.schedule: the pure timing rules as tables under freezegun, and the APScheduler wiring
+"""poller.daemon.schedule: the pure timing rules as tables under freezegun, and the APScheduler wiring
 (job settings, postpone, change_interval) inspected through ``get_jobs()`` without waiting for
 anything to run. Last, the daemon's use of the rules: where each resource's first job lands after
 a start, from the state file."""
@@ -22,8 +22,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from freezegun import freeze_time
 
 from poller.config import load_config
-from poller.javazone import to_ms
-from poller.schedule import (
+from poller.javadate.zone import to_ms
+from poller.daemon.schedule import (
     MAX_BACKOFF_INTERVALS,
     MAX_START_JITTER_S,
     PollScheduler,
@@ -310,7 +310,7 @@ def test_pause_keeps_the_scheduler_running_for_health_then_shutdown_stops_it() -
 
 def test_missed_and_overlapping_runs_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     now = datetime.now(UTC)
-    with caplog.at_level(logging.WARNING, logger="poller.schedule"):
+    with caplog.at_level(logging.WARNING, logger="poller.daemon.schedule"):
         PollScheduler._on_event(JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "crm/contacts", "default", [now]))
         PollScheduler._on_event(JobSubmissionEvent(EVENT_JOB_MISSED, "crm/accounts", "default", [now]))
     assert [(r.getMessage(), r.resource) for r in caplog.records] == [  # type: ignore[attr-defined]
@@ -323,7 +323,7 @@ NOW = datetime(2024, 3, 1, 10, tzinfo=UTC)
 
 
 def _daemon(tmp_path: Path, store: Any) -> Any:
-    from poller.daemon import Daemon
+    from poller.daemon.daemon import Daemon
 
     config_path = write_config(tmp_path, SimpleNamespace(base_url="http://127.0.0.1:9"))  # type: ignore[arg-type]
     config = load_config(config_path, {}).config  # refresh_interval 1 minute
@@ -360,7 +360,7 @@ def test_a_stopping_daemon_lets_the_running_poll_finish_and_starts_none_that_wai
     """engine.maxConcurrentPolls 1 and two resources due at once: one polls, the other waits for
     the slot. A stop then lets the running poll finish (it is drained, not cancelled), and the one
     that waited never starts, although the slot frees up during the drain."""
-    from poller.daemon import Daemon
+    from poller.daemon.daemon import Daemon
 
     requested: list[str] = []
 

@@ -1,4 +1,4 @@
-"""poller.signing: the documented Cloud Elements vector, and Standard Webhooks checked by the
+"""poller.deliver.signing: the documented Cloud Elements vector, and Standard Webhooks checked by the
 ``standardwebhooks`` package exactly as a receiver would check it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from poller import USER_AGENT
-from poller.signing import elements_signature, headers, standard_signature
+from poller.deliver.signing import elements_signature, headers, standard_signature
 from tests.receiver import standard_secret
 
 VECTOR_KEY = "MySecretEventSignatureKey"

@@ -1,4 +1,4 @@
-"""poller.systemd against real AF_UNIX datagram sockets, and deploy/poller.service.
+"""poller.daemon.systemd against real AF_UNIX datagram sockets, and deploy/poller.service.
 
 The test that a real ``poller run`` sends READY=1 and WATCHDOG=1 lives with the daemon's tests;
 it uses the ``notify_socket`` fixture (tests/conftest.py) exercised here.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from poller import systemd
+from poller.daemon import systemd
 from tests.conftest import ROOT, NotifySocket
 
 UNIT = ROOT / "deploy" / "poller.service"
@@ -122,7 +122,7 @@ def test_a_vanished_socket_returns_false_and_warns_once(notify_socket: NotifySoc
             sock.bind(path)
         assert os.path.exists(path)
     notifier = systemd.Notifier(env(path))
-    with caplog.at_level(logging.WARNING, logger="poller.systemd"):
+    with caplog.at_level(logging.WARNING, logger="poller.daemon.systemd"):
         assert notifier.ready() is False
         assert notifier.watchdog() is False
         assert notifier.watchdog() is False
@@ -137,7 +137,7 @@ def test_a_vanished_socket_returns_false_and_warns_once(notify_socket: NotifySoc
                                   "vsock:2:1234"])
 def test_unreachable_or_unsupported_addresses_return_false(name: str, caplog: pytest.LogCaptureFixture) -> None:
     notifier = systemd.Notifier(env(name))
-    with caplog.at_level(logging.WARNING, logger="poller.systemd"):
+    with caplog.at_level(logging.WARNING, logger="poller.daemon.systemd"):
         assert notifier.ready() is False
         assert notifier.watchdog() is False
     assert len(failures(caplog)) == 1

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poller import templates
-from poller.templates import Literal, TemplateError, join, parse, render
+from poller.config import templates
+from poller.config.templates import Literal, TemplateError, join, parse, render
 
 UTC = timezone.utc
 SINCE = datetime(2024, 5, 1, 12, 30, 5, 123456, tzinfo=UTC)

@@ -15,11 +15,12 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from poller import __version__, logconfig
+from poller import __version__
+from poller.cli import logconfig
 from poller.config import Config, ConfigLoadError, LoadResult, load_config
 from poller.errors import PollerError
-from poller.fetch import mask_url
-from poller.javazone import to_ms
+from poller.poll.fetch import mask_url
+from poller.javadate.zone import to_ms
 from state import StateError, default_state_path, open_store
 
 EXIT_OK = 0
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return check(args.config)
     if args.command == "schema":
-        from poller.schema import SCHEMA
+        from poller.config.schema import SCHEMA
 
         try:
             print(json.dumps(SCHEMA, indent=2))
@@ -192,8 +193,8 @@ def _now() -> datetime:
 
 
 def once(config: Config, state_path: Path) -> int:
-    from poller.deliver import deliver_due
-    from poller.runner import HttpClients, poll_all
+    from poller.deliver.sender import deliver_due
+    from poller.poll.runner import HttpClients, poll_all
 
     async def run() -> tuple[list, object]:
         async with AsyncExitStack() as stack:
@@ -214,8 +215,8 @@ def once(config: Config, state_path: Path) -> int:
 
 
 def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
-    from poller.deliver import deliver_due
-    from poller.runner import HttpClients
+    from poller.deliver.sender import deliver_due
+    from poller.poll.runner import HttpClients
 
     async def run() -> object:
         async with AsyncExitStack() as stack:
@@ -258,7 +259,7 @@ def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def events(path: Path, *, status: str | None, as_json: bool, limit: int | None) -> int:
-    from poller.notify import iso_z
+    from poller.events.notify import iso_z
 
     def when(ms: int | None) -> str | None:
         return iso_z(ms) if ms is not None else None
@@ -321,7 +322,7 @@ def demo(seconds: float | None) -> int:
 def run(config_path: str, config: Config, state_path: Path) -> int:
     import signal
 
-    from poller.daemon import Daemon
+    from poller.daemon.daemon import Daemon
 
     # Until the daemon installs its own handlers: a reload asked for while starting must not kill
     # the process (SIGHUP's default), and a stop is a clean exit 0 (nothing is in flight yet).
@@ -337,7 +338,7 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
 
 
 def status_command(path: Path, config: Config | None, *, as_json: bool) -> int:
-    from poller.notify import iso_z
+    from poller.events.notify import iso_z
 
     def when(ms: int | None) -> str | None:
         return iso_z(ms) if ms is not None else None
@@ -387,8 +388,8 @@ def _positive_int(text: str) -> int:
 
 
 def explain(config: Config, state_path: Path, instance_id: str, resource_name: str) -> int:
-    from poller.explain import explain as explain_poll
-    from poller.runner import HttpClients
+    from poller.poll.explain import explain as explain_poll
+    from poller.poll.runner import HttpClients
 
     pair = next(((i, r) for i, r in config.resources() if i.id == instance_id and r.name == resource_name), None)
     if pair is None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from poller import templates
-from poller.config_resource import build_resource
-from poller.config_types import ApiConfig, InstanceConfig, ResourceConfig, SecretStr
-from poller.config_values import Context, Path, decode_json, describe, json_error, kind
+from poller.config import templates
+from poller.config.resource import build_resource
+from poller.config.types import ApiConfig, InstanceConfig, ResourceConfig, SecretStr
+from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 
 __all__ = ["API_KEYS", "CE_INSTANCE_KEYS", "CONFIGURATION_IGNORED", "CONFIGURATION_KEYS", "INSTANCE_KEYS",
            "build_instance", "normalise_resource_name"]

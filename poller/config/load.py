@@ -22,15 +22,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path as FilePath
 
-from poller import templates
-from poller.config_instance import build_instance
-from poller.config_types import (
+from poller.config import templates
+from poller.config.instance import build_instance
+from poller.config.types import (
     ApiConfig, Config, DatesConfig, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig,
     PaginationConfig, ResourceConfig, SecretStr,
 )
-from poller.config_values import Context, Path, decode_json, describe, json_error, kind
+from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError
-from poller.javazone import ZoneError, java_zone
+from poller.javadate.zone import ZoneError, java_zone
 
 __all__ = [
     "ApiConfig", "Config", "ConfigLoadError", "DatesConfig", "DeliveryConfig", "EngineConfig",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from poller import javadate, jsonpath, templates
-from poller.config_types import DatesConfig, PaginationConfig, ResourceConfig
-from poller.config_values import Context, Path, describe
+from poller import javadate, jsonpath
+from poller.config import templates
+from poller.config.types import DatesConfig, PaginationConfig, ResourceConfig
+from poller.config.values import Context, Path, describe
 from poller.errors import DateFormatError
-from poller.javazone import ZoneError, java_zone
+from poller.javadate.zone import ZoneError, java_zone
 
 __all__ = ["DATES_KEYS", "PAGINATION_TYPES", "RESOURCE_IGNORED", "RESOURCE_KEYS", "TIME_ZONE_KEYS",
            "build_resource", "is_time_zone_key"]

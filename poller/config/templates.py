@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 from poller import javadate
 from poller.errors import DateFormatError, PollerError
-from poller.javazone import EPOCH, ZoneError, java_zone, to_ms
+from poller.javadate.zone import EPOCH, ZoneError, java_zone, to_ms
 
 __all__ = ["Literal", "Placeholder", "Template", "TemplateError", "join", "parse", "render", "zone_problem"]
 

@@ -1,7 +1,7 @@
 """The frozen configuration objects that :mod:`poller.config` builds (re-exported there).
 
 Everything is parsed once at load time: date patterns are compiled :class:`DateFormat`
-objects, URLs are :class:`~poller.templates.Template` objects and JSON paths are tuples.
+objects, URLs are :class:`~poller.config.templates.Template` objects and JSON paths are tuples.
 Secrets (the signature key, API header values, anything that came from ``${env:...}``)
 are :class:`SecretStr` values, which show as ``'***'`` in every ``repr``.
 """
@@ -14,7 +14,7 @@ from datetime import datetime
 
 from poller.javadate import DateFormat
 from poller.jsonpath import Segment
-from poller.templates import Template
+from poller.config.templates import Template
 
 __all__ = [
     "ApiConfig",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from poller.config_types import SecretStr
+from poller.config.types import SecretStr
 
 __all__ = ["Context", "JsonObject", "Path", "close_match", "decode_json", "describe", "format_path", "json_error",
            "kind"]

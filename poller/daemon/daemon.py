@@ -1,8 +1,8 @@
 """`poller run`: the process lifetime. Open the store, schedule every resource, deliver beside
 it, answer signals (SIGTERM/SIGINT stop, SIGHUP reloads), and keep systemd informed.
 
-No business rules live here: polls are :func:`poller.engine.poll_resource`, deliveries
-:func:`poller.deliver.deliver_due`, timing :mod:`poller.schedule`. This is the one place (with
+No business rules live here: polls are :func:`poller.poll.engine.poll_resource`, deliveries
+:func:`poller.deliver.sender.deliver_due`, timing :mod:`poller.daemon.schedule`. This is the one place (with
 the CLI) that reads the clock.
 """
 
@@ -23,13 +23,13 @@ from pathlib import Path
 import httpx
 
 from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
-from poller.deliver import deliver_due
+from poller.deliver.sender import deliver_due
 from poller.errors import PollerError
-from poller.engine import PollOutcome, poll_resource, resource_key
-from poller.javazone import from_ms, to_ms
-from poller.runner import HttpClients
-from poller.schedule import PollScheduler, first_run, next_due_after_failure
-from poller.systemd import Notifier, watchdog_interval
+from poller.poll.engine import PollOutcome, poll_resource, resource_key
+from poller.javadate.zone import from_ms, to_ms
+from poller.poll.runner import HttpClients
+from poller.daemon.schedule import PollScheduler, first_run, next_due_after_failure
+from poller.daemon.systemd import Notifier, watchdog_interval
 from state import Store
 
 __all__ = ["Daemon", "ListenError"]
@@ -133,8 +133,8 @@ class Daemon:
         listen = self.config.engine.listen
         if listen is None:
             return
-        from poller.httpserver import MetricsServer
-        from poller.metrics import Metrics
+        from poller.daemon.httpserver import MetricsServer
+        from poller.daemon.metrics import Metrics
 
         self.metrics = Metrics()
         self.http = MetricsServer(self.metrics, self.healthy)

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Protocol
 
-from poller.metrics import CONTENT_TYPE
+from poller.daemon.metrics import CONTENT_TYPE
 
 __all__ = ["MetricsServer", "HealthCheck", "MAX_REQUEST_BYTES", "REQUEST_TIMEOUT_S", "MAX_CONNECTIONS"]
 

@@ -30,8 +30,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from poller.deliver import DeliveryResult
-    from poller.detect import Skips
+    from poller.deliver.sender import DeliveryResult
+    from poller.poll.detect import Skips
 
 __all__ = ["Metrics", "CONTENT_TYPE", "LABELS", "POLL_OUTCOMES", "EVENT_TYPES", "SKIP_REASONS",
            "DELIVERY_OUTCOMES", "OUTBOX_STATUSES", "POLL_BUCKETS", "DELIVERY_BUCKETS"]
@@ -51,7 +51,7 @@ DELIVERY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class PollOutcomeLike(Protocol):
-    """The fields of :class:`poller.engine.PollOutcome` read here."""
+    """The fields of :class:`poller.poll.engine.PollOutcome` read here."""
 
     ok: bool
     baseline: bool

@@ -23,9 +23,9 @@ import httpx
 
 from poller import USER_AGENT
 from poller.config import Config
-from poller.fetch import mask_url, parse_retry_after
-from poller.javazone import to_ms
-from poller.signing import headers as signed_headers
+from poller.poll.fetch import mask_url, parse_retry_after
+from poller.javadate.zone import to_ms
+from poller.deliver.signing import headers as signed_headers
 from state import OutboxEntry, Store
 
 __all__ = ["DeliveryReport", "DeliveryResult", "deliver_due", "next_attempt_ms", "MAX_RETRY_AFTER_S", "JITTER"]

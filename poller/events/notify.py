@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from poller import javadate
-from poller.javazone import from_ms
-from poller.detect import Event, uuid5_text
+from poller.javadate.zone import from_ms
+from poller.poll.detect import Event, uuid5_text
 from poller.jsonio import dumps
 
 __all__ = ["Envelope", "NotificationBody", "build_notifications", "hub_key", "iso_z", "notification_id"]

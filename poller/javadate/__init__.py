@@ -15,7 +15,7 @@ does not match it also accepts ISO-8601 text and epoch numbers (seconds or milli
 apart by magnitude), and says that it fell back so that the mismatch can be counted.
 
 Common patterns take fast paths (a compiled regular expression and ``datetime`` arithmetic);
-anything unusual goes through :mod:`poller._sdf`, the line-by-line port of the JDK they are
+anything unusual goes through :mod:`poller.javadate._sdf`, the line-by-line port of the JDK they are
 tested against.
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
-from poller import _fastdate, _sdf
+from poller.javadate import _fastdate, _sdf
 from poller.errors import DateFormatError
-from poller.javazone import UTC, UTC1900_MS, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
+from poller.javadate.zone import UTC, UTC1900_MS, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
 
 __all__ = [
     "DateFormat",

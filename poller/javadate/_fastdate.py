@@ -1,4 +1,4 @@
-"""Fast paths for the common Java date patterns, equivalent to :mod:`poller._sdf` where they apply.
+"""Fast paths for the common Java date patterns, equivalent to :mod:`poller.javadate._sdf` where they apply.
 
 A pattern qualifies when its fields are among yyyy, MM/M, dd/d, HH/H, hh/h, mm/m, ss/s, SSS,
 E/EEEE, MMM/MMMM, a, X/XX/XXX and Z, separated by literals. The parser is a regular
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from poller._sdf import AM_PM, MONTHS, SHORT_MONTHS, SHORT_WEEKDAYS, WEEKDAYS, Element, Field, Literal
+from poller.javadate._sdf import AM_PM, MONTHS, SHORT_MONTHS, SHORT_WEEKDAYS, WEEKDAYS, Element, Field, Literal
 
 __all__ = ["build_parser", "build_formatter"]
 
@@ -30,7 +30,7 @@ _NAMES = {
 _H_MIN = 13 * 3600
 _H_MAX = 14 * 3600
 _OFFSETS: dict[str, tzinfo] = {}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # poller.javazone.to_ms, inlined in the generated ms parsers
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # poller.javadate.zone.to_ms, inlined in the generated ms parsers
 _ONE_MS = timedelta(milliseconds=1)
 
 Parser = Callable[[str], "datetime | None"]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from poller import javacal as cal
+from poller.javadate import calendar as cal
 from poller.errors import DateFormatError
-from poller.javazone import MS_PER_MINUTE, JavaZone, java_zone, zone_strings
+from poller.javadate.zone import MS_PER_MINUTE, JavaZone, java_zone, zone_strings
 
 PATTERN_CHARS = "GyMdkHmsSEDFwWahKzZYuXL"
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",

@@ -53,7 +53,7 @@ class ZoneError(PollerError, ValueError):
 
 @cache
 def _jdk() -> dict:
-    with resources.files("poller").joinpath("data/jdk_zones.json").open(encoding="utf-8") as f:
+    with resources.files("poller.javadate").joinpath("data/jdk_zones.json").open(encoding="utf-8") as f:
         return json.load(f)
 
 

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from poller import jsonpath
 from poller.javadate import DateFormat
 from poller.errors import DateFormatError
-from poller.javazone import to_ms
+from poller.javadate.zone import to_ms
 
 __all__ = [
     "CREATED",

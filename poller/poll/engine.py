@@ -17,9 +17,10 @@ from time import perf_counter
 
 import httpx
 
-from poller import jsonpath, templates
+from poller import jsonpath
+from poller.config import templates
 from poller.config import EngineConfig, InstanceConfig, ResourceConfig
-from poller.detect import (
+from poller.poll.detect import (
     HASH_RETENTION_MS,
     DateField,
     DetectSpec,
@@ -31,10 +32,10 @@ from poller.detect import (
     object_id_text,
 )
 from poller.errors import FetchError
-from poller.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
+from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.gcpause import collector_paused
-from poller.javazone import from_ms, to_ms
-from poller.notify import Envelope, build_notifications, hub_key
+from poller.javadate.zone import from_ms, to_ms
+from poller.events.notify import Envelope, build_notifications, hub_key
 from state import Notification, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_resource", "resource_key", "detect_spec", "fetch_spec"]

@@ -9,12 +9,12 @@ from typing import TextIO
 import httpx
 
 from poller.config import EngineConfig, InstanceConfig, ResourceConfig
-from poller.detect import PageResult, detect_page
-from poller.engine import detect_spec, fetch_spec, lookup_ids, plan_poll, resource_key
+from poller.poll.detect import PageResult, detect_page
+from poller.poll.engine import detect_spec, fetch_spec, lookup_ids, plan_poll, resource_key
 from poller.errors import FetchError
-from poller.fetch import fetch_pages, mask_url
-from poller.javazone import to_ms
-from poller.notify import iso_z
+from poller.poll.fetch import fetch_pages, mask_url
+from poller.javadate.zone import to_ms
+from poller.events.notify import iso_z
 from state import ResourceState, Store
 
 __all__ = ["explain"]

@@ -37,7 +37,7 @@ import httpx
 
 from poller import jsonio, jsonpath
 from poller.errors import FetchError
-from poller.pagination import PaginationSpec, first_url, next_url
+from poller.poll.pagination import PaginationSpec, first_url, next_url
 
 __all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages", "mask_url", "parse_retry_after"]
 

@@ -12,8 +12,8 @@ import httpx
 
 from poller import USER_AGENT
 from poller.config import Config, InstanceConfig, ResourceConfig
-from poller.engine import PollOutcome, poll_resource, resource_key
-from poller.javazone import to_ms
+from poller.poll.engine import PollOutcome, poll_resource, resource_key
+from poller.javadate.zone import to_ms
 from state import Store
 
 __all__ = ["HttpClients", "poll_all"]
