@@ -110,14 +110,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Measure the checkout this script lives in, whether or not it is the installed copy.
 sys.path.insert(0, str(ROOT))
 
-from poller.poll import engine as poller_engine  # noqa: E402
 from poller import jsonio  # noqa: E402
 from poller.config import InstanceConfig, ResourceConfig, load_config_text  # noqa: E402
-from poller.poll.detect import CREATED, UPDATED, DetectSpec, PageResult, detect_page  # noqa: E402
-from poller.poll.engine import PollPlan, _commit_page, detect_spec, envelope, plan_poll, resource_key  # noqa: E402
+from poller.events.notify import Envelope, build_notifications  # noqa: E402
 from poller.gcpause import collector_paused  # noqa: E402
 from poller.javadate.zone import to_ms  # noqa: E402
-from poller.events.notify import Envelope, build_notifications  # noqa: E402
+from poller.poll import engine as poller_engine  # noqa: E402
+from poller.poll.detect import CREATED, UPDATED, DetectSpec, PageResult, detect_page  # noqa: E402
+from poller.poll.engine import PollPlan, _commit_page, detect_spec, envelope, plan_poll, resource_key  # noqa: E402
 from state import Notification, SeenVersion, Store, open_store  # noqa: E402
 from tests.configs import local_config  # noqa: E402
 from tests.fakeprovider import Collection, FakeProvider  # noqa: E402

@@ -57,7 +57,7 @@ What is measured
   the stricter reference). The machine may be shared, so the CPU seconds per poll of both are
   compared too: that ratio does not move with other load.
 * bare loop: one ``httpx.AsyncClient`` (same headers, same ``Limits(max_connections=100)`` as
-  poller.poll.runner.HttpClients), N tasks gathered at once behind an ``asyncio.Semaphore`` of the
+  poller.httpclient.HttpClients), N tasks gathered at once behind an ``asyncio.Semaphore`` of the
   same concurrency, each doing GET + ``raise_for_status`` + ``.json()`` on the same URLs; run in
   this process while the daemon is not running.
 * lateness = request arrival at the provider - scheduled time, per resource (its first

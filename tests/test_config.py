@@ -10,12 +10,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from poller.config import values as config_values
 from poller.config import ConfigLoadError, EngineConfig, LoadResult, load_config, load_config_text
-from poller.config.types import DEFAULT_RETRY_SCHEDULE, SecretStr
+from poller.config import values as config_values
 from poller.config.schema import KEY_LISTS, SCHEMA
-from tests.conftest import ROOT
+from poller.config.types import DEFAULT_RETRY_SCHEDULE, SecretStr
 from tests.configs import BASE_URL, CALLBACK, DROP, corpus, engine_file, instance, resource, wrap_corpus
+from tests.conftest import ROOT
 
 CORPUS = corpus()
 PC = 'configuration."event.poller.configuration"'

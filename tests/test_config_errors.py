@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from poller.config.schema import SCHEMA
-from tests.conftest import ROOT
 from tests.configs import BASE_URL, DROP, engine_file, instance, resource
+from tests.conftest import ROOT
 
 PC = 'instances[0].configuration."event.poller.configuration"'
 CONF = "instances[0].configuration"

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poller import javadate, jsonpath
-from poller.poll.detect import DateField, DetectSpec, PageResult, _detect_common_page, detect_page
+from poller.poll.detect import DateField, DetectSpec, PageResult, detect_page
+from poller.poll.detect_common import detect_common_page
 
 ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 SLASHES = "dd/MM/yyyy HH:mm:ss"  # no fast reader: always the general loop
@@ -68,7 +69,7 @@ def clean_page(n: int = 40) -> tuple[list[dict[str, Any]], dict[str, dict[str, i
 def test_the_common_path_takes_a_clean_page_and_agrees() -> None:
     records, seen = clean_page()
     spec = make_spec()
-    assert _detect_common_page(records, seen, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is not None
+    assert detect_common_page(records, seen, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is not None
     common, general = both(records, seen, spec)
     assert common == general
     kinds = {e.event_type for e in common.events}
@@ -107,7 +108,7 @@ def test_any_other_record_sends_the_whole_page_to_the_general_loop(name: str, ch
     records, seen = clean_page()
     page: list[Any] = bad(records, 7, **change) if change is not None else [*records[:7], ["x"], *records[8:]]
     spec = make_spec()
-    assert _detect_common_page(page, seen, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is None, name
+    assert detect_common_page(page, seen, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is None, name
     common, general = both(page, seen, spec)
     assert common == general
 
@@ -116,7 +117,7 @@ def test_future_stamps_with_filter_by_current_date_go_to_the_general_loop() -> N
     records, seen = clean_page()
     page = bad(records, 3, updated=iso(NOW + 60_000))
     spec = make_spec(filter_by_current_date=True)
-    assert _detect_common_page(page, seen, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is None
+    assert detect_common_page(page, seen, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is None
     common, general = both(page, seen, spec)
     assert common == general and common.skips.in_future == 1
 

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poller import javadate, jsonpath
-from poller.poll.detect import CREATED, DateField, DetectSpec, detect_page, next_cursor
 from poller.events.notify import iso_z
+from poller.poll.detect import CREATED, DateField, DetectSpec, detect_page, next_cursor
 
 LOOKBACK = 60_000
 MAX_LATE = 30_000

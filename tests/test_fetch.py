@@ -20,8 +20,10 @@ import pytest
 
 from poller import jsonpath
 from poller.errors import FetchError
-from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages, mask_url, parse_retry_after
+from poller.httpclient import parse_retry_after
+from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.poll.pagination import first_url, next_link, parse_link_header, set_query_params
+from poller.redact import mask_url
 from tests.fakeprovider import FakeProvider
 
 BASE = "https://api.example.com/v2/contacts"

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.poll.engine import PollOutcome
 from poller.daemon.httpserver import MetricsServer
 from poller.daemon.metrics import Metrics
+from poller.poll.engine import PollOutcome
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 Health = Callable[[], Any]

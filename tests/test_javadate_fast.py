@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poller.javadate import _sdf
 from poller import javadate
 from poller.errors import DateFormatError
+from poller.javadate import _sdf
 from poller.javadate.zone import to_ms
 
 PATTERNS = [

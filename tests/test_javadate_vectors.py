@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from poller.javadate import _sdf
 from poller import javadate
 from poller.errors import DateFormatError
+from poller.javadate import _sdf
 from poller.javadate.zone import from_ms, to_ms
 from tests.conftest import DATA
 

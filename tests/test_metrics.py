@@ -11,10 +11,10 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from poller.daemon.metrics import CONTENT_TYPE, Metrics
 from poller.deliver.sender import DeliveryResult
 from poller.poll.detect import Skips
 from poller.poll.engine import PollOutcome
-from poller.daemon.metrics import CONTENT_TYPE, Metrics
 
 UTC = timezone.utc
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from poller.poll.detect import CREATED, UPDATED, Event, event_id
+from poller.events.event import CREATED, UPDATED, Event, event_id
 from poller.events.notify import Envelope, build_notifications, hub_key, iso_z, notification_id
 
 ENVELOPE = Envelope(instance_id=7950647, instance_name="Local netsuite", element_key="netsuiteerpv2",

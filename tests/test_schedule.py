@@ -22,7 +22,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from freezegun import freeze_time
 
 from poller.config import load_config
-from poller.javadate.zone import to_ms
 from poller.daemon.schedule import (
     MAX_BACKOFF_INTERVALS,
     MAX_START_JITTER_S,
@@ -31,6 +30,7 @@ from poller.daemon.schedule import (
     first_run,
     next_due_after_failure,
 )
+from poller.javadate.zone import to_ms
 from state import open_store
 from tests.test_once_e2e import write_config
 

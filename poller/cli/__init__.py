@@ -19,8 +19,8 @@ from poller import __version__
 from poller.cli import logconfig
 from poller.config import Config, ConfigLoadError, LoadResult, load_config
 from poller.errors import PollerError
-from poller.poll.fetch import mask_url
 from poller.javadate.zone import to_ms
+from poller.redact import mask_url
 from state import StateError, default_state_path, open_store
 
 EXIT_OK = 0
@@ -194,7 +194,8 @@ def _now() -> datetime:
 
 def once(config: Config, state_path: Path) -> int:
     from poller.deliver.sender import deliver_due
-    from poller.poll.runner import HttpClients, poll_all
+    from poller.httpclient import HttpClients
+    from poller.poll.runner import poll_all
 
     async def run() -> tuple[list, object]:
         async with AsyncExitStack() as stack:
@@ -216,7 +217,7 @@ def once(config: Config, state_path: Path) -> int:
 
 def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
     from poller.deliver.sender import deliver_due
-    from poller.poll.runner import HttpClients
+    from poller.httpclient import HttpClients
 
     async def run() -> object:
         async with AsyncExitStack() as stack:
@@ -388,8 +389,8 @@ def _positive_int(text: str) -> int:
 
 
 def explain(config: Config, state_path: Path, instance_id: str, resource_name: str) -> int:
+    from poller.httpclient import HttpClients
     from poller.poll.explain import explain as explain_poll
-    from poller.poll.runner import HttpClients
 
     pair = next(((i, r) for i, r in config.resources() if i.id == instance_id and r.name == resource_name), None)
     if pair is None:

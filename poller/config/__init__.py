@@ -12,8 +12,17 @@ and ``schema`` (the JSON Schema of the file, ``poller schema``).
 
 from poller.config.load import ConfigLoadError, load_config, load_config_text
 from poller.config.types import (
-    ApiConfig, Config, DatesConfig, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig,
-    PaginationConfig, ResourceConfig, SecretStr,
+    ApiConfig,
+    Config,
+    DatesConfig,
+    DeliveryConfig,
+    EngineConfig,
+    InstanceConfig,
+    LoadResult,
+    LogConfig,
+    PaginationConfig,
+    ResourceConfig,
+    SecretStr,
 )
 
 __all__ = [

@@ -25,8 +25,17 @@ from pathlib import Path as FilePath
 from poller.config import templates
 from poller.config.instance import build_instance
 from poller.config.types import (
-    ApiConfig, Config, DatesConfig, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig,
-    PaginationConfig, ResourceConfig, SecretStr,
+    ApiConfig,
+    Config,
+    DatesConfig,
+    DeliveryConfig,
+    EngineConfig,
+    InstanceConfig,
+    LoadResult,
+    LogConfig,
+    PaginationConfig,
+    ResourceConfig,
+    SecretStr,
 )
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError

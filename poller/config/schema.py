@@ -8,11 +8,20 @@ may be an ``${env:...}`` reference. It cannot check date patterns, zones or plac
 
 from __future__ import annotations
 
-from poller.config.load import DELIVERY_KEYS, ENGINE_KEYS, LOG_FORMATS, LOG_KEYS, LOG_LEVELS, TOP_KEYS
 from poller.config.instance import (
-    API_KEYS, CALLBACK_URL, CE_INSTANCE_KEYS, CONFIGURATION_KEYS, ENABLED, INSTANCE_KEYS, POLLER_CONFIGURATION,
-    REFRESH_INTERVAL, SIGNATURE_KEY, VENDOR_TYPE, VENDOR_TYPES,
+    API_KEYS,
+    CALLBACK_URL,
+    CE_INSTANCE_KEYS,
+    CONFIGURATION_KEYS,
+    ENABLED,
+    INSTANCE_KEYS,
+    POLLER_CONFIGURATION,
+    REFRESH_INTERVAL,
+    SIGNATURE_KEY,
+    VENDOR_TYPE,
+    VENDOR_TYPES,
 )
+from poller.config.load import DELIVERY_KEYS, ENGINE_KEYS, LOG_FORMATS, LOG_KEYS, LOG_LEVELS, TOP_KEYS
 from poller.config.resource import DATES_KEYS, PAGINATION_COMMON, PAGINATION_TYPES, RESOURCE_KEYS, TIME_ZONE_KEYS
 
 __all__ = ["SCHEMA"]

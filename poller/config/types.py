@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from poller.config.templates import Template
 from poller.javadate import DateFormat
 from poller.jsonpath import Segment
-from poller.config.templates import Template
 
 __all__ = [
     "ApiConfig",

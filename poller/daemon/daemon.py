@@ -18,18 +18,17 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
 
 from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
-from poller.deliver.sender import deliver_due
-from poller.errors import PollerError
-from poller.poll.engine import PollOutcome, poll_resource, resource_key
-from poller.javadate.zone import from_ms, to_ms
-from poller.poll.runner import HttpClients
 from poller.daemon.schedule import PollScheduler, first_run, next_due_after_failure
 from poller.daemon.systemd import Notifier, watchdog_interval
+from poller.deliver.sender import deliver_due
+from poller.errors import PollerError
+from poller.httpclient import HttpClients
+from poller.javadate.zone import from_ms, to_ms
+from poller.poll.engine import PollOutcome, poll_resource, resource_key
 from state import Store
 
 __all__ = ["Daemon", "ListenError"]

@@ -23,9 +23,10 @@ import httpx
 
 from poller import USER_AGENT
 from poller.config import Config
-from poller.poll.fetch import mask_url, parse_retry_after
-from poller.javadate.zone import to_ms
 from poller.deliver.signing import headers as signed_headers
+from poller.httpclient import parse_retry_after
+from poller.javadate.zone import to_ms
+from poller.redact import mask_url
 from state import OutboxEntry, Store
 
 __all__ = ["DeliveryReport", "DeliveryResult", "deliver_due", "next_attempt_ms", "MAX_RETRY_AFTER_S", "JITTER"]

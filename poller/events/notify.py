@@ -11,16 +11,16 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from hashlib import sha1
 from collections.abc import Sequence
 from dataclasses import dataclass
+from hashlib import sha1
 from urllib.parse import urlsplit
 
 import orjson
 
 from poller import javadate
+from poller.events.event import Event, uuid5_text
 from poller.javadate.zone import from_ms
-from poller.poll.detect import Event, uuid5_text
 from poller.jsonio import dumps
 
 __all__ = ["Envelope", "NotificationBody", "build_notifications", "hub_key", "iso_z", "notification_id"]

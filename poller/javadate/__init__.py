@@ -27,8 +27,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 
-from poller.javadate import _fastdate, _sdf
 from poller.errors import DateFormatError
+from poller.javadate import _fastdate, _sdf
 from poller.javadate.zone import UTC, UTC1900_MS, JavaZone, ZoneError, from_ms, java_zone, parse_zone, to_ms
 
 __all__ = [

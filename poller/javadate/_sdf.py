@@ -15,8 +15,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from poller.javadate import calendar as cal
 from poller.errors import DateFormatError
+from poller.javadate import calendar as cal
 from poller.javadate.zone import MS_PER_MINUTE, JavaZone, java_zone, zone_strings
 
 PATTERN_CHARS = "GyMdkHmsSEDFwWahKzZYuXL"

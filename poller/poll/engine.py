@@ -18,24 +18,14 @@ from time import perf_counter
 import httpx
 
 from poller import jsonpath
-from poller.config import templates
-from poller.config import EngineConfig, InstanceConfig, ResourceConfig
-from poller.poll.detect import (
-    HASH_RETENTION_MS,
-    DateField,
-    DetectSpec,
-    PageResult,
-    Skips,
-    content_hash,
-    detect_page,
-    next_cursor,
-    object_id_text,
-)
+from poller.config import EngineConfig, InstanceConfig, ResourceConfig, templates
 from poller.errors import FetchError
-from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
+from poller.events.notify import Envelope, build_notifications, hub_key
 from poller.gcpause import collector_paused
 from poller.javadate.zone import from_ms, to_ms
-from poller.events.notify import Envelope, build_notifications, hub_key
+from poller.poll.detect import HASH_RETENTION_MS, detect_page, next_cursor
+from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
+from poller.poll.records import DateField, DetectSpec, PageResult, Skips, content_hash, object_id_text
 from state import Notification, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_resource", "resource_key", "detect_spec", "fetch_spec"]

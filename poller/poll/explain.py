@@ -9,12 +9,13 @@ from typing import TextIO
 import httpx
 
 from poller.config import EngineConfig, InstanceConfig, ResourceConfig
+from poller.errors import FetchError
+from poller.events.notify import iso_z
+from poller.javadate.zone import to_ms
 from poller.poll.detect import PageResult, detect_page
 from poller.poll.engine import detect_spec, fetch_spec, lookup_ids, plan_poll, resource_key
-from poller.errors import FetchError
-from poller.poll.fetch import fetch_pages, mask_url
-from poller.javadate.zone import to_ms
-from poller.events.notify import iso_z
+from poller.poll.fetch import fetch_pages
+from poller.redact import mask_url
 from state import ResourceState, Store
 
 __all__ = ["explain"]

@@ -23,23 +23,23 @@ values of query parameters named like token/key/secret/password/signature masked
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random as _random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from poller import jsonio, jsonpath
 from poller.errors import FetchError
+from poller.httpclient import http_date, parse_retry_after
 from poller.poll.pagination import PaginationSpec, first_url, next_url
+from poller.redact import mask_text, mask_url
 
-__all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages", "mask_url", "parse_retry_after"]
+__all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ BACKOFF_S = 0.5  # waits: 0.5 s, 1 s (each up to 25 % longer: jitter)
 JITTER = 0.25
 MAX_INLINE_WAIT_S = 10.0
 _ERROR_BODY_BYTES = 4096  # how much of an error response we read for its message
-# query parameters whose values are masked: apiKey, api_key, access_token, client_secret, X-Amz-Signature, sig, ...
-_SENSITIVE = re.compile(r"token|key|secret|passw|signature|auth|credential|^sig$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,73 +278,14 @@ def _exception_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def parse_retry_after(value: str | None, server_date: datetime | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date), or ``None``
-    when absent or unreadable. A date is compared with the response's ``Date`` when known (both
-    are the server's clock), else with ``now`` (default: the local clock); never negative."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    when = _http_date(value)
-    if when is None:
-        return None
-    reference = server_date or now or _now()
-    return max(0.0, (when - reference).total_seconds())
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:  # pragma: no cover  (Python < 3.10 returned None)
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 def _server_date(headers: httpx.Headers) -> datetime | None:
-    return _http_date(headers.get("date"))
+    return http_date(headers.get("date"))
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def mask_url(url: str, secrets: tuple[str, ...] = ()) -> str:
-    """``url`` with the password of its userinfo, the values of query parameters named like
-    token/key/secret/password/signature, and every one of ``secrets`` replaced by ``***``."""
-    try:
-        scheme, netloc, path, query, fragment = urlsplit(url)
-    except ValueError:
-        return mask_text(url, secrets)
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    if query:
-        parts = []
-        for part in query.split("&"):
-            name, eq, _ = part.partition("=")
-            parts.append(f"{name}=***" if eq and _SENSITIVE.search(unquote_plus(name)) else part)
-        query = "&".join(parts)
-    return mask_text(urlunsplit((scheme, netloc, path, query, fragment)), secrets)
-
-
-def mask_text(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every secret (as is, and URL-encoded) replaced by ``***``."""
-    forms = {form for secret in secrets if secret
-             for form in (str(secret), quote(str(secret), safe=""), quote_plus(str(secret), safe=""))}
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text

@@ -10,32 +10,15 @@ from datetime import datetime
 
 import httpx
 
-from poller import USER_AGENT
 from poller.config import Config, InstanceConfig, ResourceConfig
-from poller.poll.engine import PollOutcome, poll_resource, resource_key
+from poller.httpclient import HttpClients
 from poller.javadate.zone import to_ms
+from poller.poll.engine import PollOutcome, poll_resource, resource_key
 from state import Store
 
-__all__ = ["HttpClients", "poll_all"]
+__all__ = ["poll_all"]
 
 log = logging.getLogger(__name__)
-
-
-class HttpClients:
-    """One pooled httpx.AsyncClient per TLS setting (verification is fixed per client)."""
-
-    def __init__(self, stack: AsyncExitStack, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._stack = stack
-        self._transport = transport
-        self._clients: dict[bool, httpx.AsyncClient] = {}
-
-    async def get(self, verify: bool) -> httpx.AsyncClient:
-        client = self._clients.get(verify)
-        if client is None:
-            client = httpx.AsyncClient(verify=verify, headers={"User-Agent": USER_AGENT}, transport=self._transport,
-                                       follow_redirects=False, limits=httpx.Limits(max_connections=100))
-            self._clients[verify] = await self._stack.enter_async_context(client)
-        return client
 
 
 async def poll_all(config: Config, store: Store, now: datetime, *,

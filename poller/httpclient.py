@@ -1,0 +1,63 @@
+"""The HTTP client side that polling and delivery share: pooled httpx clients, and reading the
+``Retry-After`` and ``Date`` headers of a response.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import AsyncExitStack
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from poller import USER_AGENT
+
+__all__ = ["HttpClients", "http_date", "parse_retry_after"]
+
+
+class HttpClients:
+    """One pooled httpx.AsyncClient per TLS setting (verification is fixed per client)."""
+
+    def __init__(self, stack: AsyncExitStack, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._stack = stack
+        self._transport = transport
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+
+    async def get(self, verify: bool) -> httpx.AsyncClient:
+        client = self._clients.get(verify)
+        if client is None:
+            client = httpx.AsyncClient(verify=verify, headers={"User-Agent": USER_AGENT}, transport=self._transport,
+                                       follow_redirects=False, limits=httpx.Limits(max_connections=100))
+            self._clients[verify] = await self._stack.enter_async_context(client)
+        return client
+
+
+def parse_retry_after(value: str | None, server_date: datetime | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date), or ``None``
+    when absent or unreadable. A date is compared with the response's ``Date`` when known (both
+    are the server's clock), else with ``now`` (default: the local clock); never negative."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    when = http_date(value)
+    if when is None:
+        return None
+    reference = server_date or now or datetime.now(timezone.utc)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:  # pragma: no cover  (Python < 3.10 returned None)
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)

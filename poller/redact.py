@@ -1,0 +1,45 @@
+"""Secrets out of what poller prints and logs: URLs and texts with tokens masked as ``***``. Pure.
+
+Provider URLs may carry API keys in their query, callback URLs may carry tokens in their path
+or query, and values from ``${env:...}`` are secrets wherever they appear: every URL that
+reaches a log line, an error, ``status`` or ``explain`` goes through :func:`mask_url`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
+
+__all__ = ["mask_text", "mask_url"]
+
+# query parameters whose values are masked: apiKey, api_key, access_token, client_secret, X-Amz-Signature, sig, ...
+_SENSITIVE = re.compile(r"token|key|secret|passw|signature|auth|credential|^sig$", re.IGNORECASE)
+
+
+def mask_url(url: str, secrets: tuple[str, ...] = ()) -> str:
+    """``url`` with the password of its userinfo, the values of query parameters named like
+    token/key/secret/password/signature, and every one of ``secrets`` replaced by ``***``."""
+    try:
+        scheme, netloc, path, query, fragment = urlsplit(url)
+    except ValueError:
+        return mask_text(url, secrets)
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    if query:
+        parts = []
+        for part in query.split("&"):
+            name, eq, _ = part.partition("=")
+            parts.append(f"{name}=***" if eq and _SENSITIVE.search(unquote_plus(name)) else part)
+        query = "&".join(parts)
+    return mask_text(urlunsplit((scheme, netloc, path, query, fragment)), secrets)
+
+
+def mask_text(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret (as is, and URL-encoded) replaced by ``***``."""
+    forms = {form for secret in secrets if secret
+             for form in (str(secret), quote(str(secret), safe=""), quote_plus(str(secret), safe=""))}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
