@@ -720,7 +720,7 @@ def print_spy(path: Path, limit: int = 22) -> None:
     for name, n in self_c.most_common(limit):
         print(f"    {n / total:6.1%}  {name}")
     print("  top functions by inclusive time (below the event loop):")
-    skip = ("<frozen runpy>", "poller/__main__.py", "poller/cli.py", "asyncio/runners.py", "asyncio/base_events.py")
+    skip = ("<frozen runpy>", "poller/__main__.py", "poller/cli/", "asyncio/runners.py", "asyncio/base_events.py")
     shown = [(name, n) for name, n in incl.most_common() if not any(k in name for k in skip)]
     for name, n in shown[:limit + 10]:
         print(f"    {n / total:6.1%}  {name}")

@@ -1,31 +1,26 @@
 """Command line: parse arguments, set up logging, map errors to exit codes.
 
-Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error.
+Exit status: 0 ok, 1 runtime failure, 2 usage or configuration error. Each command group
+lives in a module of its own (``config``: check, schema; ``polling``: once, explain;
+``outbox``: deliver, events, replay; ``daemon``: run, status, demo); this one holds the
+parser, whose help texts are the commands' documentation (tests/test_docs.py holds the README
+to them), and the dispatch.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from poller import __version__
 from poller.cli import logconfig
-from poller.config import Config, ConfigLoadError, LoadResult, load_config
+from poller.cli.common import EXIT_FAILURE, EXIT_USAGE, load, state_path
+from poller.config import Config
 from poller.errors import PollerError
-from poller.javadate.zone import to_ms
-from poller.redact import mask_url
-from state import StateError, default_state_path, open_store
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from state import StateError, default_state_path
 
 DESCRIPTION = (
     "poller: a polling event engine. It polls provider APIs as described by Cloud Elements style "
@@ -78,6 +73,7 @@ CONFIG_HELP = "the configuration file (JSON)"
 STATE_HELP = (
     "the state file (SQLite); default: engine.statePath, else $STATE_DIRECTORY/poller.db, else ./poller.db"
 )
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,22 +131,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if args.command == "check":
-        return check(args.config)
-    if args.command == "schema":
-        from poller.config.schema import SCHEMA
+    if args.command in ("check", "schema"):
+        from poller.cli import config as config_commands
 
-        try:
-            print(json.dumps(SCHEMA, indent=2))
-            sys.stdout.flush()
-        except BrokenPipeError:  # `poller schema | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return config_commands.check(args.config) if args.command == "check" else config_commands.schema()
     if args.command in ("events", "replay", "status"):
         return state_command(parser, args)
     if args.command == "demo":
+        from poller.cli.daemon import demo
+
         return demo(args.seconds)
-    loaded = _load(args.config)
+    loaded = load(args.config)
     if loaded is None:
         return EXIT_USAGE
     log = loaded.config.engine.log
@@ -158,86 +149,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        if args.command == "run":
-            return run(args.config, loaded.config, _state_path(args, loaded.config))
-        if args.command == "once":
-            return once(loaded.config, _state_path(args, loaded.config))
-        if args.command == "deliver":
-            return deliver(loaded.config, _state_path(args, loaded.config), everything=args.all)
-        if args.command == "explain":
-            return explain(loaded.config, _state_path(args, loaded.config), args.instance, args.resource)
+        return _config_command(args, loaded.config)
     except (PollerError, StateError) as exc:
         print(f"poller {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    return EXIT_OK  # pragma: no cover - every command returns on its own
 
 
-def _load(path: str) -> LoadResult | None:
-    try:
-        return load_config(path, os.environ)
-    except ConfigLoadError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        print(f"{path}: invalid: {len(exc.problems)} error(s); `poller check -c {path}` explains", file=sys.stderr)
-        return None
+def _config_command(args: argparse.Namespace, config: Config) -> int:
+    """The commands that run with a loaded configuration: run, once, deliver, explain."""
+    path = state_path(args, config)
+    if args.command == "run":
+        from poller.cli.daemon import run
 
+        return run(args.config, config, path)
+    if args.command == "deliver":
+        from poller.cli.outbox import deliver
 
-def _state_path(args: argparse.Namespace, config: Config) -> Path:
-    if args.state:
-        return Path(args.state)
-    return default_state_path(os.environ, config.engine.state_path)
+        return deliver(config, path, everything=args.all)
+    from poller.cli import polling
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def once(config: Config, state_path: Path) -> int:
-    from poller.deliver.sender import deliver_due
-    from poller.httpclient import HttpClients
-    from poller.poll.runner import poll_all
-
-    async def run() -> tuple[list, object]:
-        async with AsyncExitStack() as stack:
-            outcomes = await poll_all(config, store, _now())
-            report = await deliver_due(await HttpClients(stack).get(True), store, config, _now)
-            return outcomes, report
-
-    with open_store(state_path) as store:
-        outcomes, report = asyncio.run(run())
-    for outcome in outcomes:
-        print(outcome.summary())
-    if not outcomes:
-        print("no enabled polling resource in the configuration", file=sys.stderr)
-    for result in report.results:  # type: ignore[attr-defined]
-        print(result.summary())
-    ok = all(o.ok for o in outcomes) and report.ok  # type: ignore[attr-defined]
-    return EXIT_OK if ok else EXIT_FAILURE
-
-
-def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
-    from poller.deliver.sender import deliver_due
-    from poller.httpclient import HttpClients
-
-    async def run() -> object:
-        async with AsyncExitStack() as stack:
-            return await deliver_due(await HttpClients(stack).get(True), store, config, _now, everything=everything)
-
-    with open_store(state_path) as store:
-        report = asyncio.run(run())
-    for result in report.results:  # type: ignore[attr-defined]
-        print(result.summary())
-    counts = report.counts()  # type: ignore[attr-defined]
-    print(f"{counts['attempted']} attempted, {counts['delivered']} delivered, {counts['failed']} failed "
-          f"({counts['dead']} dead letters)")
-    return EXIT_OK if report.ok else EXIT_FAILURE  # type: ignore[attr-defined]
+    if args.command == "once":
+        return polling.once(config, path)
+    return polling.explain(config, path, args.instance, args.resource)
 
 
 def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """events and replay: they need the state file, which -c CONFIG or --state names."""
+    """status, events and replay: they need the state file, which -c CONFIG or --state names."""
+    from poller.cli import daemon, outbox
+
     config = None
     if args.config:
-        loaded = _load(args.config)
+        loaded = load(args.config)
         if loaded is None:
             return EXIT_USAGE
         config = loaded.config
@@ -248,137 +190,15 @@ def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     logconfig.setup(args.log_format or "text", args.log_level or "WARNING")
     try:
         if args.command == "status":
-            return status_command(path, config, as_json=args.json)
+            return daemon.status(path, config, as_json=args.json)
         if args.command == "events":
-            return events(path, status=args.status, as_json=args.json, limit=args.limit)
+            return outbox.events(path, status=args.status, as_json=args.json, limit=args.limit)
         if not args.ids and not args.dead:
             parser.error("replay needs notification ids or --dead")
-        return replay(path, args.ids, dead=args.dead)
+        return outbox.replay(path, args.ids, dead=args.dead)
     except (PollerError, StateError) as exc:
         print(f"poller {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-
-
-def events(path: Path, *, status: str | None, as_json: bool, limit: int | None) -> int:
-    from poller.events.notify import iso_z
-
-    def when(ms: int | None) -> str | None:
-        return iso_z(ms) if ms is not None else None
-
-    with open_store(path, writer=False) as store:
-        entries = store.notifications(status, limit, newest_first=True)
-    rows = [{
-        "id": e.notification.id, "instance": e.notification.instance_id, "resource": e.notification.resource,
-        "status": e.status, "attempts": e.attempts,
-        "nextAttemptAt": when(e.next_attempt_ms) if e.status == "pending" else None,
-        "lastError": e.last_error, "createdAt": when(e.notification.created_ms), "deliveredAt": when(e.delivered_ms),
-        "eventIds": list(e.notification.event_ids),
-    } for e in entries]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    for r in rows:
-        extra = f" next {r['nextAttemptAt']}" if r["nextAttemptAt"] else ""
-        extra += f" last error: {r['lastError']}" if r["lastError"] else ""
-        print(f"{r['id']}  {r['status']:<9} {r['instance']}/{r['resource']}  {len(r['eventIds'])} events  "
-              f"created {r['createdAt']}  attempts {r['attempts']}{extra}")
-    if not rows:
-        print("no notifications" + (f" with status {status}" if status else ""), file=sys.stderr)
-    return EXIT_OK
-
-
-def replay(path: Path, ids: list[str], *, dead: bool) -> int:
-    # beside a running daemon too: a small write, serialised by SQLite (the daemon picks it up)
-    with open_store(path, exclusive=False) as store:
-        changed = store.replay(ids, dead=dead, now_ms=to_ms(_now()))
-    print(f"{len(changed)} notification{'s' if len(changed) != 1 else ''} back to pending")
-    return EXIT_OK
-
-
-def demo(seconds: float | None) -> int:
-    import signal
-    import subprocess
-    import threading
-
-    from poller.demo import run_demo
-
-    def engine(config_path: Path, state_path: Path, stop: threading.Event) -> int:
-        """The real daemon, `poller run`, as a child process; stopped with SIGTERM like systemd does."""
-        child = subprocess.Popen([sys.executable, "-m", "poller", "run", "-c", str(config_path),
-                                  "--state", str(state_path)])
-        try:
-            while not stop.wait(0.2):
-                if child.poll() is not None:
-                    return child.returncode or EXIT_FAILURE  # it stopped on its own: something is wrong
-            child.send_signal(signal.SIGTERM)
-            return child.wait(timeout=30)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-    return run_demo(seconds, sys.stdout, engine)
-
-
-def run(config_path: str, config: Config, state_path: Path) -> int:
-    import signal
-
-    from poller.daemon.daemon import Daemon
-
-    # Until the daemon installs its own handlers: a reload asked for while starting must not kill
-    # the process (SIGHUP's default), and a stop is a clean exit 0 (nothing is in flight yet).
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    def stop_now(signum: int, frame: object) -> None:
-        raise SystemExit(EXIT_OK)
-
-    signal.signal(signal.SIGTERM, stop_now)
-    signal.signal(signal.SIGINT, stop_now)
-    with open_store(state_path) as store:
-        return asyncio.run(Daemon(config_path, config, store).run())
-
-
-def status_command(path: Path, config: Config | None, *, as_json: bool) -> int:
-    from poller.events.notify import iso_z
-
-    def when(ms: int | None) -> str | None:
-        return iso_z(ms) if ms is not None else None
-
-    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()} if config else {}
-    with open_store(path, writer=False) as store:
-        states = store.resource_states()
-        open_counts = store.open_counts_by_resource()
-    rows = []
-    for st in sorted(states, key=lambda s: s.key):
-        interval = intervals.get(st.key)
-        due = None
-        if interval is not None and st.last_poll_ms is not None:
-            due = max(st.last_poll_ms + int(interval * 1000), st.next_due_ms or 0)
-        elif st.next_due_ms is not None:
-            due = st.next_due_ms
-        counts = open_counts.get(st.key, {"pending": 0, "dead": 0})
-        instance, _, resource = st.key.partition("/")
-        rows.append({"instance": instance, "resource": resource, "cursor": when(st.cursor_ms),
-                     "lastPoll": when(st.last_poll_ms), "lastSuccess": when(st.last_success_ms),
-                     "consecutiveFailures": st.consecutive_failures, "lastError": st.last_error,
-                     "nextDue": when(due), "pending": counts["pending"], "dead": counts["dead"]})
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    if not rows:
-        print(f"{path}: no resource has been polled yet", file=sys.stderr)
-        return EXIT_OK
-    header = ("RESOURCE", "CURSOR", "LAST POLL", "LAST SUCCESS", "FAILURES", "NEXT DUE", "PENDING", "DEAD")
-    table = [header] + [(f"{r['instance']}/{r['resource']}", r["cursor"] or "-", r["lastPoll"] or "-",
-                         r["lastSuccess"] or "-", str(r["consecutiveFailures"]), r["nextDue"] or "-",
-                         str(r["pending"]), str(r["dead"])) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for r in rows:
-        if r["lastError"]:
-            print(f"{r['instance']}/{r['resource']}: last error: {r['lastError']}")
-    return EXIT_OK
 
 
 def _positive_int(text: str) -> int:
@@ -386,71 +206,3 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def explain(config: Config, state_path: Path, instance_id: str, resource_name: str) -> int:
-    from poller.httpclient import HttpClients
-    from poller.poll.explain import explain as explain_poll
-
-    pair = next(((i, r) for i, r in config.resources() if i.id == instance_id and r.name == resource_name), None)
-    if pair is None:
-        known = ", ".join(f"{i.id} {r.name}" for i, r in config.resources()) or "none"
-        print(f"poller explain: no resource {resource_name!r} in instance {instance_id!r} (known: {known})",
-              file=sys.stderr)
-        return EXIT_USAGE
-    instance, resource = pair
-
-    async def run() -> bool:
-        async with AsyncExitStack() as stack:
-            client = await HttpClients(stack).get(instance.api.verify_tls)
-            store = stack.enter_context(open_store(state_path, writer=False)) if state_path.exists() else None
-            return await explain_poll(client, store, config.engine, instance, resource, _now(), sys.stdout)
-
-    return EXIT_OK if asyncio.run(run()) else EXIT_FAILURE
-
-
-def check(path: str) -> int:
-    try:
-        result = load_config(path, os.environ)
-    except ConfigLoadError as exc:
-        for warning in exc.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        count = len(exc.problems)
-        print(f"{path}: invalid: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
-        return EXIT_USAGE
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    now = datetime.now(timezone.utc)
-    print(format_table(check_rows(result.config, now - timedelta(hours=1), now)))
-    instances = len(result.config.instances)
-    resources = sum(1 for _ in result.config.resources())
-    print(f"{path}: OK: {instances} instance{'s' if instances != 1 else ''}, "
-          f"{resources} resource{'s' if resources != 1 else ''}")
-    return EXIT_OK
-
-
-def check_rows(config: Config, since: datetime, now: datetime) -> list[tuple[str, str, str, str]]:
-    """(instance, resource, interval, rendered URL with secrets masked) for every resource."""
-    rows = []
-    for instance in config.instances:
-        if instance.polled:
-            interval = f"{instance.refresh_interval_minutes:g} min"
-        else:
-            interval = "off (webhook)" if instance.enabled else "off (disabled)"
-        if not instance.resources:
-            rows.append((instance.id, "-", interval, "-"))
-        for resource in instance.resources:
-            url = mask_url(resource.url.render(since, now, resource.page_size, masked=True))
-            rows.append((instance.id, resource.name, interval, url))
-    return rows
-
-
-def format_table(rows: list[tuple[str, str, str, str]]) -> str:
-    header = ("INSTANCE", "RESOURCE", "INTERVAL", "URL")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
-    lines = []
-    for row in [header, *rows]:
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
-    return "\n".join(lines)

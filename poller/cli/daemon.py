@@ -1,0 +1,100 @@
+"""``poller run``, ``poller status`` and ``poller demo``: the daemon and what it has done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from poller.cli.common import EXIT_FAILURE, EXIT_OK
+from poller.config import Config
+from state import open_store
+
+__all__ = ["demo", "run", "status"]
+
+
+def demo(seconds: float | None) -> int:
+    import signal
+    import subprocess
+    import threading
+
+    from poller.demo import run_demo
+
+    def engine(config_path: Path, state_path: Path, stop: threading.Event) -> int:
+        """The real daemon, `poller run`, as a child process; stopped with SIGTERM like systemd does."""
+        child = subprocess.Popen([sys.executable, "-m", "poller", "run", "-c", str(config_path),
+                                  "--state", str(state_path)])
+        try:
+            while not stop.wait(0.2):
+                if child.poll() is not None:
+                    return child.returncode or EXIT_FAILURE  # it stopped on its own: something is wrong
+            child.send_signal(signal.SIGTERM)
+            return child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    return run_demo(seconds, sys.stdout, engine)
+
+
+def run(config_path: str, config: Config, state_path: Path) -> int:
+    import signal
+
+    from poller.daemon.daemon import Daemon
+
+    # Until the daemon installs its own handlers: a reload asked for while starting must not kill
+    # the process (SIGHUP's default), and a stop is a clean exit 0 (nothing is in flight yet).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def stop_now(signum: int, frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    signal.signal(signal.SIGTERM, stop_now)
+    signal.signal(signal.SIGINT, stop_now)
+    with open_store(state_path) as store:
+        return asyncio.run(Daemon(config_path, config, store).run())
+
+
+def status(path: Path, config: Config | None, *, as_json: bool) -> int:
+    from poller.events.notify import iso_z
+
+    def when(ms: int | None) -> str | None:
+        return iso_z(ms) if ms is not None else None
+
+    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()} if config else {}
+    with open_store(path, writer=False) as store:
+        states = store.resource_states()
+        open_counts = store.open_counts_by_resource()
+    rows = []
+    for st in sorted(states, key=lambda s: s.key):
+        interval = intervals.get(st.key)
+        due = None
+        if interval is not None and st.last_poll_ms is not None:
+            due = max(st.last_poll_ms + int(interval * 1000), st.next_due_ms or 0)
+        elif st.next_due_ms is not None:
+            due = st.next_due_ms
+        counts = open_counts.get(st.key, {"pending": 0, "dead": 0})
+        instance, _, resource = st.key.partition("/")
+        rows.append({"instance": instance, "resource": resource, "cursor": when(st.cursor_ms),
+                     "lastPoll": when(st.last_poll_ms), "lastSuccess": when(st.last_success_ms),
+                     "consecutiveFailures": st.consecutive_failures, "lastError": st.last_error,
+                     "nextDue": when(due), "pending": counts["pending"], "dead": counts["dead"]})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"{path}: no resource has been polled yet", file=sys.stderr)
+        return EXIT_OK
+    header = ("RESOURCE", "CURSOR", "LAST POLL", "LAST SUCCESS", "FAILURES", "NEXT DUE", "PENDING", "DEAD")
+    table = [header] + [(f"{r['instance']}/{r['resource']}", r["cursor"] or "-", r["lastPoll"] or "-",
+                         r["lastSuccess"] or "-", str(r["consecutiveFailures"]), r["nextDue"] or "-",
+                         str(r["pending"]), str(r["dead"])) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for r in rows:
+        if r["lastError"]:
+            print(f"{r['instance']}/{r['resource']}: last error: {r['lastError']}")
+    return EXIT_OK

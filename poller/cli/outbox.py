@@ -1,0 +1,70 @@
+"""``poller deliver``, ``poller events`` and ``poller replay``: the outbox from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from poller.cli.common import EXIT_FAILURE, EXIT_OK, now
+from poller.config import Config
+from poller.javadate.zone import to_ms
+from state import open_store
+
+__all__ = ["deliver", "events", "replay"]
+
+
+def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
+    from poller.deliver.sender import deliver_due
+    from poller.httpclient import HttpClients
+
+    async def run() -> object:
+        async with AsyncExitStack() as stack:
+            return await deliver_due(await HttpClients(stack).get(True), store, config, now, everything=everything)
+
+    with open_store(state_path) as store:
+        report = asyncio.run(run())
+    for result in report.results:  # type: ignore[attr-defined]
+        print(result.summary())
+    counts = report.counts()  # type: ignore[attr-defined]
+    print(f"{counts['attempted']} attempted, {counts['delivered']} delivered, {counts['failed']} failed "
+          f"({counts['dead']} dead letters)")
+    return EXIT_OK if report.ok else EXIT_FAILURE  # type: ignore[attr-defined]
+
+
+def events(path: Path, *, status: str | None, as_json: bool, limit: int | None) -> int:
+    from poller.events.notify import iso_z
+
+    def when(ms: int | None) -> str | None:
+        return iso_z(ms) if ms is not None else None
+
+    with open_store(path, writer=False) as store:
+        entries = store.notifications(status, limit, newest_first=True)
+    rows = [{
+        "id": e.notification.id, "instance": e.notification.instance_id, "resource": e.notification.resource,
+        "status": e.status, "attempts": e.attempts,
+        "nextAttemptAt": when(e.next_attempt_ms) if e.status == "pending" else None,
+        "lastError": e.last_error, "createdAt": when(e.notification.created_ms), "deliveredAt": when(e.delivered_ms),
+        "eventIds": list(e.notification.event_ids),
+    } for e in entries]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        extra = f" next {r['nextAttemptAt']}" if r["nextAttemptAt"] else ""
+        extra += f" last error: {r['lastError']}" if r["lastError"] else ""
+        print(f"{r['id']}  {r['status']:<9} {r['instance']}/{r['resource']}  {len(r['eventIds'])} events  "
+              f"created {r['createdAt']}  attempts {r['attempts']}{extra}")
+    if not rows:
+        print("no notifications" + (f" with status {status}" if status else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def replay(path: Path, ids: list[str], *, dead: bool) -> int:
+    # beside a running daemon too: a small write, serialised by SQLite (the daemon picks it up)
+    with open_store(path, exclusive=False) as store:
+        changed = store.replay(ids, dead=dead, now_ms=to_ms(now()))
+    print(f"{len(changed)} notification{'s' if len(changed) != 1 else ''} back to pending")
+    return EXIT_OK
