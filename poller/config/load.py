@@ -24,28 +24,12 @@ from pathlib import Path as FilePath
 
 from poller.config import templates
 from poller.config.instance import build_instance
-from poller.config.types import (
-    ApiConfig,
-    Config,
-    DatesConfig,
-    DeliveryConfig,
-    EngineConfig,
-    InstanceConfig,
-    LoadResult,
-    LogConfig,
-    PaginationConfig,
-    ResourceConfig,
-    SecretStr,
-)
+from poller.config.types import Config, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError
 from poller.javadate.zone import ZoneError, java_zone
 
-__all__ = [
-    "ApiConfig", "Config", "ConfigLoadError", "DatesConfig", "DeliveryConfig", "EngineConfig",
-    "InstanceConfig", "LoadResult", "LogConfig", "PaginationConfig", "ResourceConfig", "SecretStr",
-    "load_config", "load_config_text",
-]
+__all__ = ["ConfigLoadError", "load_config", "load_config_text"]  # the package's other names: poller.config
 
 TOP_KEYS = ("engine", "instances", "$schema")
 ENGINE_KEYS = ("statePath", "lookbackSeconds", "serverTimeZone", "maxConcurrentPolls",
