@@ -37,9 +37,10 @@ What it serves (every path; ``add_collection(path, ...)`` gives a path its own r
   when positive, behind when negative).
 
 Faults (``fail``): match a request by its number (``request=K``, 1-based, counted from start),
-by the page it asks for (``page=K``) or any request, ``times`` times (``None``: forever). A fault
+by the page it asks for (``page=K``), by its path (``path="/slow"``) or any request, ``times`` times (``None``: forever). A fault
 answers ``status`` with ``body`` and ``headers`` (``retry_after`` adds ``Retry-After``), or, with
-``status=None``, answers normally; ``delay_s`` waits first (a slow response); ``drop=True``
+``status=None``, answers normally; ``delay_s`` waits first (a slow response); ``trickle_s`` sends
+the body a byte at a time, that long apart (a stalling response); ``drop=True``
 closes the connection without an answer (a network error for the client). Example: a garbage
 2xx body is ``fail(200, body=b"<html>oops")``.
 
@@ -133,11 +134,14 @@ class Fault:
     request: int | None = None
     page: int | None = None
     times: int | None = 1
+    trickle_s: float = 0.0  # send the body one byte at a time, this long apart (a stalling provider)
+    path: str | None = None  # only requests for this path
 
-    def matches(self, number: int, page: int) -> bool:
+    def matches(self, number: int, page: int, path: str = "/") -> bool:
         if self.times is not None and self.times <= 0:
             return False
-        return (self.request is None or self.request == number) and (self.page is None or self.page == page)
+        return ((self.request is None or self.request == number) and (self.page is None or self.page == page)
+                and (self.path is None or self.path == path))
 
 
 @dataclass(frozen=True)
@@ -180,11 +184,12 @@ class FakeProvider(LoopbackService):
 
     def fail(self, status: int | None = 500, *, page: int | None = None, request: int | None = None,
              times: int | None = 1, body: bytes | str | None = None, headers: dict[str, str] | None = None,
-             retry_after: float | str | None = None, delay_s: float = 0.0, drop: bool = False) -> Fault:
+             retry_after: float | str | None = None, delay_s: float = 0.0, drop: bool = False,
+             trickle_s: float = 0.0, path: str | None = None) -> Fault:
         hdrs = dict(headers or {})
         if retry_after is not None:
             hdrs["Retry-After"] = str(retry_after)
-        fault = Fault(status, body, hdrs, delay_s, drop, request, page, times)
+        fault = Fault(status, body, hdrs, delay_s, drop, request, page, times, trickle_s, path)
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -210,7 +215,7 @@ class FakeProvider(LoopbackService):
             size = _int(query.get(collection.page_size_param), collection.page_size)
             start, page = self._position(collection, query, size)
             number = len(self.requests) + 1
-            fault = next((f for f in self.faults if f.matches(number, page)), None)
+            fault = next((f for f in self.faults if f.matches(number, page, split.path)), None)
             if fault is not None and fault.times is not None:
                 fault.times -= 1
             self.requests.append(Request(number, method, split.path, query, split.query,
@@ -315,6 +320,14 @@ class _Handler(LoopbackHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if fault is not None and fault.trickle_s:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if self.server.stopping.wait(fault.trickle_s):
+                    break
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
 

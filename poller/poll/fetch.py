@@ -36,6 +36,7 @@ import httpx
 from poller import jsonio, jsonpath
 from poller.errors import FetchError
 from poller.httpclient import http_date, parse_retry_after
+from poller.poll.body import ACCEPT_ENCODING, BodyEncodingError, BodyTooLarge, BoundedBody
 from poller.poll.pagination import PaginationSpec, first_url, next_url
 from poller.redact import mask_text, mask_url
 
@@ -160,29 +161,21 @@ async def _get(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str
         return FetchError(spec.resource, masked, mask_text(reason, spec.secrets), status=status,
                           retry_after=retry_after)
 
+    late = f"no complete response within {spec.timeout_s:g} s (api.timeoutSeconds)"
     try:
-        async with client.stream("GET", url, headers=dict(spec.headers), timeout=spec.timeout_s) as resp:
-            status, headers = resp.status_code, resp.headers
-            ok = 200 <= status < 300
-            cap = spec.max_response_bytes if ok else _ERROR_BODY_BYTES
-            length = headers.get("content-length", "")
-            if ok and length.isdigit() and int(length) > cap:
-                raise error(f"response body of {int(length)} bytes is larger than the limit of {cap} bytes", status)
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                chunks.append(chunk)
-                if size > cap:
-                    if ok:
-                        raise error(f"response body is larger than the limit of {cap} bytes", status)
-                    break
-            body = b"".join(chunks)
+        # The whole response within the timeout, not only each read (httpx's timeouts are per
+        # read): a provider sending a byte a second would otherwise hold the poll for ever.
+        status, headers, body = await asyncio.wait_for(_read(client, spec, url), spec.timeout_s)
+    except (asyncio.TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+        raise _Retry(error(late)) from None
+    except BodyTooLarge as exc:
+        raise error(str(exc), exc.status) from None
+    except BodyEncodingError as exc:
+        raise _Retry(error(f"cannot decode the response body: {exc}")) from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # not worth another attempt
         raise error(f"invalid URL: {_exception_text(exc)}") from exc
     except httpx.TransportError as exc:
         raise _Retry(error(f"network error: {_exception_text(exc)}")) from exc
-    except httpx.DecodingError as exc:
-        raise _Retry(error(f"cannot decode the response body: {exc}")) from exc
     except httpx.HTTPError as exc:  # TooManyRedirects, ...
         raise error(f"request failed: {_exception_text(exc)}") from exc
     if 200 <= status < 300:
@@ -202,6 +195,39 @@ async def _get(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str
     if 300 <= status < 400 and "location" in headers:
         raise error(f"unexpected redirect to {mask_url(headers['location'], spec.secrets)}", status)
     raise error(f"request refused: {what}", status)
+
+
+async def _read(client: httpx.AsyncClient, spec: FetchSpec, url: str) -> tuple[int, httpx.Headers, bytes]:
+    """(status, headers, decoded body). A 2xx body over the limit raises BodyTooLarge (with
+    ``status`` set); of an error response, only the first bytes are kept, for its message."""
+    headers = dict(spec.headers)
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        headers["Accept-Encoding"] = ACCEPT_ENCODING  # what BoundedBody reads, whatever httpx could
+    async with client.stream("GET", url, headers=headers, timeout=spec.timeout_s) as resp:
+        status, response_headers = resp.status_code, resp.headers
+        ok = 200 <= status < 300
+        cap = spec.max_response_bytes if ok else _ERROR_BODY_BYTES
+        length = response_headers.get("content-length", "")
+        if ok and length.isdigit() and int(length) > cap:
+            raise BodyTooLarge(cap, 0, "", status=status, size=int(length))
+        try:
+            if resp.is_stream_consumed:  # built in memory (httpx.MockTransport): already decoded
+                body = BoundedBody(None, cap)
+                body.feed(resp.content)
+            else:
+                body = BoundedBody(response_headers.get("content-encoding"), cap)
+                async for chunk in resp.aiter_raw():  # raw: BoundedBody undoes the encodings, counted
+                    body.feed(chunk)
+            return status, response_headers, body.finish()
+        except BodyTooLarge as exc:
+            if ok:
+                exc.status = status
+                raise
+            return status, response_headers, body.so_far()[:cap]
+        except BodyEncodingError:
+            if ok:
+                raise
+            return status, response_headers, b""  # an error page we cannot read: its status says enough
 
 
 def _decode(spec: FetchSpec, masked: str, response: _Response) -> object:
