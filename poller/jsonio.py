@@ -4,9 +4,10 @@ Pages are decoded and notification bodies encoded for every record, so this is o
 path: orjson encodes 15x and decodes 1.4x faster than ``json``. The fallbacks keep the
 standard library's tolerance and exactness, for what some providers emit: integers beyond 64
 bits (orjson would read them as floats, losing digits, so a document that may hold one is read
-by ``json``), NaN/Infinity literals, and lone UTF-16 surrogates written as escapes ("\ud800"),
-which are written back escaped, so that a record always has a body and its receiver reads
-what was sent.
+by ``json``), NaN/Infinity literals (not JSON, but some providers write them: they are read as
+null, so that every body poller sends is JSON a receiver can parse), and lone UTF-16
+surrogates written as escapes ("\ud800"), which are written back escaped, so that a record
+always has a body and its receiver reads what was sent.
 """
 
 from __future__ import annotations
@@ -17,17 +18,23 @@ import orjson
 
 from poller.gcpause import collector_paused
 
-__all__ = ["dumps", "loads"]
+__all__ = ["depth", "dumps", "loads"]
 
 
 def loads(data: bytes | str) -> object:
     with collector_paused():  # a decoded document holds no cycles
         if _may_hold_a_long_integer(data):
-            return json.loads(data)
+            return json.loads(data, parse_constant=_null)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            return json.loads(data)  # raises ValueError (JSONDecodeError) when it is not JSON either
+            # raises ValueError (JSONDecodeError, UnicodeDecodeError) when it is not JSON either
+            return json.loads(data, parse_constant=_null)
+
+
+def _null(name: str) -> None:
+    """NaN, Infinity and -Infinity (which orjson refuses, and json reads as floats) become null."""
+    return None
 
 
 # orjson reads an integer beyond 64 bits as a float, silently (ijl/orjson#53, #308): an id of
@@ -59,3 +66,21 @@ def dumps(value: object) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (JSON may escape one, "\ud800"): escape it back
         return json.dumps(value, separators=(",", ":"), default=str).encode("ascii")
+
+
+def depth(value: object) -> int:
+    """How deeply ``value`` nests (a scalar is 0, ``[]`` and ``{}`` are 1). Iterative: it measures
+    what the recursive encoders cannot take."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest

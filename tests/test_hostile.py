@@ -116,3 +116,70 @@ def test_a_provider_trickling_bytes_is_cut_off_at_the_timeout(tmp_path: Path, ma
     lines = {line.split(":", 1)[0]: line for line in proc.stdout.splitlines() if line.startswith("crm/")}
     assert "FAILED" in lines["crm/slow"] and "no complete response within 1 s (api.timeoutSeconds)" in lines["crm/slow"]
     assert "ok" in lines["crm/fast"]
+
+
+# -- 6. poison records ---------------------------------------------------------------------------
+
+BACKFILL = {"initialCursor": "2020-01-01T00:00:00Z"}  # the first poll announces (no baseline)
+
+
+def outbox_bodies(tmp_path: Path) -> list[bytes]:
+    with open_store(tmp_path / "poller.db", writer=False) as store:
+        return [entry.notification.body for entry in store.notifications()]
+
+
+def test_a_record_nested_too_deeply_is_skipped_and_the_others_announced(tmp_path: Path,
+                                                                        fake_provider: FakeProvider) -> None:
+    now = datetime.now(timezone.utc)
+    deep = "[" * 990 + "]" * 990
+    body = ("[" + json.dumps(record("ok1", now)) + ","
+            + json.dumps(record("deep", now))[:-1] + ', "tree": ' + deep + "}," + json.dumps(record("ok2", now)) + "]")
+    fake_provider.fail(200, body=body.encode(), times=None)
+    config = write_config(tmp_path, fake_provider, resource=BACKFILL)
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "too_deep=1" in proc.stderr and "record deep: nested 991 levels deep (more than 512)" in proc.stderr
+    assert sorted(announced(tmp_path)) == [("ok1", "CREATED"), ("ok2", "CREATED")]
+    proc = once_proc(tmp_path, config)  # the next poll carries on, and says it again
+    assert proc.returncode == 0 and "too_deep=1" in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_invalid_utf8_neither_stalls_the_resource_nor_reaches_the_logs(tmp_path: Path,
+                                                                      fake_provider: FakeProvider) -> None:
+    now = datetime.now(timezone.utc)
+    good, bad_name, bad_id = record("r1", now), record("r2", now), record("r3", now)
+    bad_name["name"] = "SECRETNAME"
+    body = json.dumps([good, bad_name, bad_id]).encode()
+    body = body.replace(b"SECRETNAME", b"caf\xe9 SECRET").replace(b'"r3"', b'"r\xff3"')
+    fake_provider.fail(200, body=body, times=None)
+    proc = once_proc(tmp_path, write_config(tmp_path, fake_provider, resource=BACKFILL))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "fetch.invalid_utf8" in proc.stderr and "offset=" in proc.stderr
+    assert "SECRET" not in proc.stdout + proc.stderr  # no record content in the logs
+    assert "no_id=1" in proc.stderr and "not valid Unicode" in proc.stderr  # the id that held a bad byte
+    assert sorted(announced(tmp_path)) == [("r1", "CREATED"), ("r2", "CREATED")]
+    [sent] = [b for b in outbox_bodies(tmp_path) if b"r2" in b]
+    assert b'"caf\\udce9 SECRET"' in sent  # the byte kept, escaped: the receiver can tell what came
+    with open_store(tmp_path / "poller.db", writer=False) as store:
+        assert store.resource_state("crm/contacts").last_error is None
+
+
+def strict_json(body: bytes) -> Any:
+    """What a strict receiver reads (JavaScript's JSON.parse, say): NaN and Infinity are errors."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(body, parse_constant=refuse)
+
+
+def test_nan_and_infinity_reach_the_receiver_as_null(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    now = datetime.now(timezone.utc)
+    # n2 also holds an integer beyond 64 bits: its page takes the standard library's paths
+    body = json.dumps([record("n1", now, score=1.5), record("n2", now, score=1.5, big=2 ** 70)])
+    body = body.replace("1.5", "NaN").replace('"created"', '"hi": Infinity, "lo": -Infinity, "created"')
+    fake_provider.fail(200, body=body.encode(), times=None)
+    proc = once_proc(tmp_path, write_config(tmp_path, fake_provider, resource=BACKFILL))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sent = [r for b in outbox_bodies(tmp_path) for r in strict_json(b)["message"]["raw"]["contacts"]]
+    assert [r["id"] for r in sent] == ["n1", "n2"] and sent[1]["big"] == 2 ** 70
+    for r in sent:
+        assert (r["score"], r["hi"], r["lo"]) == (None, None, None), r

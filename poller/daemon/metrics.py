@@ -42,7 +42,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ("instance", "resource")
 POLL_OUTCOMES = ("ok", "failed", "baseline")
 EVENT_TYPES = ("CREATED", "UPDATED")
-SKIP_REASONS = ("no_id", "bad_date", "before_since", "in_future")  # `seen`: poller_duplicates_suppressed_total
+SKIP_REASONS = ("no_id", "bad_date", "before_since", "in_future", "too_deep")  # `seen`: poller_duplicates_suppressed_total
 DELIVERY_OUTCOMES = ("delivered", "retry", "dead")
 OUTBOX_STATUSES = ("pending", "dead")
 # few buckets: per resource, a histogram is most of the exposition

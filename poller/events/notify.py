@@ -21,13 +21,27 @@ import orjson
 from poller import javadate
 from poller.events.event import Event, uuid5_text
 from poller.javadate.zone import from_ms
-from poller.jsonio import dumps
+from poller.jsonio import depth, dumps
 
-__all__ = ["Envelope", "NotificationBody", "build_notifications", "hub_key", "iso_z", "notification_id"]
+__all__ = ["MAX_RECORD_DEPTH", "Envelope", "NotificationBody", "RecordsTooDeep", "build_notifications", "hub_key",
+           "iso_z", "notification_id"]
 
 _NOTIFICATION_NAMESPACE = uuid.UUID("0e3f1d8a-7c4b-5a2e-8f61-3d9b7a2c4e10")
 _NOTIFICATION_NAMESPACE_BYTES = _NOTIFICATION_NAMESPACE.bytes
 _JAVA_DATE = javadate.compile("EEE MMM dd HH:mm:ss zzz yyyy")  # java.util.Date.toString(), in UTC
+# Deeper records are not sent: the standard library's encoder (which takes what orjson's limit of
+# 254 levels refuses) recurses per level, and many receivers' parsers refuse such bodies anyway.
+MAX_RECORD_DEPTH = 512
+
+
+class RecordsTooDeep(Exception):
+    """Events whose records nest more than MAX_RECORD_DEPTH levels: ``(event, depth)`` pairs.
+    The caller drops those events (reporting them) and builds the notifications again."""
+
+    def __init__(self, events: Sequence[tuple[Event, int]]) -> None:
+        self.events = tuple(events)
+        shown = ", ".join(f"{e.object_id} ({d} levels)" for e, d in self.events[:5])
+        super().__init__(f"records nested more than {MAX_RECORD_DEPTH} levels deep: {shown}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +101,8 @@ def notification_id(event_ids: Sequence[str]) -> str:
 
 
 def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms: int, created_ms: int) -> list[NotificationBody]:
-    """Group events (already in detection order) into serialised notifications."""
+    """Group events (already in detection order) into serialised notifications. Raises
+    :class:`RecordsTooDeep`, naming every such event of the page, before any body is made."""
     if not events:
         return []
     size = max(1, envelope.batch_size)
@@ -95,11 +110,17 @@ def build_notifications(events: Sequence[Event], envelope: Envelope, *, poll_ms:
     # one check for the page instead of one per event: object ids are nearly always plain text
     plain_ids = _PLAIN("".join([e.object_id for e in events])) is not None
     out: list[NotificationBody] = []
+    deep: list[tuple[Event, int]] = []
     for start in range(0, len(events), size):
         chunk = events[start:start + size]
         event_ids = tuple([e.id for e in chunk])
         nid = notification_id(event_ids)
-        out.append(NotificationBody(nid, layout.body(nid, chunk, plain_ids), event_ids))
+        try:
+            out.append(NotificationBody(nid, layout.body(nid, chunk, plain_ids), event_ids))
+        except RecordsTooDeep as exc:
+            deep += exc.events
+    if deep:
+        raise RecordsTooDeep(deep)
     return out
 
 
@@ -172,6 +193,9 @@ class _Layout:
                 nid_bytes = nid.encode()
                 return b"".join((head, nid_bytes, message, nid_bytes, raw_head, records, raw_tail,
                                  ",".join(texts).encode(), b"]}}"))
+        deep = [(e, d) for e in chunk if (d := depth(e.record)) > MAX_RECORD_DEPTH]
+        if deep:
+            raise RecordsTooDeep(deep)
         return dumps(body_dict(self.envelope, nid, chunk, poll_ms=self.poll_ms, created_ms=self.created_ms))
 
 

@@ -27,6 +27,7 @@ from poller.poll.records import (
     DetectSpec,
     PageResult,
     Skips,
+    TooDeep,
     content_hash,
     created_reader,
     event_order,
@@ -108,8 +109,11 @@ def detect_page(
         read_created = created_reader(spec)
     for count, record in enumerate(records, 1):  # count: how many records, after the loop
         if id_path is None:
-            digest = content_hash(record)
-            object_id: str | None = digest
+            try:
+                object_id: str | None = content_hash(record)
+            except TooDeep as exc:
+                skips.note("too_deep", f"a record {exc} (its fields: {field_names(record)})")
+                continue
         else:
             if id_key is not None and isinstance(record, dict):
                 raw_id = record.get(id_key, missing)
@@ -123,7 +127,11 @@ def detect_page(
         known = seen_get(object_id, no_versions)
         mine = added_get(object_id, _NOTHING)
         if stamp_field is None:
-            version = "h:" + (object_id if id_path is None else content_hash(record))
+            try:
+                version = "h:" + (object_id if id_path is None else content_hash(record))
+            except TooDeep as exc:
+                skips.note("too_deep", f"record {object_id}: {exc}")
+                continue
             stamp = now_ms
             # Only the id's latest content counts as seen: open -> closed -> open is two changes.
             latest = max(known, key=known.__getitem__) if known else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,12 +20,12 @@ import httpx
 from poller import jsonpath
 from poller.config import EngineConfig, InstanceConfig, ResourceConfig, templates
 from poller.errors import FetchError
-from poller.events.notify import Envelope, build_notifications, hub_key
+from poller.events.notify import MAX_RECORD_DEPTH, Envelope, RecordsTooDeep, build_notifications, hub_key
 from poller.gcpause import collector_paused
 from poller.javadate.zone import from_ms, to_ms
 from poller.poll.detect import HASH_RETENTION_MS, detect_page, next_cursor
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
-from poller.poll.records import DateField, DetectSpec, PageResult, Skips, content_hash, object_id_text
+from poller.poll.records import DateField, DetectSpec, PageResult, Skips, TooDeep, content_hash, object_id_text
 from state import Notification, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_resource", "resource_key", "detect_spec", "fetch_spec"]
@@ -143,7 +143,7 @@ def render_url(resource: ResourceConfig, since: datetime, now: datetime) -> str:
 
 def lookup_ids(records: list, spec: DetectSpec) -> set[str]:
     if spec.id_path is None:
-        return {content_hash(r) for r in records}
+        return set(_hashes(records))
     path = spec.id_path
     if len(path) == 1 and isinstance(path[0], str):  # the common case: a top-level field (jsonpath.get, inlined)
         key, missing = path[0], jsonpath.MISSING
@@ -153,6 +153,14 @@ def lookup_ids(records: list, spec: DetectSpec) -> set[str]:
         return ids  # type: ignore[return-value]
     ids = (object_id_text(jsonpath.get(r, path)) for r in records)
     return {i for i in ids if i is not None}
+
+
+def _hashes(records: list) -> Iterator[str]:
+    for record in records:
+        try:
+            yield content_hash(record)
+        except TooDeep:
+            pass  # detection skips it and says why
 
 
 async def _pages_with_baseline_check(client: httpx.AsyncClient, instance: InstanceConfig, resource: ResourceConfig,
@@ -248,7 +256,11 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
         seen = store.seen_versions(key, lookup_ids(records, spec))
         result = detect_page(records, seen, spec, since_ms=to_ms(plan.since), now_ms=now_ms,
                              baseline=plan.baseline)
-        bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
+        try:
+            bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
+        except RecordsTooDeep as exc:  # rare: skip those records, and announce the others
+            _drop_too_deep(result, exc)
+            bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
         rows = [Notification(id=b.id, resource_key=key, instance_id=instance.id, resource=env.resource,
                              callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
                              event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
@@ -257,8 +269,22 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
     return result, len(rows)
 
 
+def _drop_too_deep(result: PageResult, exc: RecordsTooDeep) -> None:
+    """Take the events of records nested too deeply out of the page's result, as skips: their
+    versions are not remembered, so they are reported again as long as the provider sends them."""
+    dropped = {(e.object_id, e.version) for e, _ in exc.events}
+    result.events[:] = [e for e in result.events if (e.object_id, e.version) not in dropped]
+    result.new_versions[:] = [v for v in result.new_versions if (v[0], v[1]) not in dropped]
+    for event, depth in exc.events:
+        result.skips.note("too_deep", f"record {event.object_id}: nested {depth} levels deep "
+                                      f"(more than {MAX_RECORD_DEPTH})")
+
+
+_PROBLEMS = ("no_id", "bad_date", "in_future", "too_deep")
+
+
 def _skip_text(skips: Skips) -> str:
-    parts = [f"{name}={getattr(skips, name)}" for name in ("no_id", "bad_date", "in_future") if getattr(skips, name)]
-    examples = "; ".join(f"{k}: {v}" for k, v in skips.examples.items() if k in ("no_id", "bad_date", "in_future"))
+    parts = [f"{name}={getattr(skips, name)}" for name in _PROBLEMS if getattr(skips, name)]
+    examples = "; ".join(f"{k}: {v}" for k, v in skips.examples.items() if k in _PROBLEMS)
     return ", ".join(parts) + (f" (e.g. {examples})" if examples else "")
 

@@ -25,6 +25,7 @@ _REASONS = {
     "bad_date": "unreadable date",
     "before_since": "older than since",
     "in_future": "after the poll's start (filterByCurrentDate)",
+    "too_deep": "nested too deeply to be sent",
     "seen": "this version was already announced",
 }
 

@@ -235,10 +235,33 @@ def _decode(spec: FetchSpec, masked: str, response: _Response) -> object:
         return []
     try:
         return jsonio.loads(response.body)
-    except (ValueError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
+        return _decode_invalid_utf8(spec, masked, response, exc.start)
+    except RecursionError:
+        # deterministic: another attempt would read the same; quoting it would put records in logs
+        raise FetchError(spec.resource, masked, "the JSON body is nested too deeply to be read (more than about "
+                         "1,000 levels)", status=response.status) from None
+    except ValueError as exc:
         reason = f"expected a JSON body, found {_excerpt(response.body, response.headers)}"
         raise _Retry(FetchError(spec.resource, masked, mask_text(reason, spec.secrets),
                                 status=response.status)) from exc
+
+
+def _decode_invalid_utf8(spec: FetchSpec, masked: str, response: _Response, position: int) -> object:
+    """A body with bytes that are not UTF-8: each such byte is kept as a lone surrogate (U+DC80 to
+    U+DCFF, Python's surrogateescape), which the notification carries escaped ("\\udcff"): nothing
+    is lost, and a record id holding one is skipped as not valid Unicode. The message quotes no
+    content, which would be record data in the logs."""
+    text = response.body.decode("utf-8", "surrogateescape")
+    try:
+        value = jsonio.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = f"the body is not valid UTF-8 (first bad byte at offset {position}) and not JSON either"
+        raise _Retry(FetchError(spec.resource, masked, reason, status=response.status)) from exc
+    log.warning("fetch.invalid_utf8", extra={"resource": spec.resource, "url": masked, "offset": position,
+                                             "note": "bytes that are not UTF-8 are kept as escaped lone "
+                                                     "surrogates (\\udcXX)"})
+    return value
 
 
 def _records(spec: FetchSpec, masked: str, status: int, body: object) -> list:

@@ -15,13 +15,13 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from poller import jsonpath
+from poller import jsonio, jsonpath
 from poller.errors import DateFormatError
 from poller.events.event import CREATED, UPDATED, Event
 from poller.javadate import DateFormat
 from poller.javadate.zone import to_ms
 
-__all__ = ["DateField", "DetectSpec", "PageResult", "Skips", "content_hash", "created_reader", "date_value",
+__all__ = ["DateField", "DetectSpec", "PageResult", "Skips", "TooDeep", "content_hash", "created_reader", "date_value",
            "event_order", "field_names", "id_problem", "new_event", "object_id_text", "parse_value", "raw_text",
            "read_date", "top_key"]
 
@@ -68,6 +68,7 @@ class Skips:
     bad_date: int = 0
     before_since: int = 0
     in_future: int = 0
+    too_deep: int = 0
     seen: int = 0
     examples: dict[str, str] = field(default_factory=dict)
 
@@ -79,10 +80,15 @@ class Skips:
 
     @property
     def total(self) -> int:
-        return self.no_id + self.bad_date + self.before_since + self.in_future + self.seen
+        return self.no_id + self.bad_date + self.before_since + self.in_future + self.too_deep + self.seen
+
+    @property
+    def problems(self) -> int:
+        """Records that could not be read (not those merely old or already announced)."""
+        return self.no_id + self.bad_date + self.too_deep
 
     def add(self, other: Skips) -> None:
-        for name in ("no_id", "bad_date", "before_since", "in_future", "seen"):
+        for name in ("no_id", "bad_date", "before_since", "in_future", "too_deep", "seen"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, example in other.examples.items():
             self.examples.setdefault(reason, example)
@@ -109,7 +115,10 @@ def object_id_text(value: object) -> str | None:
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:  # an id nested too deeply to write down is no id
+        return None
     return text if _unicode(text) else None
 
 
@@ -136,8 +145,20 @@ def id_problem(value: object) -> str:
     return "is not valid Unicode (a lone surrogate)"
 
 
+class TooDeep(Exception):
+    """A record nested more deeply than the encoders can take (``depth`` levels)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"nested {depth} levels deep")
+        self.depth = depth
+
+
 def content_hash(record: object) -> str:
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """A digest of the record's canonical JSON; raises :class:`TooDeep` for one nested too deeply."""
+    try:
+        canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except RecursionError:
+        raise TooDeep(jsonio.depth(record)) from None
     # surrogatepass: a lone surrogate (from a JSON escape) hashes too; valid text is plain UTF-8
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
