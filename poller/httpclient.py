@@ -13,7 +13,9 @@ import httpx
 
 from poller import USER_AGENT
 
-__all__ = ["HttpClients", "http_date", "parse_retry_after"]
+__all__ = ["HttpClients", "http_date", "parse_retry_after", "retry_after_cap_s"]
+
+_LONGEST_S = 10 * 365 * 86400.0  # what any Retry-After is read as at most, before the callers' own caps
 
 
 class HttpClients:
@@ -41,12 +43,18 @@ def parse_retry_after(value: str | None, server_date: datetime | None, now: date
         return None
     value = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
+        return min(float(value), _LONGEST_S)  # "999999999999999" must not overflow a datetime
     when = http_date(value)
     if when is None:
         return None
     reference = server_date or now or datetime.now(timezone.utc)
-    return max(0.0, (when - reference).total_seconds())
+    return min(_LONGEST_S, max(0.0, (when - reference).total_seconds()))
+
+
+def retry_after_cap_s(interval_s: float) -> float:
+    """The longest a provider's Retry-After may keep a resource from being polled: max(1 h, 4
+    intervals). One 429 with "Retry-After: 999999999" must not silence a resource for 30 years."""
+    return max(3600.0, 4 * interval_s)
 
 
 def http_date(value: str | None) -> datetime | None:

@@ -154,6 +154,12 @@ class Store:
             watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms,
                                  first_cursor_ms=first_cursor_ms)
 
+    def set_cursor(self, key: str, cursor_ms: int | None) -> None:
+        """Set the cursor, back included: for a cursor found beyond any believable clock."""
+        with self._transaction(f"cannot set the cursor of {key}"):
+            watermarks.set_cursor(self.db, key, cursor_ms)
+        self._seen_more_than.pop(key, None)
+
     def set_next_due(self, key: str, next_due_ms: int | None) -> None:
         """When the resource may be polled again (a backoff that must survive a restart)."""
         with self._transaction(f"cannot record the next poll of {key}"):

@@ -162,6 +162,12 @@ def prune_seen(db: Database, key: str, *, before_ms: int | None, hash_before_ms:
     return removed
 
 
+def set_cursor(db: Database, key: str, cursor_ms: int | None) -> None:
+    """Put the cursor where it is said to be, back included (finish_poll only moves it forward)."""
+    require_transaction(db)
+    db.execute("UPDATE resources SET cursor_ms = ? WHERE key = ?", [cursor_ms, key])
+
+
 def set_next_due(db: Database, key: str, next_due_ms: int | None) -> None:
     require_transaction(db)
     db.execute("UPDATE resources SET next_due_ms = ? WHERE key = ?", [next_due_ms, key])

@@ -29,7 +29,13 @@ What it serves (every path; ``add_collection(path, ...)`` gives a path its own r
   offset         ``?offset=N`` (from 0); a short or empty page is the last
   cursor         body ``{"data": [...], "meta": {"next_cursor": "<opaque>" | null}}``,
                  sent back as ``?cursor=``
+  nextUrl        body ``{"rows": [...], "next_url": "/path?...&_next=<opaque>" | null}``
+                 (Datasette's shape; ``link_absolute=True`` for an absolute URL)
   ============== ===================================================================
+
+  ``more_field`` (page, offset): the body is ``{records_key or "data": [...], more_field: <the next
+  page number> | null}`` (json-server 1.0's ``next``); ``past_end_repeats_last``: a page past the
+  end is answered with the last page (json-server 1.0 does this).
 
   The body is a bare JSON array, or ``{records_key: [...]}`` when ``records_key`` is set (cursor
   always uses an object, ``records_key`` defaulting to ``data``).
@@ -64,7 +70,7 @@ from tests.loopback import LoopbackHandler, LoopbackServer, LoopbackService
 
 __all__ = ["Collection", "FakeProvider", "Fault", "Request", "parse_time"]
 
-STYLES = ("none", "link", "nextPageToken", "page", "offset", "cursor")
+STYLES = ("none", "link", "nextPageToken", "page", "offset", "cursor", "nextUrl")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -104,6 +110,8 @@ class Collection:
     token_param: str = "nextPage"
     cursor_param: str = "cursor"
     link_absolute: bool = False
+    more_field: str | None = None
+    past_end_repeats_last: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -232,6 +240,8 @@ class FakeProvider(LoopbackService):
         if collection.style == "none":
             chunk, more = visible, False
         else:
+            if collection.past_end_repeats_last and visible and start >= len(visible):
+                start = (len(visible) - 1) // size * size
             chunk = visible[start:start + size]
             more = start + size < len(visible)
         out_headers = {"Content-Type": "application/json", **(fault.headers if fault else {})}
@@ -247,6 +257,14 @@ class FakeProvider(LoopbackService):
         if collection.style == "cursor":
             payload = {collection.records_key or "data": chunk,
                        "meta": {"next_cursor": _token("c", start + size) if more else None}}
+        elif collection.style == "nextUrl":
+            next_target = _with_param(split.path, split.query, "_next", _token("n", start + size))
+            if collection.link_absolute:
+                next_target = self.base_url + next_target
+            payload = {collection.records_key or "rows": chunk, "next_url": next_target if more else None}
+        elif collection.more_field:
+            payload = {collection.records_key or "data": chunk,
+                       collection.more_field: page + collection.page_start if more else None}
         elif collection.records_key:
             payload = {collection.records_key: chunk, "total": len(visible)}
         return fault, 200, out_headers, json.dumps(payload).encode()
@@ -263,6 +281,8 @@ class FakeProvider(LoopbackService):
             start = _untoken("t", query.get(c.token_param))
         elif c.style == "cursor":
             start = _untoken("c", query.get(c.cursor_param))
+        elif c.style == "nextUrl":
+            start = _untoken("n", query.get("_next"))
         else:
             start = 0
         return start, start // max(size, 1) + 1

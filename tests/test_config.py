@@ -387,6 +387,24 @@ def test_unknown_keys_warn_with_a_did_you_mean() -> None:
     }
 
 
+def test_pagination_keys_written_beside_the_resource_point_into_pagination() -> None:
+    body = instance({"contacts": resource(pageSizeParam="limit", maxPages=5, morePath="next")})
+    assert set(load(body).warnings) == {
+        f"config.json: {PC}.contacts.{key}: unknown key (did you mean pagination.{key}?); ignored"
+        for key in ("pageSizeParam", "maxPages", "morePath")}
+
+
+def test_next_url_and_more_path_pagination_load() -> None:
+    body = instance({"a": resource(pagination={"type": "nextUrl", "path": "links.next"}),
+                     "b": resource(pagination={"type": "page", "morePath": "next"}),
+                     "c": resource(pagination={"type": "nextUrl"})})
+    assert errors(body) == [f"config.json: {PC}.c.pagination: path is missing"]
+    body["configuration"]["event.poller.configuration"].pop("c")
+    [a, b] = load(body).config.instances[0].resources
+    assert (a.pagination.type, a.pagination.path) == ("nextUrl", ("links", "next"))
+    assert (b.pagination.type, b.pagination.more_path) == ("page", ("next",))
+
+
 def test_a_misspelt_required_key_is_an_error() -> None:
     body = instance({"contacts": resource(idField=DROP, idFeild="id")})
     assert errors(body) == [f"config.json: {PC}.contacts: idField is missing (did you mean idFeild?)"]
@@ -495,6 +513,7 @@ def test_the_schema_is_in_step_with_the_loader() -> None:
     assert set(engine) == set(KEY_LISTS["engine"])
     assert set(engine["delivery"]["properties"]) == set(KEY_LISTS["delivery"])
     assert set(engine["log"]["properties"]) == set(KEY_LISTS["log"])
+    assert set(engine["retention"]["properties"]) == set(KEY_LISTS["retention"])
     assert set(defs["instance"]["properties"]) == set(KEY_LISTS["instance"])
     assert set(defs["configuration"]["properties"]) == set(KEY_LISTS["configuration"])
     assert set(defs["api"]["properties"]) == set(KEY_LISTS["api"])

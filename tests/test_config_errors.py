@@ -158,7 +158,7 @@ CASES = [
     Case("pollDelay negative", one(resource(pollDelay=-5)), f"{PC}.contacts.pollDelay",
          "must not be negative, got -5"),
     Case("unknown pagination type", one(resource(pagination={"type": "pages"})), f"{PC}.contacts.pagination.type",
-         "unknown pagination type 'pages' (one of: none, link, nextPageToken, page, offset, cursor)"),
+         "unknown pagination type 'pages' (one of: none, link, nextPageToken, page, offset, cursor, nextUrl)"),
     Case("cursor pagination without path", one(resource(pagination={"type": "cursor"})), f"{PC}.contacts.pagination",
          "path is missing"),
     Case("initialCursor without offset", one(resource(initialCursor="2024-01-01T00:00:00")),

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.fakeprovider import FakeProvider
 from tests.test_once_e2e import announced, once, record, run_poller, write_config
 
@@ -50,7 +52,7 @@ def test_explain_shows_every_decision_and_changes_nothing(tmp_path: Path,
     assert "skipped: this version was already announced: record old" in lines
     assert "skipped: unreadable date: record broken: updated = 'not a date'" in lines
     assert "skipped: no id" in lines
-    assert "summary: 5 records, 2 events would be announced, 3 skipped. Nothing was written." in lines
+    assert "summary: 5 records, 2 events would be announced, 1 seen before, 2 skipped. Nothing was written." in lines
     assert _digest(db) == before
     once(tmp_path, config)  # what explain predicted is what a poll does
     assert sorted(announced(tmp_path)) == [("changed", "UPDATED"), ("new", "CREATED")]
@@ -71,3 +73,41 @@ def test_explain_reports_a_failed_fetch(tmp_path: Path, make_fake_provider: Call
     out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "contacts")
     assert out.returncode == 1
     assert "fetch failed:" in out.stdout and "404" in out.stdout
+
+
+PAGINATIONS = {
+    "none": ({}, {}),
+    "link": ({"pagination": {"type": "link"}}, {}),
+    "nextPageToken": ({"pagination": {"type": "nextPageToken"}}, {}),
+    "page": ({"pagination": {"type": "page"}}, {}),
+    "offset": ({"pagination": {"type": "offset"}}, {}),
+    "cursor": ({"pagination": {"type": "cursor", "path": "meta.next_cursor"}, "recordsPath": "data"}, {}),
+    "nextUrl": ({"pagination": {"type": "nextUrl", "path": "next_url"}, "recordsPath": "rows"}, {}),
+    "page+morePath": ({"pagination": {"type": "page", "morePath": "next"}, "recordsPath": "data"},
+                      {"more_field": "next"}),
+}
+
+
+@pytest.mark.parametrize("kind", list(PAGINATIONS))
+def test_explain_fetches_the_pages_a_poll_fetches(kind: str, tmp_path: Path,
+                                                  make_fake_provider: Callable[..., FakeProvider]) -> None:
+    """Datasette's cursor case once made explain show other pages than `poller once` fetched."""
+    resource, options = PAGINATIONS[kind]
+    provider = make_fake_provider(style=kind.split("+")[0], page_size=4, **options)
+    now = provider.now()
+    provider.records.extend(record(i, now - timedelta(seconds=1)) for i in range(10))
+    config = write_config(tmp_path, provider, resource={**resource, "pageSize": 4})
+
+    def fetched() -> list[tuple[str, dict[str, str]]]:
+        out = [(r.path, {k: v for k, v in r.query.items() if k != "updatedSince"}) for r in provider.requests]
+        provider.requests.clear()
+        return out
+
+    out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "contacts", "--state", str(tmp_path / "p.db"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    by_explain = fetched()
+    once(tmp_path, config)
+    by_once = fetched()
+    assert by_explain == by_once
+    assert len(by_once) == (1 if kind == "none" else 3), by_once
+    assert "summary: 10 records" in out.stdout

@@ -151,7 +151,7 @@ def test_next_page_token_replaces_param_and_keeps_others() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         token = request.url.params.get("nextPage")
         nxt = tokens.get(token)
-        return ok(items(len(tokens) * 10, 2), {"elements-next-page-token": nxt} if nxt else {})
+        return ok(items(len(token or "") * 10, 2), {"elements-next-page-token": nxt} if nxt else {})
 
     url = BASE + "?where=a%3D1&nextPage=stale&b=2"
     pages, error, _, reqs = fetch(handler, spec(url, pagination=PaginationSpec(kind="nextPageToken")))
@@ -162,7 +162,7 @@ def test_next_page_token_replaces_param_and_keeps_others() -> None:
 
 def test_next_page_token_custom_header_and_param() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return ok(items(0, 1), {} if "after" in request.url.params else {"X-Next": "abc"})
+        return ok(items(1, 1), {}) if "after" in request.url.params else ok(items(0, 1), {"X-Next": "abc"})
 
     pages, _, _, reqs = fetch(handler, spec(pagination=PaginationSpec(kind="nextPageToken", header="x-next",
                                                                        param="after")))
@@ -240,8 +240,8 @@ def test_every_kind_stops_on_an_empty_page(kind: str) -> None:
 
 def test_max_pages_fails_the_poll_after_yielding_the_pages() -> None:
     """Stopping quietly would let the cursor move past the records of the pages never fetched."""
-    pages, error, _, reqs = fetch(lambda r: ok(items(0, 5)), spec(page_size=5, pagination=PaginationSpec(
-        kind="page", max_pages=3)))
+    pages, error, _, reqs = fetch(lambda r: ok(items(5 * int(r.url.params["page"]), 5)), spec(
+        page_size=5, pagination=PaginationSpec(kind="page", max_pages=3)))
     assert len(pages) == 3 and len(reqs) == 3
     assert isinstance(error, FetchError) and "more pages remain after maxPages=3" in str(error)
     assert error.resource == "7950647/contacts"
@@ -262,10 +262,32 @@ def test_max_pages_does_not_warn_when_the_last_page_is_the_limit(caplog: pytest.
     assert not [r for r in caplog.records if r.getMessage() == "fetch.max_pages"]
 
 
-def test_repeated_next_url_stops_instead_of_looping() -> None:
-    pages, _, _, reqs = fetch(lambda r: ok(items(0, 1), {"elements-next-page-token": "same"}),
-                              spec(pagination=PaginationSpec(kind="nextPageToken")))
+def test_a_pagination_cycle_fails_the_poll_at_once() -> None:
+    """The same next URL again (the token never changes) would loop until maxPages: it fails at once."""
+    served = iter(range(1000))
+    pages, error, _, reqs = fetch(lambda r: ok(items(next(served), 1), {"elements-next-page-token": "same"}),
+                                  spec(pagination=PaginationSpec(kind="nextPageToken")))
     assert len(reqs) == 2 and len(pages) == 2
+    assert isinstance(error, FetchError)
+    assert "pagination cycle: page 2 leads back to page 2 (https://api.example.com/v2/contacts?nextPage=same)" in str(error)
+
+
+@pytest.mark.parametrize(("kind", "extra"), [("page", {}), ("offset", {}), ("nextPageToken", {}), ("link", {})])
+def test_a_page_identical_to_an_earlier_one_fails_the_poll_at_once(kind: str, extra: dict) -> None:
+    """json-server 1.0 answers past-the-end pages with the last one; a provider that ignores the
+    page parameter sends page 1 again. Before, page pagination ran to maxPages (1,000 requests)."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        n = len(seen)
+        seen.append(request)
+        headers = {"elements-next-page-token": f"t{n}", "Link": f'<{BASE}?p={n + 1}>; rel="next"'}
+        return ok(items(0, 5) if n >= 1 else items(100, 5), headers)  # page 2, 3, ...: all the same
+
+    seen: list[httpx.Request] = []
+    pages, error, _, reqs = fetch(handler, spec(page_size=5, pagination=PaginationSpec(kind=kind, **extra)))
+    assert len(reqs) == 3 and len(pages) == 2
+    assert isinstance(error, FetchError) and f"page 3 is the same as page 2: the provider ignores the pagination ({kind})" \
+        in str(error)
+    assert ("set pagination.morePath" in str(error)) == (kind in ("page", "offset"))
 
 
 def test_query_param_helpers() -> None:

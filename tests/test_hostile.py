@@ -6,6 +6,7 @@ Each test here failed before the change that made it pass (the commit that added
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import subprocess
@@ -183,3 +184,188 @@ def test_nan_and_infinity_reach_the_receiver_as_null(tmp_path: Path, fake_provid
     assert [r["id"] for r in sent] == ["n1", "n2"] and sent[1]["big"] == 2 ** 70
     for r in sent:
         assert (r["score"], r["hi"], r["lo"]) == (None, None, None), r
+
+
+# -- 3. cursor poisoning: a lying clock ----------------------------------------------------------
+
+def state_of(tmp_path: Path, key: str = "crm/contacts") -> Any:
+    with open_store(tmp_path / "poller.db", writer=False) as store:
+        return store.resource_state(key)
+
+
+YEAR_9999 = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_provider_date_of_year_9999_neither_moves_the_cursor_nor_silences_the_resource(
+        tmp_path: Path, make_fake_provider: Any) -> None:
+    now = datetime.now(timezone.utc)
+    provider: FakeProvider = make_fake_provider(clock_offset_s=(YEAR_9999 - now).total_seconds())
+    provider.records.append(record("poison", YEAR_9999))
+    config = write_config(tmp_path, provider, resource=BACKFILL)
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "poll.clock_skew_ignored" in proc.stderr and "poll.future_stamps" in proc.stderr
+    assert announced(tmp_path) == [("poison", "CREATED")]  # announced all the same
+    cursor = state_of(tmp_path).cursor_ms
+    assert cursor is not None and cursor <= (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp() * 1000
+    provider.records.append(record("later", datetime.now(timezone.utc)))  # a real change, after
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ("later", "CREATED") in announced(tmp_path)
+
+
+def test_a_cursor_already_in_the_future_is_set_back_on_load(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """A state file written by a poller that believed year 9999 (or while our clock ran ahead)."""
+    config = write_config(tmp_path, fake_provider)
+    with open_store(tmp_path / "poller.db") as store:
+        store.finish_poll("crm/contacts", "crm", "contacts", cursor_ms=int(YEAR_9999.timestamp() * 1000),
+                          now_ms=0, prune_before_ms=None, prune_hash_before_ms=None, events=0)
+    fake_provider.records.append(record("r1", datetime.now(timezone.utc)))
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "poll.cursor_clamped" in proc.stderr
+    assert announced(tmp_path) == [("r1", "CREATED")]
+    assert state_of(tmp_path).cursor_ms < YEAR_9999.timestamp() * 1000
+
+
+def test_a_baseline_taken_while_our_clock_ran_ahead_does_not_silence_the_resource(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """Our clock two days ahead at the baseline (the provider's Date is then 'too far' and
+    ignored); once the clock is right again, the changes made since are announced."""
+    from poller.config import load_config_text
+    from poller.poll.runner import poll_all
+
+    config = load_config_text(json.dumps(local_config_for(fake_provider)), "c.json", {}).config
+    with open_store(tmp_path / "poller.db") as store:
+        ahead = datetime.now(timezone.utc) + timedelta(days=2)
+        [baseline] = asyncio.run(poll_all(config, store, ahead))
+        assert baseline.ok and baseline.baseline and baseline.clock_skew_ignored_ms is not None
+        fake_provider.records.append(record("r1", datetime.now(timezone.utc)))
+        [outcome] = asyncio.run(poll_all(config, store, datetime.now(timezone.utc)))
+        assert outcome.ok and outcome.events == 1, outcome.summary()
+
+
+def local_config_for(provider: FakeProvider, **resource: Any) -> dict:
+    from tests.configs import local_config
+
+    return local_config(provider.base_url, callback=DEFAULT_CALLBACK, resource=resource or None)
+
+
+# -- 4. nothing readable, nothing moved ----------------------------------------------------------
+
+def test_a_poll_that_can_read_no_record_fails_and_keeps_the_backfill(tmp_path: Path,
+                                                                       fake_provider: FakeProvider) -> None:
+    """Datasette's default rows are arrays: every record had no id, the poll said ok and the
+    initialCursor backfill was used up."""
+    now = datetime.now(timezone.utc)
+    fake_provider.records.extend({"pk": str(i), "updated": iso(now), "created": iso(now)} for i in range(5))
+    config = write_config(tmp_path, fake_provider, resource=BACKFILL)
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no record could be read, so nothing moves: no_id=5" in proc.stdout
+    assert state_of(tmp_path).cursor_ms is None  # the backfill is still to do
+    config = write_config(tmp_path, fake_provider, resource={**BACKFILL, "idField": "pk"})  # the fix
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(announced(tmp_path)) == 5
+
+
+def test_some_unreadable_records_do_not_fail_the_poll(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    now = datetime.now(timezone.utc)
+    fake_provider.records.extend([record("a", now), {"updated": iso(now)}])
+    proc = once_proc(tmp_path, write_config(tmp_path, fake_provider, resource=BACKFILL))
+    assert proc.returncode == 0 and "no_id=1" in proc.stderr, proc.stdout + proc.stderr
+
+
+# -- 5. Retry-After ------------------------------------------------------------------------------
+
+def test_an_absurd_retry_after_is_capped_and_shown_in_status(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    fake_provider.fail(429, retry_after="999999999999999", times=None)
+    config = write_config(tmp_path, fake_provider)
+    proc = once_proc(tmp_path, config)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "capped at 3600 s" in proc.stdout and "Traceback" not in proc.stderr
+    due = state_of(tmp_path).next_due_ms
+    assert due is not None and due <= (datetime.now(timezone.utc) + timedelta(hours=1, seconds=5)).timestamp() * 1000
+    status = subprocess.run([sys.executable, "-m", "poller", "status", "--json", "-c", str(config), "--state",
+                             str(tmp_path / "poller.db")], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    [row] = json.loads(status.stdout)
+    shown = datetime.fromisoformat(row["nextDue"].replace("Z", "+00:00"))
+    assert shown <= datetime.now(timezone.utc) + timedelta(hours=1, seconds=5)
+
+
+def test_a_retry_after_left_in_the_state_by_an_earlier_version_is_capped_in_status(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:
+    config = write_config(tmp_path, fake_provider)
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    with open_store(tmp_path / "poller.db") as store:
+        store.fail_poll("crm/contacts", "crm", "contacts", now_ms=now_ms, error="429",
+                        next_due_ms=int(YEAR_9999.timestamp() * 1000))
+    status = subprocess.run([sys.executable, "-m", "poller", "status", "--json", "-c", str(config), "--state",
+                             str(tmp_path / "poller.db")], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    [row] = json.loads(status.stdout)
+    assert row["nextDue"] < "2100", row
+
+
+# -- 7. pagination that cannot end early in silence ------------------------------------------------
+
+def test_a_full_page_without_a_next_link_is_reported(tmp_path: Path, make_fake_provider: Any) -> None:
+    """json-server 0.17 sends Link only for requests with _page: without it, one page and 'ok'."""
+    provider: FakeProvider = make_fake_provider(style="page", page_size=10)
+    now = datetime.now(timezone.utc)
+    provider.records.extend(record(str(i), now) for i in range(35))
+    proc = once_proc(tmp_path, write_config(tmp_path, provider, resource={
+        **BACKFILL, "pageSize": 10, "pagination": {"type": "link"}}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "poll.pagination_incomplete" in proc.stderr and "page=1" in proc.stderr
+
+
+def test_json_server_1_pages_end_with_more_path(tmp_path: Path, make_fake_provider: Any) -> None:
+    """json-server 1.0 answers past-the-end pages with the last page, and says "next": null."""
+    provider: FakeProvider = make_fake_provider(style="page", page_size=10, more_field="next",
+                                                past_end_repeats_last=True, page_param="_page")
+    now = datetime.now(timezone.utc)
+    provider.records.extend(record(str(i), now) for i in range(30))  # three full pages
+    paging = {"type": "page", "param": "_page"}
+    resource = {**BACKFILL, "pageSize": 10, "recordsPath": "data", "pagination": paging}
+    proc = once_proc(tmp_path, write_config(tmp_path, provider, resource=resource))
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # without morePath: page 4 is page 3 again
+    assert "page 4 is the same as page 3" in proc.stdout and "set pagination.morePath" in proc.stdout
+    assert len(provider.requests) == 4  # at once, not after maxPages
+    resource["pagination"] = {**paging, "morePath": "next"}
+    proc = once_proc(tmp_path, write_config(tmp_path, provider, resource=resource))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(announced(tmp_path)) == 30 and len(provider.requests) == 4 + 3
+
+
+def test_next_url_pagination_follows_datasette_next_url(tmp_path: Path, make_fake_provider: Any) -> None:
+    provider: FakeProvider = make_fake_provider(style="nextUrl", page_size=5)
+    now = datetime.now(timezone.utc)
+    provider.records.extend(record(str(i), now) for i in range(23))
+    resource = {**BACKFILL, "recordsPath": "rows", "pagination": {"type": "nextUrl", "path": "next_url"}}
+    proc = once_proc(tmp_path, write_config(tmp_path, provider, resource=resource))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(announced(tmp_path)) == 23 and "pages=5" in proc.stdout
+
+
+def test_a_url_given_as_a_cursor_is_refused_with_the_fix(tmp_path: Path, make_fake_provider: Any) -> None:
+    """Datasette's next_url read as a cursor sent the whole URL as the token and got page 1 again."""
+    provider: FakeProvider = make_fake_provider(style="nextUrl", page_size=5, link_absolute=True)
+    now = datetime.now(timezone.utc)
+    provider.records.extend(record(str(i), now) for i in range(12))
+    resource = {**BACKFILL, "recordsPath": "rows", "pagination": {"type": "cursor", "path": "next_url"}}
+    proc = once_proc(tmp_path, write_config(tmp_path, provider, resource=resource))
+    assert proc.returncode == 1
+    assert 'is a URL, not a cursor: with {"type": "nextUrl", "path": ...}' in proc.stdout, proc.stdout
+
+
+def test_a_date_format_that_never_matches_is_said_once(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    now = datetime.now(timezone.utc)
+    fake_provider.records.extend(record(str(i), now) for i in range(4))  # ISO dates
+    wrong = {"updatedDateField": "updated", "updatedDateFormat": "dd/MM/yyyy HH:mm"}
+    proc = once_proc(tmp_path, write_config(tmp_path, fake_provider, resource={**BACKFILL,
+                                                                              "datesConfiguration": wrong}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.count("poll.date_format_mismatch") == 1 and "dd/MM/yyyy HH:mm" in proc.stderr

@@ -62,7 +62,7 @@ def test_a_fresh_registry_has_every_family_and_nothing_else() -> None:
         "poller_polls": "counter", "poller_poll_duration_seconds": "histogram",
         "poller_records_fetched": "counter", "poller_events_detected": "counter",
         "poller_duplicates_suppressed": "counter", "poller_records_skipped": "counter",
-        "poller_date_fallbacks": "counter", "poller_cursor_lag_seconds": "gauge",
+        "poller_date_fallbacks": "counter", "poller_provider_anomalies": "counter", "poller_cursor_lag_seconds": "gauge",
         "poller_provider_clock_skew_seconds": "gauge", "poller_deliveries": "counter",
         "poller_delivery_duration_seconds": "histogram", "poller_outbox_notifications": "gauge",
         "poller_outbox_resource_notifications": "gauge",

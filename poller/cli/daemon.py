@@ -58,6 +58,8 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
 
 
 def status(path: Path, config: Config | None, *, as_json: bool) -> int:
+    from poller.daemon.schedule import longest_wait_s
+
     from poller.events.notify import iso_z
 
     def when(ms: int | None) -> str | None:
@@ -73,6 +75,8 @@ def status(path: Path, config: Config | None, *, as_json: bool) -> int:
         due = None
         if interval is not None and st.last_poll_ms is not None:
             due = max(st.last_poll_ms + int(interval * 1000), st.next_due_ms or 0)
+            # what the daemon does with a next due time beyond any wait it allows (an older version's)
+            due = min(due, st.last_poll_ms + int(longest_wait_s(interval) * 1000))
         elif st.next_due_ms is not None:
             due = st.next_due_ms
         counts = open_counts.get(st.key, {"pending": 0, "dead": 0})

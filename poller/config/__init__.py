@@ -27,6 +27,6 @@ from poller.config.types import (
 
 __all__ = [
     "ApiConfig", "Config", "ConfigLoadError", "DatesConfig", "DeliveryConfig", "EngineConfig",
-    "InstanceConfig", "LoadResult", "LogConfig", "PaginationConfig", "ResourceConfig", "SecretStr",
+    "InstanceConfig", "LoadResult", "LogConfig", "PaginationConfig", "ResourceConfig", "RetentionConfig", "SecretStr",
     "load_config", "load_config_text",
 ]

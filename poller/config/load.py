@@ -24,7 +24,9 @@ from pathlib import Path as FilePath
 
 from poller.config import templates
 from poller.config.instance import build_instance
-from poller.config.types import Config, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig
+from poller.config.types import (
+    Config, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig, RetentionConfig,
+)
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError
 from poller.javadate.zone import ZoneError, java_zone
@@ -33,7 +35,9 @@ __all__ = ["ConfigLoadError", "load_config", "load_config_text"]  # the package'
 
 TOP_KEYS = ("engine", "instances", "$schema")
 ENGINE_KEYS = ("statePath", "lookbackSeconds", "serverTimeZone", "maxConcurrentPolls",
-               "shutdownTimeoutSeconds", "listen", "maxResponseBytes", "delivery", "log")
+               "shutdownTimeoutSeconds", "listen", "maxResponseBytes", "maxClockSkewSeconds", "delivery", "log",
+               "retention")
+RETENTION_KEYS = ("deliveredDays", "deadDays", "inboundDays", "removedDays")
 DELIVERY_KEYS = ("batchSize", "timeoutSeconds", "concurrencyPerEndpoint", "retrySchedule", "standardWebhooks")
 LOG_KEYS = ("format", "level")
 LOG_FORMATS = ("text", "json")
@@ -126,7 +130,7 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
             ctx.error(path + ("statePath",), "is empty")
         out["state_path"] = state
     numbers = (("lookbackSeconds", "lookback_seconds", False), ("shutdownTimeoutSeconds",
-               "shutdown_timeout_seconds", True))
+               "shutdown_timeout_seconds", True), ("maxClockSkewSeconds", "max_clock_skew_seconds", True))
     for key, name, positive in numbers:
         if key in obj:
             out[name] = ctx.number(obj[key], path + (key,), "a number of seconds", positive=positive)
@@ -141,6 +145,8 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
         out["delivery"] = _delivery(ctx, obj["delivery"], path + ("delivery",))
     if "log" in obj:
         out["log"] = _log(ctx, obj["log"], path + ("log",))
+    if "retention" in obj:
+        out["retention"] = _retention(ctx, obj["retention"], path + ("retention",))
     return EngineConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
 
 
@@ -186,6 +192,18 @@ def _delivery(ctx: Context, value: object, path: Path) -> DeliveryConfig | None:
     if "retrySchedule" in obj:
         out["retry_schedule"] = _schedule(ctx, obj["retrySchedule"], path + ("retrySchedule",))
     return DeliveryConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _retention(ctx: Context, value: object, path: Path) -> RetentionConfig | None:
+    obj = ctx.obj(value, path)
+    if obj is None:
+        return None
+    ctx.check_keys(obj, path, known=RETENTION_KEYS)
+    out = {}
+    for key in RETENTION_KEYS:  # deliveredDays -> delivered_days
+        if key in obj:
+            out[key[:-len("Days")] + "_days"] = ctx.number(obj[key], path + (key,), "a number of days", positive=True)
+    return RetentionConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
 
 
 def _schedule(ctx: Context, value: object, path: Path) -> tuple[float, ...] | None:

@@ -31,10 +31,13 @@ PAGINATION_TYPES: dict[str, dict[str, object]] = {
     "none": {},
     "link": {},
     "nextPageToken": {"header": "elements-next-page-token", "param": "nextPage"},
-    "page": {"param": "page", "start": 1},
-    "offset": {"param": "offset", "start": 0},
+    "page": {"param": "page", "start": 1, "morePath": ""},
+    "offset": {"param": "offset", "start": 0, "morePath": ""},
     "cursor": {"path": None, "param": "cursor"},
+    "nextUrl": {"path": None},
 }
+# keys that belong in "pagination": written at resource level, they get that hint
+PAGINATION_HINTS = {"pageSizeParam", "maxPages", "morePath"}
 _ALL_PAGINATION_KEYS = tuple(dict.fromkeys(
     list(PAGINATION_COMMON) + [k for keys in PAGINATION_TYPES.values() for k in keys]))
 
@@ -50,7 +53,7 @@ def build_resource(ctx: Context, name: str, value: object, path: Path, *,
         return None
     errors_before = len(ctx.errors)
     ctx.check_keys(obj, path, known=RESOURCE_KEYS, required=("url", "idField"), ignored=RESOURCE_IGNORED,
-                   accept=is_time_zone_key)
+                   accept=is_time_zone_key, hints={k: f"pagination.{k}" for k in PAGINATION_HINTS})
     page_size = ctx.integer(obj["pageSize"], path + ("pageSize",)) if "pageSize" in obj else None
     url = _url(ctx, obj, path, base, server_zone, page_size)
     id_field, id_path = _id_field(ctx, obj, path)
@@ -285,8 +288,9 @@ def _pagination(ctx: Context, obj: dict, path: Path) -> PaginationConfig | None:
         value = pag.get(key, default)
         if key == "start":
             values[key] = ctx.integer(value, where + (key,), positive=False)
-        elif key == "path" and value is not None:
-            values[key] = _path_value(ctx, pag, where, "path")
+        elif key in ("path", "morePath"):
+            if key in pag:
+                values["more_path" if key == "morePath" else key] = _path_value(ctx, pag, where, key)
         elif value is not None:
             values[key] = ctx.text(value, where + (key,))
     max_pages = ctx.integer(pag["maxPages"], where + ("maxPages",)) if "maxPages" in pag else 1000

@@ -21,7 +21,7 @@ from poller.config.instance import (
     VENDOR_TYPE,
     VENDOR_TYPES,
 )
-from poller.config.load import DELIVERY_KEYS, ENGINE_KEYS, LOG_FORMATS, LOG_KEYS, LOG_LEVELS, TOP_KEYS
+from poller.config.load import DELIVERY_KEYS, ENGINE_KEYS, LOG_FORMATS, LOG_KEYS, LOG_LEVELS, RETENTION_KEYS, TOP_KEYS
 from poller.config.resource import DATES_KEYS, PAGINATION_COMMON, PAGINATION_TYPES, RESOURCE_KEYS, TIME_ZONE_KEYS
 
 __all__ = ["SCHEMA"]
@@ -82,14 +82,16 @@ _PAGINATION_PROPS = {
     "pageSizeParam": _string("Query parameter that carries pageSize (default 'pageSize')."),
     "param": _string("Query parameter that carries the page number, offset, token or cursor."),
     "header": _string("nextPageToken: the response header with the token (default elements-next-page-token)."),
-    "path": _string("cursor: JSON path of the next cursor in the response body."),
+    "path": _string("cursor, nextUrl: JSON path of the next cursor (or the next page's URL) in the body."),
     "start": _number("page: first page number (default 1); offset: first offset (default 0).", integer=True),
+    "morePath": _string("page, offset: JSON path of a value saying more pages follow (false, null, missing "
+                        "or empty: the last page)."),
 }
 PAGINATION = {
     "type": "object",
     "properties": _PAGINATION_PROPS,
     "required": ["type"],
-    "if": {"properties": {"type": _words("cursor")}},
+    "if": {"properties": {"type": _words("cursor", "nextUrl")}},
     "then": {"required": ["path"]},
 }
 
@@ -177,6 +179,18 @@ ENGINE = {
         "shutdownTimeoutSeconds": _number("Default 10.", positive=True),
         "listen": _string("HOST:PORT of /metrics and /healthz (default: off)."),
         "maxResponseBytes": _number("Largest response body read (default 64 MiB).", positive=True, integer=True),
+        "maxClockSkewSeconds": _number("A provider Date further from our clock is ignored; the cursor never runs "
+                                       "further ahead of our clock (default 3600).", positive=True),
+        "retention": {
+            "type": "object",
+            "properties": {
+                "deliveredDays": _number("Delivered notifications are deleted after (default 7).", positive=True),
+                "deadDays": _number("Dead letters are deleted after (default 30).", positive=True),
+                "inboundDays": _number("Inbound webhook requests are deleted after (default 7).", positive=True),
+                "removedDays": _number("A disabled or removed resource's cursor is kept for (default 30).",
+                                       positive=True),
+            },
+        },
         "delivery": {
             "type": "object",
             "properties": {
@@ -218,7 +232,7 @@ SCHEMA: dict = {
 
 # Kept in step with the loader: tests/test_config.py compares these with the schema.
 KEY_LISTS = {
-    "top": TOP_KEYS, "engine": ENGINE_KEYS, "delivery": DELIVERY_KEYS, "log": LOG_KEYS,
+    "top": TOP_KEYS, "engine": ENGINE_KEYS, "delivery": DELIVERY_KEYS, "log": LOG_KEYS, "retention": RETENTION_KEYS,
     "instance": INSTANCE_KEYS + CE_INSTANCE_KEYS, "configuration": CONFIGURATION_KEYS, "api": API_KEYS,
     "resource": RESOURCE_KEYS, "dates": DATES_KEYS,
     "pagination": PAGINATION_COMMON + tuple(k for keys in PAGINATION_TYPES.values() for k in keys),

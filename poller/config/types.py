@@ -27,6 +27,7 @@ __all__ = [
     "LogConfig",
     "PaginationConfig",
     "ResourceConfig",
+    "RetentionConfig",
     "SecretStr",
 ]
 
@@ -53,6 +54,16 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """How long the state file keeps what is done with (days; fractions allowed)."""
+
+    delivered_days: float = 7.0  # delivered notifications and their attempts (Cloud Elements kept 7)
+    dead_days: float = 30.0  # dead letters
+    inbound_days: float = 7.0  # inbound webhook requests
+    removed_days: float = 30.0  # cursor and seen versions of a resource disabled or removed
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     format: str = "text"  # text | json
     level: str = "INFO"
@@ -67,8 +78,10 @@ class EngineConfig:
     shutdown_timeout_seconds: float = 10.0
     listen: tuple[str, int] | None = None  # (host, port)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_clock_skew_seconds: float = 3600.0
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +94,16 @@ class ApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class PaginationConfig:
-    """How to fetch the next page. ``type``: none, link, nextPageToken, page, offset or cursor."""
+    """How to fetch the next page. ``type``: none, link, nextPageToken, page, offset, cursor or nextUrl."""
 
     type: str = "none"
     param: str | None = None  # query parameter carrying the page, offset, token or cursor
     header: str | None = None  # nextPageToken: response header holding the token
-    path: tuple[Segment, ...] | None = None  # cursor: where the next cursor is in the body
+    path: tuple[Segment, ...] | None = None  # cursor, nextUrl: where the next cursor or URL is in the body
     start: int | None = None  # page: first page number; offset: first offset
     max_pages: int = 1000
     page_size_param: str = "pageSize"
+    more_path: tuple[Segment, ...] | None = None  # page, offset: whether more pages follow
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,10 +147,11 @@ class Context:
 
     def check_keys(self, obj: JsonObject | dict, path: Path, *, known: Iterable[str],
                    required: Iterable[str] = (), ignored: Iterable[str] = (),
-                   accept: Callable[[str], bool] | None = None) -> bool:
+                   accept: Callable[[str], bool] | None = None, hints: Mapping[str, str] | None = None) -> bool:
         """Warn about unknown keys (with a did-you-mean), report missing required ones.
 
         A misspelt required key is an error: ``idField is missing (did you mean idFeild?)``.
+        ``hints`` names where a key written here belongs (``pageSizeParam`` -> ``pagination.pageSizeParam``).
         Returns False when a required key is missing.
         """
         known = tuple(known)
@@ -173,7 +174,7 @@ class Context:
             else:
                 self.error(path, f"{key} is missing")
         for key in unknown:
-            guess = close_match(key, known)
+            guess = (hints or {}).get(key) or close_match(key, known)
             hint = f" (did you mean {guess}?)" if guess else ""
             self.warn(path + (key,), f"unknown key{hint}; ignored")
         return complete

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
 from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
-from poller.daemon.schedule import PollScheduler, first_run, next_due_after_failure
+from poller.daemon.schedule import PollScheduler, first_run, longest_wait_s, next_due_after_failure
 from poller.daemon.systemd import Notifier, watchdog_interval
 from poller.deliver.sender import deliver_due
 from poller.errors import PollerError
@@ -167,7 +167,8 @@ class Daemon:
         last = from_ms(state.last_poll_ms) if state.last_poll_ms is not None else None
         first = first_run(last, interval, now, self.random)
         if state.next_due_ms is not None and from_ms(state.next_due_ms) > first:
-            first = from_ms(state.next_due_ms)  # a backoff or Retry-After survives a restart
+            # a backoff or Retry-After survives a restart, within what this version allows
+            first = min(from_ms(state.next_due_ms), now + timedelta(seconds=longest_wait_s(interval)))
         self.scheduler.add(key, interval, first)
 
     async def _poll_job(self, key: str) -> None:

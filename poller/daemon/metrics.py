@@ -105,11 +105,12 @@ class _Row:
     clock_skew_s: float | None = None
     deliveries: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DELIVERY_OUTCOMES, 0))
     outbox: dict[str, int] | None = None  # per status, when the daemon gives counts per resource
+    anomalies: dict[str, int] = field(default_factory=dict)  # only kinds that happened
 
     def copy(self) -> _Row:
         return _Row(dict(self.polls), self.duration.copy(), self.records, dict(self.events), self.duplicates,
                     dict(self.skipped), self.fallbacks, self.cursor_ms, self.cursor_lag_s, self.clock_skew_s,
-                    dict(self.deliveries), None if self.outbox is None else dict(self.outbox))
+                    dict(self.deliveries), None if self.outbox is None else dict(self.outbox), dict(self.anomalies))
 
 
 class Metrics:
@@ -143,6 +144,9 @@ class Metrics:
                 if count := getattr(outcome.skips, reason):
                     row.skipped[reason] = row.skipped.get(reason, 0) + count
             row.fallbacks += outcome.fallbacks
+            for kind, count in _anomalies(outcome).items():
+                if count:
+                    row.anomalies[kind] = row.anomalies.get(kind, 0) + count
             if outcome.clock_skew_ms is not None:
                 row.clock_skew_s = outcome.clock_skew_ms / 1000
             if outcome.cursor_ms is not None:
@@ -203,6 +207,14 @@ def _event_counts(outcome: PollOutcomeLike) -> Mapping[str, int]:
     return outcome.events_by_type
 
 
+def _anomalies(outcome: PollOutcomeLike) -> dict[str, int]:
+    """What a poll found wrong with the provider's answers, by ANOMALY kind (a poll outcome
+    without these fields counts none)."""
+    return {"pagination_incomplete": getattr(outcome, "incomplete_pages", 0),
+            "clock_skew_ignored": int(getattr(outcome, "clock_skew_ignored_ms", None) is not None),
+            "future_stamp": getattr(outcome, "future_stamps", 0)}
+
+
 class _Collector:
     """Turns a snapshot of the rows into metric families, one family at a time."""
 
@@ -256,6 +268,11 @@ class _Collector:
                                            labels=[*labels, "reason"]), "skipped")
         yield counter("poller_date_fallbacks", "Record dates that did not match their configured pattern and "
                       "were read as ISO-8601 text or an epoch number instead.", "fallbacks")
+        yield by_label(CounterMetricFamily(
+            "poller_provider_anomalies", "What the provider sent that poller does not trust, by kind: "
+            "pagination_incomplete (a full page, and no next page), clock_skew_ignored (a Date further from "
+            "our clock than engine.maxClockSkewSeconds), future_stamp (an event stamped beyond it).",
+            labels=[*labels, "kind"]), "anomalies")
         yield gauge("poller_cursor_lag_seconds", "Time of the resource's last poll minus its cursor.",
                     "cursor_lag_s")
         yield gauge("poller_provider_clock_skew_seconds", "The provider's Date header minus our clock, at the "

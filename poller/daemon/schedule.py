@@ -25,8 +25,10 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExe
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from poller.httpclient import retry_after_cap_s
+
 __all__ = ["MAX_START_JITTER_S", "MAX_BACKOFF_INTERVALS", "PollScheduler", "backoff_delay_s", "first_run",
-           "next_due_after_failure"]
+           "longest_wait_s", "next_due_after_failure"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -49,6 +51,13 @@ def backoff_delay_s(failures: int, interval_s: float) -> float:
     if failures <= 0:
         return interval_s
     return interval_s * min(2 ** (failures - 1), MAX_BACKOFF_INTERVALS)
+
+
+def longest_wait_s(interval_s: float) -> float:
+    """The longest a resource may wait for its next poll after a failure: its longest backoff, or
+    a provider's Retry-After capped (httpclient.retry_after_cap_s). A next due time in the state
+    further ahead than this (left by an older version) is cut to it."""
+    return max(interval_s * MAX_BACKOFF_INTERVALS, retry_after_cap_s(interval_s))
 
 
 def next_due_after_failure(now: datetime, failures: int, interval_s: float,

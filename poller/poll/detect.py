@@ -164,6 +164,8 @@ def detect_page(
                            lambda: f"record {object_id}: {stamp_field.name} = {raw_text(record, stamp_field)}")
                 continue
             stamp = stamp_read
+            if fell_back and "date_fallback" not in examples:
+                examples["date_fallback"] = f"record {object_id}: {stamp_field.name} = {value!r}"
             if stamp < since_ms:
                 skips.note("before_since",
                            lambda: f"record {object_id}: {stamp_field.name} = {raw_text(record, stamp_field)}")

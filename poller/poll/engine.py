@@ -20,15 +20,17 @@ import httpx
 from poller import jsonpath
 from poller.config import EngineConfig, InstanceConfig, ResourceConfig, templates
 from poller.errors import FetchError
-from poller.events.notify import MAX_RECORD_DEPTH, Envelope, RecordsTooDeep, build_notifications, hub_key
+from poller.events.notify import MAX_RECORD_DEPTH, Envelope, RecordsTooDeep, build_notifications, hub_key, iso_z
 from poller.gcpause import collector_paused
+from poller.httpclient import retry_after_cap_s
 from poller.javadate.zone import from_ms, to_ms
 from poller.poll.detect import HASH_RETENTION_MS, detect_page, next_cursor
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.poll.records import DateField, DetectSpec, PageResult, Skips, TooDeep, content_hash, object_id_text
 from state import Notification, Store
 
-__all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_resource", "resource_key", "detect_spec", "fetch_spec"]
+__all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_pages", "poll_resource", "resource_key", "detect_spec",
+           "fetch_spec"]
 
 log = logging.getLogger(__name__)
 _SEQ_SCALE = 1_000_000  # seq = poll start (ms) * scale + position within the poll
@@ -51,7 +53,10 @@ class PollOutcome:
     skips: Skips = field(default_factory=Skips)
     events_by_type: Counter[str] = field(default_factory=Counter)  # CREATED / UPDATED
     cursor_ms: int | None = None
-    clock_skew_ms: int | None = None
+    clock_skew_ms: int | None = None  # the provider's Date minus our clock, when one was believed
+    clock_skew_ignored_ms: int | None = None  # the same, for a Date too far off to believe
+    incomplete_pages: int = 0  # full pages after which nothing said where the next one was
+    future_stamps: int = 0  # events stamped beyond our clock plus engine.maxClockSkewSeconds
     duration_s: float = 0.0
     error: str | None = None
     retry_after: datetime | None = None
@@ -68,8 +73,10 @@ class PollOutcome:
     def summary(self) -> str:
         head = f"{self.key}: {'ok' if self.ok else 'FAILED'}"
         kind = " baseline" if self.baseline else ""
+        # seen: versions announced before (the overlap of the windows), not a problem
         text = (f"{head}{kind} pages={self.pages} records={self.records} events={self.events} "
-                f"skipped={self.skips.total} duration={self.duration_s:.2f}s")
+                f"seen={self.skips.seen} skipped={self.skips.total - self.skips.seen} "
+                f"duration={self.duration_s:.2f}s")
         if self.fallbacks:
             text += f" date_fallbacks={self.fallbacks}"
         return text + (f" error: {self.error}" if self.error else "")
@@ -104,7 +111,7 @@ def fetch_spec(instance: InstanceConfig, resource: ResourceConfig, url: str, eng
     pagination = PaginationSpec(
         kind=p.type, param=p.param, header=p.header, path=p.path,
         start=p.start if p.start is not None else (0 if p.type == "offset" else 1),
-        max_pages=p.max_pages, page_size_param=p.page_size_param,
+        max_pages=p.max_pages, page_size_param=p.page_size_param, more_path=p.more_path,
     )
     # header values, and text that came from ${env:...} in the URL (the template marks it secret)
     secrets = tuple(str(v) for _, v in instance.api.headers if str(v))
@@ -114,6 +121,7 @@ def fetch_spec(instance: InstanceConfig, resource: ResourceConfig, url: str, eng
         resource=resource_key(instance, resource), url=url, headers=dict(instance.api.headers),
         timeout_s=instance.api.timeout_seconds, page_size=resource.page_size, records_path=resource.records_path,
         pagination=pagination, max_response_bytes=engine.max_response_bytes, secrets=secrets,
+        max_retry_after_s=retry_after_cap_s(instance.refresh_interval_seconds),
     )
 
 
@@ -163,26 +171,40 @@ def _hashes(records: list) -> Iterator[str]:
             pass  # detection skips it and says why
 
 
-async def _pages_with_baseline_check(client: httpx.AsyncClient, instance: InstanceConfig, resource: ResourceConfig,
-                                     engine: EngineConfig, plan: PollPlan, now: datetime,
-                                     outcome: PollOutcome) -> AsyncIterator[tuple[Page, PollPlan]]:
-    """Pages of the poll. A baseline whose first response shows the server's clock behind ours by
-    more than the lookback starts again from the server's now - lookback (DESIGN §4)."""
+async def poll_pages(client: httpx.AsyncClient, instance: InstanceConfig, resource: ResourceConfig,
+                     engine: EngineConfig, plan: PollPlan, now: datetime,
+                     outcome: PollOutcome) -> AsyncIterator[tuple[Page, PollPlan, datetime | None]]:
+    """Pages of the poll (``poller once``, the daemon and ``poller explain`` all read these), each
+    with the plan it was fetched for and the provider's clock as far as it can be believed.
+
+    The first response's ``Date`` is believed when it is within ``engine.maxClockSkewSeconds`` of
+    our clock (a provider answering with year 9999 must not move the cursor there); further off, it
+    is ignored and reported. A baseline whose first response shows the server's clock behind ours
+    by more than the lookback starts again from the server's now - lookback (DESIGN §4)."""
+    max_skew_ms = int(engine.max_clock_skew_seconds * 1000)
+    server_date: datetime | None = None
     for attempt in range(2):
         restart = False
         url = render_url(resource, plan.since, now)
         async with aclosing(fetch_pages(client, fetch_spec(instance, resource, url, engine))) as pages:
             async for page in pages:
-                if page.number == 1 and page.server_date is not None:
-                    outcome.clock_skew_ms = to_ms(page.server_date) - to_ms(now)
-                    if plan.baseline and attempt == 0 and -outcome.clock_skew_ms > plan.lookback_ms:
-                        log.info("poll.baseline_restart", extra={"resource": outcome.key,
-                                                                 "clock_skew_ms": outcome.clock_skew_ms})
-                        plan = PollPlan(page.server_date - timedelta(milliseconds=2 * plan.lookback_ms), True,
-                                        plan.lookback_ms)
-                        restart = True
-                        break
-                yield page, plan
+                if page.number == 1 and attempt == 0 and page.server_date is not None:
+                    skew = to_ms(page.server_date) - to_ms(now)
+                    if abs(skew) > max_skew_ms:
+                        outcome.clock_skew_ignored_ms = skew
+                        log.warning("poll.clock_skew_ignored", extra={
+                            "resource": outcome.key, "clock_skew_ms": skew, "server_date": page.server_date.isoformat(),
+                            "max_clock_skew_s": engine.max_clock_skew_seconds})
+                    else:
+                        outcome.clock_skew_ms = skew
+                        server_date = page.server_date
+                        if plan.baseline and -skew > plan.lookback_ms:
+                            log.info("poll.baseline_restart", extra={"resource": outcome.key, "clock_skew_ms": skew})
+                            plan = PollPlan(page.server_date - timedelta(milliseconds=2 * plan.lookback_ms), True,
+                                            plan.lookback_ms)
+                            restart = True
+                            break
+                yield page, plan, server_date
         if not restart:
             return
 
@@ -194,39 +216,56 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     key = resource_key(instance, resource)
     started = timer()
     outcome = PollOutcome(key)
+    now_ms = to_ms(now)
     state = store.resource_state(key)
-    plan = plan_poll(state.cursor_ms, resource, engine, now)
+    cursor_ms = _believable_cursor(store, key, state.cursor_ms, now_ms, engine)
+    plan = plan_poll(cursor_ms, resource, engine, now)
     outcome.baseline = plan.baseline
     spec = detect_spec(instance, resource)
     env = envelope(instance, resource, engine)
-    now_ms = to_ms(now)
     server_now_ms: int | None = None
     max_stamp: int | None = None
+    future_limit_ms = now_ms + int(engine.max_clock_skew_seconds * 1000)
+    future_example: str | None = None
     # after every notification the resource already has, even if the clock stepped back
     seq = max(now_ms * _SEQ_SCALE, (store.max_seq(key) or 0) + 1)
-    pages = _pages_with_baseline_check(client, instance, resource, engine, plan, now, outcome)
+    pages = poll_pages(client, instance, resource, engine, plan, now, outcome)
     try:
         async with aclosing(pages):
-            async for page, plan in pages:
-                if server_now_ms is None and page.server_date is not None:
-                    server_now_ms = to_ms(page.server_date)
+            async for page, plan, server_date in pages:
+                if server_now_ms is None and server_date is not None:
+                    server_now_ms = to_ms(server_date)
                 result, notifications = _commit_page(store, page.records, spec, env, instance, key, plan,
                                                      now_ms, seq)
                 seq += notifications
                 outcome.add_page(result, notifications)
                 if result.max_stamp_ms is not None:
                     max_stamp = result.max_stamp_ms if max_stamp is None else max(max_stamp, result.max_stamp_ms)
-    except FetchError as exc:
+                    if result.max_stamp_ms > future_limit_ms:
+                        ahead = [e for e in result.events if e.stamp_ms > future_limit_ms]
+                        outcome.future_stamps += len(ahead)
+                        if ahead and future_example is None:
+                            future_example = f"record {ahead[0].object_id}: {iso_z(ahead[0].stamp_ms)}"
+                if page.incomplete:
+                    outcome.incomplete_pages += 1
+                    log.warning("poll.pagination_incomplete", extra={
+                        "resource": key, "page": page.number, "records": len(page.records),
+                        "pagination": resource.pagination.type,
+                        "hint": "a full page, and nothing in the response says where the next one is: "
+                                "check the pagination settings (`poller explain` shows every page)"})
+        if outcome.records and outcome.skips.problems == outcome.records:
+            raise _Unreadable(f"{key}: no record could be read, so nothing moves: {_skip_text(outcome.skips)}")
+    except (FetchError, _Unreadable) as exc:
         outcome.ok = False
         outcome.error = str(exc)
-        outcome.retry_after = exc.retry_after
+        outcome.retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         # A baseline that fails still fixes when watching began: the retry then announces what
         # changes from here on, instead of starting a new baseline that would swallow those changes.
-        store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=str(exc),
-                        next_due_ms=to_ms(exc.retry_after) if exc.retry_after else None,
+        store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=outcome.error,
+                        next_due_ms=to_ms(outcome.retry_after) if outcome.retry_after else None,
                         first_cursor_ms=to_ms(plan.since) + 2 * plan.lookback_ms if plan.baseline else None)
         outcome.duration_s = timer() - started
-        log.warning("poll.failed", extra={"resource": key, "error": str(exc)})
+        log.warning("poll.failed", extra={"resource": key, "error": outcome.error})
         return outcome
     if plan.baseline:
         # The baseline remembered everything from since = (our now, or the provider's after a restart)
@@ -235,18 +274,56 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         # announcements), and no later than the provider's clock (no gap for late commits).
         window_end = to_ms(plan.since) + 2 * plan.lookback_ms
         server_now_ms = window_end if server_now_ms is None else min(window_end, server_now_ms)
-    cursor = next_cursor(state.cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
+    cursor = next_cursor(cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
     store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
                       prune_before_ms=cursor - plan.lookback_ms if spec.has_dates else None,
                       prune_hash_before_ms=now_ms - HASH_RETENTION_MS, events=outcome.events)
     outcome.cursor_ms = cursor
     outcome.duration_s = timer() - started
-    if outcome.skips.total - outcome.skips.seen - outcome.skips.before_since > 0:
-        log.warning("poll.records_skipped", extra={"resource": key, "skips": _skip_text(outcome.skips)})
+    _report(outcome, spec, future_example)
     log.info("poll.done", extra={"resource": key, "summary": outcome.summary(),
                                  "clock_skew_ms": outcome.clock_skew_ms, "cursor": cursor})
     return outcome
+
+
+class _Unreadable(Exception):
+    """Every record of the poll was unreadable (no id, no date, too deep): the poll fails, and
+    its cursor (or an initialCursor backfill still to do) stays where it was."""
+
+
+def _believable_cursor(store: Store, key: str, cursor_ms: int | None, now_ms: int, engine: EngineConfig) -> int | None:
+    """The stored cursor, or our clock when it is further ahead than engine.maxClockSkewSeconds.
+
+    Such a cursor (left by an earlier poller that believed a provider's Date of year 9999, or by
+    our own clock that ran ahead and was set back) would skip every change as older than the
+    window, for ever. It is set back, once, and said."""
+    if cursor_ms is None or cursor_ms <= now_ms + int(engine.max_clock_skew_seconds * 1000):
+        return cursor_ms
+    log.warning("poll.cursor_clamped", extra={"resource": key, "cursor": iso_z(cursor_ms), "now": iso_z(now_ms)})
+    store.set_cursor(key, now_ms)
+    return now_ms
+
+
+def _report(outcome: PollOutcome, spec: DetectSpec, future_example: str | None) -> None:
+    """The warnings of a successful poll: records that could not be read, stamps from the future,
+    a date format that matched nothing."""
+    key, skips = outcome.key, outcome.skips
+    if skips.problems or skips.in_future:
+        log.warning("poll.records_skipped", extra={"resource": key, "skips": _skip_text(skips)})
+    if outcome.future_stamps:
+        log.warning("poll.future_stamps", extra={
+            "resource": key, "count": outcome.future_stamps, "example": future_example,
+            "note": "announced, but the cursor does not follow them past our clock plus engine.maxClockSkewSeconds"})
+    dated = outcome.records - skips.problems
+    if spec.has_dates and outcome.fallbacks and dated and outcome.fallbacks >= dated:
+        stamp = spec.stamp_field
+        assert stamp is not None
+        log.warning("poll.date_format_mismatch", extra={
+            "resource": key, "field": stamp.name, "pattern": stamp.format.pattern, "dates": outcome.fallbacks,
+            "example": skips.examples.get("date_fallback"),
+            "note": "no date matched the configured pattern; they were read as ISO-8601 or epoch numbers "
+                    "instead (check datesConfiguration)"})
 
 
 def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, instance: InstanceConfig, key: str,

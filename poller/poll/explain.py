@@ -13,8 +13,7 @@ from poller.errors import FetchError
 from poller.events.notify import iso_z
 from poller.javadate.zone import to_ms
 from poller.poll.detect import PageResult, detect_page
-from poller.poll.engine import detect_spec, fetch_spec, lookup_ids, plan_poll, resource_key
-from poller.poll.fetch import fetch_pages
+from poller.poll.engine import PollOutcome, detect_spec, lookup_ids, plan_poll, poll_pages, resource_key
 from poller.redact import mask_url
 from state import ResourceState, Store
 
@@ -35,23 +34,37 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
     """Print the plan, every page and every record's decision. Returns False when the fetch failed."""
     key = resource_key(instance, resource)
     state = store.resource_state(key) if store is not None else ResourceState(key)
-    plan = plan_poll(state.cursor_ms, resource, engine, now)
-    spec = detect_spec(instance, resource)
-    since_ms, now_ms = to_ms(plan.since), to_ms(now)
+    since_ms, now_ms = 0, to_ms(now)
+    cursor_ms = state.cursor_ms
     print(f"{key}", file=out)
-    if state.cursor_ms is None:
+    if cursor_ms is not None and cursor_ms > now_ms + int(engine.max_clock_skew_seconds * 1000):
+        print(f"  cursor: {iso_z(cursor_ms)} is beyond our clock plus engine.maxClockSkewSeconds: a poll sets it "
+              f"back to now", file=out)
+        cursor_ms = now_ms
+    plan = plan_poll(cursor_ms, resource, engine, now)
+    spec = detect_spec(instance, resource)
+    since_ms = to_ms(plan.since)
+    if cursor_ms is None:
         kind = "backfill from initialCursor" if not plan.baseline else \
             "baseline: versions are remembered, nothing is announced"
         print(f"  cursor: none yet ({kind})", file=out)
     else:
-        print(f"  cursor: {iso_z(state.cursor_ms)} (lookback {plan.lookback_ms / 1000:g} s)", file=out)
+        print(f"  cursor: {iso_z(cursor_ms)} (lookback {plan.lookback_ms / 1000:g} s)", file=out)
     print(f"  since:  {iso_z(since_ms)}", file=out)
     print(f"  url:    {mask_url(resource.url.render(plan.since, now, resource.page_size, masked=True))}", file=out)
-    url = resource.url.render(plan.since, now, resource.page_size)
-    totals = {"records": 0, "events": 0, "skipped": 0}
+    totals = {"records": 0, "events": 0, "seen": 0, "skipped": 0}
+    outcome = PollOutcome(key)
     try:
-        async with aclosing(fetch_pages(client, fetch_spec(instance, resource, url, engine))) as pages:
-            async for page in pages:
+        # the very pages a poll fetches (poller once and the daemon read them through poll_pages too)
+        async with aclosing(poll_pages(client, instance, resource, engine, plan, now, outcome)) as pages:
+            async for page, page_plan, _ in pages:
+                if page_plan.since != plan.since:
+                    plan, since_ms = page_plan, to_ms(page_plan.since)
+                    print(f"  the provider's clock is behind ours by {-(outcome.clock_skew_ms or 0) / 1000:g} s: "
+                          f"the baseline starts again from since {iso_z(since_ms)}", file=out)
+                if page.number == 1 and outcome.clock_skew_ignored_ms is not None:
+                    print(f"  the provider's Date is {outcome.clock_skew_ignored_ms / 1000:g} s from our clock, more "
+                          f"than engine.maxClockSkewSeconds: ignored (the cursor follows our clock)", file=out)
                 print(f"page {page.number}: GET {page.url} -> {page.status}, {len(page.records)} records", file=out)
                 seen = {k: dict(v) for k, v in (store.seen_versions(key, lookup_ids(page.records, spec))
                                                   if store is not None else {}).items()}
@@ -62,13 +75,18 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
                     totals["records"] += 1
                     print("  " + _decision(result, plan.baseline), file=out)
                     totals["events"] += len(result.events)
-                    totals["skipped"] += result.skips.total
+                    totals["seen"] += result.skips.seen
+                    totals["skipped"] += result.skips.total - result.skips.seen
+                if page.incomplete:
+                    print(f"  pagination incomplete: page {page.number} is full and nothing in the response says "
+                          f"where the next page is (pagination type {resource.pagination.type}); check the "
+                          f"pagination settings", file=out)
     except FetchError as exc:
         print(f"fetch failed: {exc}", file=out)
         return False
     would = "would be remembered (baseline)" if plan.baseline else "would be announced"
-    print(f"summary: {totals['records']} records, {totals['events']} events {would}, "
-          f"{totals['skipped']} skipped. Nothing was written.", file=out)
+    print(f"summary: {totals['records']} records, {totals['events']} events {would}, {totals['seen']} seen "
+          f"before, {totals['skipped']} skipped. Nothing was written.", file=out)
     return True
 
 

@@ -23,6 +23,7 @@ values of query parameters named like token/key/secret/password/signature masked
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random as _random
 import re
@@ -37,7 +38,7 @@ from poller import jsonio, jsonpath
 from poller.errors import FetchError
 from poller.httpclient import http_date, parse_retry_after
 from poller.poll.body import ACCEPT_ENCODING, BodyEncodingError, BodyTooLarge, BoundedBody
-from poller.poll.pagination import PaginationSpec, first_url, next_url
+from poller.poll.pagination import PaginationError, PaginationSpec, first_url, next_url
 from poller.redact import mask_text, mask_url
 
 __all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages"]
@@ -66,12 +67,16 @@ class FetchSpec:
     pagination: PaginationSpec = PaginationSpec()
     max_response_bytes: int = 64 * 1024 * 1024
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    max_retry_after_s: float = 3600.0  # a longer Retry-After is cut to this (httpclient.retry_after_cap_s)
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
     """One decoded page. ``number`` is 1-based, ``url`` masked, ``server_date`` the response's
-    ``Date`` header (aware UTC, ``None`` when absent or unreadable), ``raw_bytes`` the body's size."""
+    ``Date`` header (aware UTC, ``None`` when absent or unreadable), ``raw_bytes`` the body's size.
+    ``incomplete``: the page is full (``page_size`` records, or as many as the largest page of the
+    poll so far when there is no page size) and nothing says where the next page is: the
+    provider may have more that the pagination settings do not reach."""
 
     number: int
     url: str
@@ -79,6 +84,7 @@ class Page:
     records: list
     server_date: datetime | None
     raw_bytes: int
+    incomplete: bool = False  # a full page, and nothing says where the next one is
 
 
 @dataclass(slots=True)
@@ -104,24 +110,43 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
     pagination = spec.pagination
     url: str | None = first_url(pagination, spec.url, spec.page_size)
     number = 0
+    requested: dict[str, int] = {}  # URL -> the page it fetched
+    digests: dict[bytes, int] = {}  # body digest -> the page that had it
+    largest = 0  # the most records a page of this poll had so far
     while url is not None:
         number += 1
         masked = mask_url(url, spec.secrets)
+        requested[url] = number
         response, body = await _fetch_json(client, spec, url, masked, sleep, random)
         records = _records(spec, masked, response.status, body)
-        following = next_url(pagination, url, headers=response.headers, body=body, records=len(records),
-                             page_number=number, page_size=spec.page_size)
+        try:
+            following = next_url(pagination, url, headers=response.headers, body=body, records=len(records),
+                                 page_number=number, page_size=spec.page_size)
+        except PaginationError as exc:
+            raise FetchError(spec.resource, masked, str(exc), status=response.status) from None
         del body  # the page's records are all we keep
+        if records:
+            digest = hashlib.blake2b(response.body, digest_size=16).digest()
+            if digest in digests:
+                # json-server 1.0 answers pages past the end with the last one; a provider that
+                # ignores the page parameter sends page 1 again: either way the walk cannot end
+                raise FetchError(spec.resource, masked, f"page {number} is the same as page {digests[digest]}: "
+                                 f"the provider ignores the pagination ({pagination.kind}){_hint(pagination)}",
+                                 status=response.status)
+            digests[digest] = number
+        full = (len(records) >= spec.page_size) if spec.page_size is not None else (number > 1 and len(records) >= largest)
+        largest = max(largest, len(records))
         page = Page(number, masked, response.status, records, _server_date(response.headers),
-                    len(response.body))
+                    len(response.body), incomplete=bool(records) and full and following is None
+                    and not (pagination.kind in ("page", "offset") and pagination.more_path is not None))
         log.debug("fetch.page", extra={"resource": spec.resource, "page": number, "url": masked,
                                        "status": response.status, "records": len(records),
                                        "bytes": page.raw_bytes})
         del response
-        if following == url:
-            log.warning("fetch.pagination_loop", extra={"resource": spec.resource, "page": number, "url": masked})
-            following = None
         yield page
+        if following is not None and following in requested:
+            raise FetchError(spec.resource, masked, f"pagination cycle: page {number} leads back to page "
+                             f"{requested[following]} ({mask_url(following, spec.secrets)})")
         if following is not None and number >= pagination.max_pages:
             # Stopping quietly would move the cursor past records on the pages never fetched.
             raise FetchError(spec.resource, masked, f"more pages remain after maxPages={pagination.max_pages}; "
@@ -131,6 +156,12 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
             raise FetchError(spec.resource, masked, f"the next page is on another origin "
                              f"({mask_url(following, spec.secrets)}); refusing to send the API headers there")
         url = following
+
+
+def _hint(pagination: PaginationSpec) -> str:
+    if pagination.kind in ("page", "offset") and pagination.more_path is None:
+        return "; if its body says whether more pages follow, set pagination.morePath"
+    return ""
 
 
 async def _fetch_json(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str,
@@ -184,8 +215,12 @@ async def _get(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str
     if status in (429, 503):
         delay = parse_retry_after(headers.get("retry-after"), _server_date(headers))
         if delay is not None and delay > MAX_INLINE_WAIT_S:
-            until = _now() + timedelta(seconds=delay)
-            raise error(f"rate limited: Retry-After {headers['retry-after'].strip()!r}, not before "
+            capped = delay > spec.max_retry_after_s
+            until = _now() + timedelta(seconds=min(delay, spec.max_retry_after_s))
+            shown = headers["retry-after"].strip()
+            shown = repr(shown if len(shown) <= 40 else shown[:37] + "...")
+            cap = f" (capped at {spec.max_retry_after_s:g} s)" if capped else ""
+            raise error(f"rate limited: Retry-After {shown}{cap}, not before "
                         f"{until.isoformat(timespec='seconds')}; {what}", status, until)
         if delay is not None:
             raise _Retry(error(f"rate limited: Retry-After {headers['retry-after'].strip()!r}; {what}", status),

@@ -12,8 +12,12 @@
 Kinds: ``none`` (one page), ``link`` (RFC 8288 ``Link: <...>; rel="next"``, relative targets
 resolved against the request URL), ``nextPageToken`` (a response header carries the token,
 sent back as a query parameter), ``page`` (page numbers from ``start``), ``offset`` (record
-offsets from ``start``, advanced by the records received) and ``cursor`` (a value in the body,
-sent back as a query parameter; stop when it is missing, null or "").
+offsets from ``start``, advanced by the records received), ``cursor`` (a value in the body,
+sent back as a query parameter; stop when it is missing, null or "") and ``nextUrl`` (the next
+page's URL in the body: Datasette's ``next_url``, ``links.next``, ``@odata.nextLink``,
+``paging.next``; relative ones resolved against the request URL; stop when missing, null or "").
+``page`` and ``offset`` stop at an empty page or one shorter than the page size, or, with
+``more_path``, when the body says there is no more (false, null, missing or empty there).
 
 Query parameters are added to the URL, or replace those of the same name in place; the other
 parameters keep their exact original encoding, since providers differ in what they accept.
@@ -28,18 +32,24 @@ from urllib.parse import quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 from poller import jsonpath
 
-__all__ = ["KINDS", "PaginationSpec", "first_url", "next_url", "parse_link_header", "set_query_params"]
+__all__ = ["KINDS", "PaginationError", "PaginationSpec", "first_url", "next_url", "parse_link_header",
+           "set_query_params"]
 
-KINDS = ("none", "link", "nextPageToken", "page", "offset", "cursor")
+KINDS = ("none", "link", "nextPageToken", "page", "offset", "cursor", "nextUrl")
 _DEFAULT_PARAM = {"nextPageToken": "nextPage", "page": "page", "offset": "offset", "cursor": "cursor"}
 _DEFAULT_HEADER = "elements-next-page-token"
+
+
+class PaginationError(ValueError):
+    """The response says where the next page is in a way that cannot be followed."""
 
 
 @dataclass(frozen=True, slots=True)
 class PaginationSpec:
     """How to fetch the next page. ``param``/``header`` default per kind (see the module docstring);
     ``start`` is the first page number (``page``) or offset (``offset``); ``path`` is the parsed JSON
-    path of the next cursor (``cursor``, required)."""
+    path of the next cursor (``cursor``) or URL (``nextUrl``), required for those; ``more_path``
+    (``page``, ``offset``) the path of a value saying whether more pages follow."""
 
     kind: str = "none"
     param: str | None = None
@@ -48,12 +58,13 @@ class PaginationSpec:
     path: tuple | None = None
     max_pages: int = 1000
     page_size_param: str = "pageSize"
+    more_path: tuple | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown pagination kind {self.kind!r} (one of: {', '.join(KINDS)})")
-        if self.kind == "cursor" and not self.path:
-            raise ValueError("cursor pagination needs the path of the next cursor in the body")
+        if self.kind in ("cursor", "nextUrl") and not self.path:
+            raise ValueError(f"{self.kind} pagination needs the path of the next {self.kind} value in the body")
 
     @property
     def param_name(self) -> str:
@@ -121,10 +132,25 @@ def next_url(spec: PaginationSpec, request_url: str, *, headers: Mapping[str, st
         if value is jsonpath.MISSING or value is None or value == "" or isinstance(value, (dict, list)):
             return None
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if text.lower().startswith(("http://", "https://")):
+            raise PaginationError("the next cursor (pagination.path) is a URL, not a cursor: with "
+                                  '{"type": "nextUrl", "path": ...} poller follows it as the next page')
         return set_query_params(request_url, {spec.param_name: text})
-    # page / offset: a page shorter than the page size is the last
-    if page_size is not None and records < page_size:
-        return None
+    if spec.kind == "nextUrl":
+        value = jsonpath.get(body, spec.path or ())
+        if value is jsonpath.MISSING or value is None or value is False or value == "":
+            return None
+        if not isinstance(value, str):
+            raise PaginationError(f"expected the next page's URL (a string) at pagination.path, found "
+                                  f"{'an object' if isinstance(value, dict) else type(value).__name__}")
+        return urljoin(request_url, value.strip())
+    if spec.more_path is not None:
+        # page / offset with morePath: the provider says whether more pages follow
+        more = jsonpath.get(body, spec.more_path)
+        if more is jsonpath.MISSING or more is None or more is False or more in ("", [], {}):
+            return None
+    elif page_size is not None and records < page_size:
+        return None  # page / offset: a page shorter than the page size is the last
     if spec.kind == "page":
         return set_query_params(request_url, {spec.param_name: str(spec.start + page_number)})
     current = _query_value(request_url, spec.param_name)
