@@ -177,6 +177,11 @@ CASES = [
          "expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"),
     Case("header with a line break", engine_file(instance(api={"baseUrl": BASE_URL, "headers": {"X": "a\nb"}})),
          "instances[0].api.headers.X", "a header value cannot contain a line break"),
+    Case("non-ASCII header value", engine_file(instance(api={"baseUrl": BASE_URL, "headers": {"X": "Bearer café"}})),
+         "instances[0].api.headers.X", "a header value must be ASCII: character 11 is U+00E9"),
+    Case("control character in a header value",
+         engine_file(instance(api={"baseUrl": BASE_URL, "headers": {"X": "a\x00b"}})),
+         "instances[0].api.headers.X", "a header value cannot contain control characters: character 2 is U+0000"),
     Case("baseUrl with a placeholder", engine_file(instance(api={"baseUrl": BASE_URL + "/${epoch}"})),
          "instances[0].api.baseUrl", "cannot contain ${...} placeholders"),
 ]

@@ -37,10 +37,11 @@ def measured_once(tmp_path: Path, config: Path) -> tuple[subprocess.CompletedPro
     return proc, int(line.split()[1]) * 1024
 
 
-def once_proc(tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "poller", "once", "-c", str(config), "--state",
+def once_proc(tmp_path: Path, config: Path, command: str = "once",
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "poller", *command.split(), "-c", str(config), "--state",
                            str(tmp_path / "poller.db")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 def zeros_gzip(size: int) -> bytes:
@@ -369,3 +370,37 @@ def test_a_date_format_that_never_matches_is_said_once(tmp_path: Path, fake_prov
                                                                               "datesConfiguration": wrong}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr.count("poll.date_format_mismatch") == 1 and "dd/MM/yyyy HH:mm" in proc.stderr
+
+
+# -- 8. header values ------------------------------------------------------------------------------
+
+def test_a_header_value_that_cannot_be_sent_is_refused_by_check(tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """It passed check, then every poll crashed with a UnicodeEncodeError naming nothing."""
+    body = json.loads(write_config(tmp_path, fake_provider).read_text())
+    body["instances"][0]["api"]["headers"] = {"Authorization": "${env:TOKEN}"}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(body))
+    proc = subprocess.run([sys.executable, "-m", "poller", "check", "-c", str(config)], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "TOKEN": "Bearer s\u00e9cret"})
+    assert proc.returncode == 2
+    assert ("config.json: instances[0].api.headers.Authorization: a header value must be ASCII: character 9 is "
+            "U+00E9") in proc.stderr
+    assert "s\u00e9cret" not in proc.stderr  # the value may be a secret
+
+
+# -- 12. secrets in callback URLs ------------------------------------------------------------------
+
+def test_secrets_in_the_callback_url_are_masked_by_once_and_deliver(tmp_path: Path,
+                                                                    fake_provider: FakeProvider) -> None:
+    body = json.loads(write_config(tmp_path, fake_provider, resource=BACKFILL).read_text())
+    conf = body["instances"][0]["configuration"]
+    conf["event.notification.callback.url"] = "http://127.0.0.1:9/hooks/${env:HOOK_PATH}?tenant=${env:TENANT}"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(body))
+    fake_provider.records.append(record("r1", datetime.now(timezone.utc)))
+    env = {"HOOK_PATH": "PATHSECRET1", "TENANT": "QUERYSECRET2"}
+    for command in ("once", "deliver --all"):
+        proc = once_proc(tmp_path, config, command, env)
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # nothing listens on port 9
+        assert "-> http://127.0.0.1:9/hooks/***?tenant=***: FAILED" in proc.stdout, proc.stdout
+        assert "SECRET" not in proc.stdout + proc.stderr

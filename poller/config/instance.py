@@ -62,7 +62,7 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
     ctx.check_keys(conf, conf_path, known=CONFIGURATION_KEYS,
                    required=(CALLBACK_URL, POLLER_CONFIGURATION) if polled else (),
                    ignored=CONFIGURATION_IGNORED, accept=lambda key: not key.startswith("event."))
-    callback = ctx.http_url(conf[CALLBACK_URL], conf_path + (CALLBACK_URL,)) if CALLBACK_URL in conf else None
+    callback, callback_secrets = _callback(ctx, conf, conf_path)
     signature = _signature_key(ctx, conf, conf_path)
     interval = 15.0
     if REFRESH_INTERVAL in conf:
@@ -76,7 +76,8 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
         return None
     return InstanceConfig(
         id=instance_id, name=name or instance_id, element_key=element_key, tags=tags, enabled=bool(enabled),
-        vendor_type=vendor or "polling", callback_url=callback, signature_key=signature,
+        vendor_type=vendor or "polling", callback_url=callback, callback_secrets=callback_secrets,
+        signature_key=signature,
         refresh_interval_minutes=interval, api=api, resources=resources)
 
 
@@ -170,8 +171,9 @@ def _api(ctx: Context, value: object, path: Path) -> tuple[ApiConfig, templates.
                 ctx.error(where, f"not a valid HTTP header name: {describe(name)}")
                 continue
             text = ctx.text(header, where, "a string or a number")
-            if text is not None and ("\r" in text or "\n" in text):
-                ctx.error(where, "a header value cannot contain a line break")
+            problem = _header_value_problem(text) if text is not None else None
+            if problem is not None:
+                ctx.error(where, problem)
             elif text:  # an empty value (e.g. an unset ${env:NAME:-}) means: do not send the header
                 headers.append((name, SecretStr(text)))
     timeout = ctx.number(obj["timeoutSeconds"], path + ("timeoutSeconds",), "a number of seconds",
@@ -182,6 +184,36 @@ def _api(ctx: Context, value: object, path: Path) -> tuple[ApiConfig, templates.
     api = ApiConfig(base_url=base_url, headers=tuple(headers), timeout_seconds=timeout or 30.0,
                     verify_tls=verify is not False)
     return api, base
+
+
+def _callback(ctx: Context, conf: dict, path: Path) -> tuple[str | None, tuple[str, ...]]:
+    """The callback URL, and the parts of it that came from ``${env:...}``: they are masked
+    wherever the URL is shown (a token in its path or in a query parameter with any name)."""
+    if CALLBACK_URL not in conf:
+        return None, ()
+    where = path + (CALLBACK_URL,)
+    resolved = ctx.spanned(conf[CALLBACK_URL], where, "an http:// or https:// URL")
+    if resolved is None:
+        return None, ()
+    text, spans = resolved
+    url = SecretStr(text) if spans else text  # a message about it must not show it
+    if not ctx.check_http_url(url, where):
+        return None, ()
+    return url, tuple(dict.fromkeys(text[a:b] for a, b in spans if b > a))
+
+
+def _header_value_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent as a header value (httpx encodes them as ASCII; a control
+    character would split or corrupt the request), naming the position, never the value: it may
+    be a secret."""
+    for i, char in enumerate(text):
+        if char in "\r\n":
+            return "a header value cannot contain a line break"
+        if not char.isascii():
+            return f"a header value must be ASCII: character {i + 1} is U+{ord(char):04X}"
+        if (char < " " and char != "\t") or char == "\x7f":
+            return f"a header value cannot contain control characters: character {i + 1} is U+{ord(char):04X}"
+    return None
 
 
 def _base_url(ctx: Context, value: object, where: Path) -> tuple[str | None, templates.Template | None]:

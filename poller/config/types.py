@@ -144,6 +144,7 @@ class InstanceConfig:
     enabled: bool = False
     vendor_type: str = "polling"  # polling | webhook | webhooks
     callback_url: str | None = None
+    callback_secrets: tuple[str, ...] = field(default=(), repr=False)  # parts from ${env:...}: masked when shown
     signature_key: SecretStr | None = None
     refresh_interval_minutes: float = 15.0
     api: ApiConfig = field(default_factory=ApiConfig)

@@ -285,12 +285,6 @@ class Context:
         self.error(path, f"expected {what}, got {kind(value)}")
         return None
 
-    def http_url(self, value: object, path: Path) -> str | None:
-        text = self.text(value, path, "an http:// or https:// URL")
-        if text is None:
-            return None
-        return text if self.check_http_url(text, path) else None
-
     def check_http_url(self, text: str, path: Path) -> bool:
         shown = describe(text)
         try:

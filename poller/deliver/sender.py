@@ -26,7 +26,7 @@ from poller.config import Config
 from poller.deliver.signing import headers as signed_headers
 from poller.httpclient import parse_retry_after
 from poller.javadate.zone import to_ms
-from poller.redact import mask_url
+from poller.redact import mask_text, mask_url
 from state import OutboxEntry, Store
 
 __all__ = ["DeliveryReport", "DeliveryResult", "deliver_due", "next_attempt_ms", "MAX_RETRY_AFTER_S", "JITTER"]
@@ -112,7 +112,7 @@ class _Sender:
         n = entry.notification
         instance = self.instances[n.instance_id]
         url = n.callback_url  # retargeted to the instance's current callback before each pass
-        shown = mask_url(url)
+        shown = mask_url(url, instance.callback_secrets)
         key = str(instance.signature_key) if instance.signature_key else None
         now = self.clock()
         headers = signed_headers(n.id, n.body, key, int(now.timestamp()),
@@ -145,7 +145,8 @@ class _Sender:
             log.info("delivery.delivered", extra={"notification": n.id, "resource": n.resource_key, "status": status,
                                                   "duration_ms": duration})
             return DeliveryResult(n.id, n.resource_key, shown, True, status, None, duration, None)
-        error = mask_url(error) if url in error else error
+        error = mask_text(mask_url(error, instance.callback_secrets) if url in error else error,
+                          instance.callback_secrets)
         upcoming = None if status == 410 or permanent else next_attempt_ms(
             entry.attempts + 1, done_ms, self.delivery.retry_schedule, retry_after_s=retry_after, random=self.random)
         self.store.mark_failed(n.id, now_ms=done_ms, status_code=status, error=error, duration_ms=duration,
