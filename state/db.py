@@ -48,6 +48,8 @@ def open_db(path: str | os.PathLike[str], *, writer: bool, exclusive: bool = Tru
             raise StateError(f"{path}: cannot create its directory: {exc.strerror or exc}") from exc
         # lock before creating, so two daemons racing on a new file cannot both set it up
         lock = WriterLock.acquire(path)
+    elif writer:
+        WriterLock.check_no_other_path(path)
     try:
         db = StateDatabase(_connect(path, "create" if owner else "rw" if writer else "ro"))
     except BaseException:

@@ -580,3 +580,22 @@ def test_a_symlink_to_a_locked_state_file_is_refused_too(tmp_path: Path) -> None
         link.symlink_to(path)
         with pytest.raises(StateError, match="in use by another poller process"):
             open_store(link)
+
+
+def test_a_hard_link_to_a_locked_state_file_is_refused(tmp_path: Path) -> None:
+    """Keyed on the path, the lock let `poller once` write through a hard link beside the daemon:
+    each path has its own WAL, and every event was delivered twice."""
+    path, link = tmp_path / "p.db", tmp_path / "elsewhere" / "link.db"
+    link.parent.mkdir()
+    with open_store(path) as s:
+        record(s, [note(1)], [seen("a", 1)])
+        os.link(path, link)
+        with pytest.raises(StateError, match=r"link.db is in use by another poller process, through another "
+                                             r"path to the same file \(a hard link\?\)"):
+            open_store(link)
+        with pytest.raises(StateError, match="through another path to the same file"):
+            open_store(link, exclusive=False)  # poller replay through the link
+        with open_store(path, exclusive=False) as side:  # through the writer's own path: fine
+            side.replay([], dead=True, now_ms=1)
+    with open_store(link) as s:  # the writer gone, the link may write
+        assert len(s.notifications()) == 1
