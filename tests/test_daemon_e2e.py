@@ -618,3 +618,34 @@ def test_status_reads_the_state_while_the_daemon_runs(tmp_path: Path, provider: 
     assert parse_time(row["nextDue"]) > parse_time(row["lastPoll"])
     assert row["consecutiveFailures"] == 0 and row["lastError"] is None
     assert (row["pending"], row["dead"]) == (0, 1)
+
+
+def _signal_mask(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def test_signals_while_starting_are_answered_once_the_daemon_runs(tmp_path: Path, provider: FakeProvider,
+                                                                   receiver: Receiver) -> None:
+    """A SIGHUP in the first ~0.3 s killed `poller run`, and a reload asked for then was lost; a
+    SIGTERM then ended it by the signal instead of exit 0. The handlers now come first of all:
+    the reload happens once the daemon runs, the stop is a clean stop."""
+    config = daemon_config(tmp_path, provider, receiver)
+    hup, term = 1 << (signal.SIGHUP - 1), 1 << (signal.SIGTERM - 1)
+    with DaemonProcess(tmp_path, config, state=tmp_path / "a.db") as daemon:
+        # as soon as SIGHUP stops being fatal: before the configuration is even loaded
+        wait_until(lambda: not daemon.running or (_signal_mask(daemon.proc.pid, "SigCgt")
+                                                  | _signal_mask(daemon.proc.pid, "SigIgn")) & hup, WAIT_S,
+                   "SIGHUP handled", daemon)
+        assert not daemon.lines("daemon.started")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("daemon.started")
+        daemon.wait_log("config.reloaded")  # asked for while starting, done once running
+        assert daemon.stop() == 0
+    with DaemonProcess(tmp_path, config, state=tmp_path / "b.db") as daemon:
+        wait_until(lambda: not daemon.running or _signal_mask(daemon.proc.pid, "SigCgt") & term, WAIT_S,
+                   "SIGTERM handled", daemon)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc.wait(30) == 0, daemon.log()

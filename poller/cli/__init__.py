@@ -9,18 +9,24 @@ to them), and the dispatch.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from poller import __version__
-from poller.cli import logconfig
-from poller.cli.common import EXIT_FAILURE, EXIT_USAGE, load, state_path
-from poller.config import Config
-from poller.errors import PollerError
-from state import StateError, default_state_path
+if sys.argv[1:2] == ["run"]:  # first of all, before the imports below take their time
+    from poller.cli import startsignals
+
+    startsignals.install()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from poller import __version__  # noqa: E402
+from poller.cli import logconfig  # noqa: E402
+from poller.cli.common import EXIT_FAILURE, EXIT_USAGE, load, state_path  # noqa: E402
+from poller.config import Config  # noqa: E402
+from poller.errors import PollerError  # noqa: E402
+from state import StateError, default_state_path  # noqa: E402
 
 DESCRIPTION = (
     "poller: a polling event engine. It polls provider APIs as described by Cloud Elements style "

@@ -40,26 +40,18 @@ def demo(seconds: float | None) -> int:
 
 
 def run(config_path: str, config: Config, state_path: Path) -> int:
-    import signal
-
+    from poller.cli import startsignals
     from poller.daemon.daemon import Daemon
 
-    # Until the daemon installs its own handlers: a reload asked for while starting must not kill
-    # the process (SIGHUP's default), and a stop is a clean exit 0 (nothing is in flight yet).
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    def stop_now(signum: int, frame: object) -> None:
-        raise SystemExit(EXIT_OK)
-
-    signal.signal(signal.SIGTERM, stop_now)
-    signal.signal(signal.SIGINT, stop_now)
+    early = startsignals.install()  # already done at import when the command line says run
+    if early.stop:
+        return EXIT_OK  # asked to stop before anything started
     with open_store(state_path) as store:
-        return asyncio.run(Daemon(config_path, config, store).run())
+        return asyncio.run(Daemon(config_path, config, store, early=early).run())
 
 
 def status(path: Path, config: Config | None, *, as_json: bool) -> int:
     from poller.daemon.schedule import longest_wait_s
-
     from poller.events.notify import iso_z
 
     def when(ms: int | None) -> str | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 import httpx
 
@@ -47,6 +48,13 @@ def _totals(by_key: dict[str, dict[str, int]]) -> dict[str, int]:
     return {"pending": sum(c["pending"] for c in by_key.values()), "dead": sum(c["dead"] for c in by_key.values())}
 
 
+class StartRequests(Protocol):
+    """Signals received before :meth:`Daemon.run` installed its handlers (poller.cli.startsignals)."""
+
+    stop: bool
+    reload: bool
+
+
 class ListenError(PollerError):
     """engine.listen cannot be bound (address in use, no permission)."""
 
@@ -66,8 +74,9 @@ class _Health:
 class Daemon:
     def __init__(self, config_path: str, config: Config, store: Store, *, environ: Mapping[str, str] = os.environ,
                  clock: Callable[[], datetime] = _utc_now, random: Callable[[], float] = _random.random,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, early: StartRequests | None = None) -> None:
         self.config_path = config_path
+        self.early = early
         self.config = config
         self.store = store
         self.environ = environ
@@ -98,6 +107,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        if self.early is not None:  # what was asked while the process started
+            if self.early.stop:
+                self.stop.set()
+            elif self.early.reload:
+                self._reload_soon()
         try:
             async with AsyncExitStack() as stack:
                 self.clients = HttpClients(stack, self.transport)
