@@ -21,6 +21,7 @@ class StateDatabase(Database):
     """A sqlite-utils ``Database`` that holds the writer lock until it is closed."""
 
     lock: WriterLock | None = None
+    immutable = False  # read as it is on disk: the folder cannot be written (see open_db)
 
     def close(self) -> None:
         try:
@@ -60,12 +61,45 @@ def open_db(path: str | os.PathLike[str], *, writer: bool, exclusive: bool = Tru
     try:
         _configure(db, path, owner)
         _check_schema(db, path, owner)
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if not writer and _cannot_write_beside(path):
+            return _open_immutable(path)
+        raise StateError(f"{path}: cannot use the state file: {exc}") from exc
     except sqlite3.Error as exc:
         db.close()
         raise StateError(f"{path}: cannot use the state file: {exc}") from exc
     except BaseException:
         db.close()
         raise
+    return db
+
+
+def _cannot_write_beside(path: Path) -> bool:
+    """Whether a reader failed because it cannot create the WAL's -shm file: a read-only mount,
+    or a folder it may not write to. (A WAL reader needs that file, even to only read.)"""
+    shm = Path(f"{path}-shm")
+    if shm.exists():
+        return not os.access(shm, os.W_OK) or _read_only_fs(path)
+    return not os.access(path.parent, os.W_OK) or _read_only_fs(path)
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _open_immutable(path: Path) -> StateDatabase:
+    """The file as it is on disk, without the WAL (SQLite's immutable mode). Nothing can be writing
+    it where nothing can write, so this is the file as the writer last checkpointed it."""
+    try:
+        db = StateDatabase(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True))
+        db.immutable = True
+        _check_schema(db, path, False)
+    except sqlite3.Error as exc:
+        raise StateError(f"{path}: cannot read the state file (its folder is read-only): {exc}") from exc
     return db
 
 

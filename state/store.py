@@ -36,6 +36,12 @@ class Store:
         self._closed = False
         self._seen_more_than: dict[str, int] = {}  # resource key -> a number its seen rows exceed
 
+    @property
+    def immutable(self) -> bool:
+        """True when the file was read as it is on disk, its folder being read-only: what a writer
+        has not checkpointed from its WAL yet is not seen."""
+        return bool(getattr(self.db, "immutable", False))
+
     def __repr__(self) -> str:
         return f"<Store {str(self.path)!r} {'writer' if self.writer else 'reader'}{' closed' if self._closed else ''}>"
 

@@ -404,3 +404,30 @@ def test_secrets_in_the_callback_url_are_masked_by_once_and_deliver(tmp_path: Pa
         assert proc.returncode == 1, proc.stdout + proc.stderr  # nothing listens on port 9
         assert "-> http://127.0.0.1:9/hooks/***?tenant=***: FAILED" in proc.stdout, proc.stdout
         assert "SECRET" not in proc.stdout + proc.stderr
+
+
+# -- 14. read-only state ---------------------------------------------------------------------------
+
+def _in_read_only_mount(folder: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` in a private mount namespace where ``folder`` is mounted read-only (nothing
+    outside the child sees the mount)."""
+    script = f'mount --bind -o ro "{folder}" "{folder}" && exec "$@"'
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *command], capture_output=True, text=True,
+                          timeout=60, cwd="/", env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(ROOT)})
+
+
+def test_status_and_events_read_a_state_file_on_a_read_only_mount(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    probe = _in_read_only_mount(folder, "touch", str(folder / "x"))
+    if "Read-only file system" not in probe.stderr:  # no mount namespaces here: nothing to test with
+        import pytest
+        pytest.skip(f"cannot mount read-only here: {probe.stderr.strip()[:200]}")
+    db = folder / "poller.db"
+    with open_store(db) as store:
+        store.fail_poll("crm/contacts", "crm", "contacts", now_ms=1_700_000_000_000, error="boom", next_due_ms=None)
+    for command, check in (("status", lambda rows: rows[0]["lastError"] == "boom"), ("events", lambda rows: rows == [])):
+        proc = _in_read_only_mount(folder, sys.executable, "-m", "poller", command, "--json", "--state", str(db))
+        assert proc.returncode == 0, proc.stderr
+        assert check(json.loads(proc.stdout)), proc.stdout
+        assert "the folder is read-only" in proc.stderr

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from poller.config import Config, ConfigLoadError, LoadResult, load_config
-from state import default_state_path
+from state import Store, default_state_path, open_store
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "load", "now", "state_path"]
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "load", "now", "open_reader", "state_path"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -38,3 +38,12 @@ def state_path(args: argparse.Namespace, config: Config) -> Path:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def open_reader(path: Path) -> Store:
+    """The state file, read-only (status, events); says so when its folder is read-only too."""
+    store = open_store(path, writer=False)
+    if store.immutable:
+        print(f"note: {path}: the folder is read-only, so the file is read as it is on disk (what a running "
+              "daemon has not checkpointed yet is not shown)", file=sys.stderr)
+    return store

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from poller.cli.common import EXIT_FAILURE, EXIT_OK
+from poller.cli.common import EXIT_FAILURE, EXIT_OK, open_reader
 from poller.config import Config
 from state import open_store
 
@@ -58,7 +58,7 @@ def status(path: Path, config: Config | None, *, as_json: bool) -> int:
         return iso_z(ms) if ms is not None else None
 
     intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()} if config else {}
-    with open_store(path, writer=False) as store:
+    with open_reader(path) as store:
         states = store.resource_states()
         open_counts = store.open_counts_by_resource()
     rows = []

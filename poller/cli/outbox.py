@@ -8,7 +8,7 @@ import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from poller.cli.common import EXIT_FAILURE, EXIT_OK, now
+from poller.cli.common import EXIT_FAILURE, EXIT_OK, now, open_reader
 from poller.config import Config
 from poller.javadate.zone import to_ms
 from state import open_store
@@ -40,7 +40,7 @@ def events(path: Path, *, status: str | None, as_json: bool, limit: int | None) 
     def when(ms: int | None) -> str | None:
         return iso_z(ms) if ms is not None else None
 
-    with open_store(path, writer=False) as store:
+    with open_reader(path) as store:
         entries = store.notifications(status, limit, newest_first=True)
     rows = [{
         "id": e.notification.id, "instance": e.notification.instance_id, "resource": e.notification.resource,
