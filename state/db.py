@@ -137,10 +137,20 @@ def _configure(db: StateDatabase, path: Path, writer: bool) -> None:
     # finished poll on the event loop: 12 % of the daemon's time at 10,000 resources.
     db.execute("PRAGMA synchronous = NORMAL")
     if writer:
+        _incremental_vacuum(db)
         db.enable_wal()
         if db.journal_mode != "wal":
             raise StateError(f"{path}: cannot switch the state file to WAL mode (got {db.journal_mode!r})")
 
+
+def _incremental_vacuum(db: StateDatabase) -> None:
+    """auto_vacuum = INCREMENTAL, so that retention gives space back (Store.give_space_back). It
+    takes effect on a new file at once; a file made before needs one VACUUM, done here once."""
+    if int(db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:
+        return
+    db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    if int(db.execute("PRAGMA page_count").fetchone()[0]) > 0:
+        db.execute("VACUUM")
 
 def _check_schema(db: StateDatabase, path: Path, writer: bool) -> None:
     applied = migrations.applied_steps(db)

@@ -95,6 +95,24 @@ def _drop_seen_stamp_index(db: Database) -> None:
     db.execute("DROP INDEX IF EXISTS seen_resource_stamp")
 
 
+@_step("0004_paused_resources_and_retention")
+def _paused_resources_and_retention(db: Database) -> None:
+    # removed_ms: when a resource left the configuration (or its instance was disabled); its cursor
+    # and seen versions are kept for engine.retention.removedDays, so that it resumes if it comes back.
+    # finished_ms: when a notification was delivered or became a dead letter: retention deletes
+    # by it, through an index that holds only finished rows.
+    db.executescript("""
+        ALTER TABLE resources ADD COLUMN removed_ms INTEGER;
+        ALTER TABLE outbox ADD COLUMN finished_ms INTEGER;
+        UPDATE outbox SET finished_ms = delivered_ms WHERE status = 'delivered';
+        UPDATE outbox SET finished_ms = COALESCE(
+            (SELECT max(at_ms) FROM attempts WHERE attempts.notification_id = outbox.id), created_ms)
+            WHERE status = 'dead';
+        CREATE INDEX outbox_finished ON outbox (finished_ms) WHERE status != 'pending';
+        CREATE INDEX resources_removed ON resources (removed_ms) WHERE removed_ms IS NOT NULL
+    """)
+
+
 def applied_steps(db: Database) -> list[str]:
     """Names of the steps applied to this file, oldest first (read-only)."""
     return [m.name for m in migrations.applied(db)]

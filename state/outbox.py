@@ -31,6 +31,7 @@ __all__ = [
     "mark_delivered",
     "mark_failed",
     "replay",
+    "prune_finished",
 ]
 
 # Well under SQLite's limit on bound parameters (32766 since 3.32, 999 before).
@@ -187,10 +188,10 @@ def mark_delivered(db: Database, notification_id: str, *, now_ms: int, status_co
     """
     require_transaction(db)
     changed = db.execute(
-        """UPDATE outbox SET status = 'delivered', delivered_ms = ?, attempts = attempts + 1,
+        """UPDATE outbox SET status = 'delivered', delivered_ms = ?, finished_ms = ?, attempts = attempts + 1,
                last_error = NULL, next_attempt_ms = NULL
            WHERE id = ? AND status = 'pending'""",
-        [now_ms, notification_id],
+        [now_ms, now_ms, notification_id],
     ).rowcount == 1
     _add_attempt(db, Attempt(notification_id, now_ms, status_code, None, duration_ms), changed)
     return changed
@@ -203,9 +204,10 @@ def mark_failed(db: Database, notification_id: str, *, now_ms: int, status_code:
     require_transaction(db)
     changed = db.execute(
         """UPDATE outbox SET attempts = attempts + 1, last_error = :error, next_attempt_ms = :next,
-               status = CASE WHEN :next IS NULL THEN 'dead' ELSE 'pending' END
+               status = CASE WHEN :next IS NULL THEN 'dead' ELSE 'pending' END,
+               finished_ms = CASE WHEN :next IS NULL THEN :now ELSE NULL END
            WHERE id = :id AND status = 'pending'""",
-        {"error": error, "next": next_attempt_ms, "id": notification_id},
+        {"error": error, "next": next_attempt_ms, "id": notification_id, "now": now_ms},
     ).rowcount == 1
     _add_attempt(db, Attempt(notification_id, now_ms, status_code, error, duration_ms), changed)
     return changed
@@ -232,11 +234,30 @@ def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int) -> list
                                                 "ORDER BY created_ms, seq, id") if row[0] not in given]
     db.conn.executemany(
         """UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = ?, last_error = NULL,
-               delivered_ms = NULL
+               delivered_ms = NULL, finished_ms = NULL
            WHERE id = ?""",
         [(now_ms, notification_id) for notification_id in wanted],
     )
     return wanted
+
+
+def prune_finished(db: Database, *, delivered_before_ms: int, dead_before_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` finished notifications (delivered before ``delivered_before_ms``, dead
+    before ``dead_before_ms``) with their attempts; the oldest first. Returns how many went."""
+    require_transaction(db)
+    ids = [row[0] for row in db.execute(
+        """SELECT id FROM outbox INDEXED BY outbox_finished
+           WHERE status != 'pending' AND finished_ms < :oldest
+             AND ((status = 'delivered' AND finished_ms < :delivered) OR (status = 'dead' AND finished_ms < :dead))
+           ORDER BY finished_ms LIMIT :limit""",
+        {"oldest": max(delivered_before_ms, dead_before_ms), "delivered": delivered_before_ms,
+         "dead": dead_before_ms, "limit": limit})]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        db.execute(f"DELETE FROM attempts WHERE notification_id IN ({marks})", chunk)
+        db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+    return len(ids)
 
 
 # --- helpers -----------------------------------------------------------------------------------

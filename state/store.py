@@ -35,6 +35,9 @@ class Store:
         self.writer = writer
         self._closed = False
         self._seen_more_than: dict[str, int] = {}  # resource key -> a number its seen rows exceed
+        # the last write's failure (None after a write that committed): what health reports, since
+        # a full disk can still BEGIN and ROLLBACK, and even commit a write that reuses WAL space
+        self.write_failure: str | None = None
 
     @property
     def immutable(self) -> bool:
@@ -172,10 +175,47 @@ class Store:
             watermarks.set_next_due(self.db, key, next_due_ms)
 
     def forget_resource(self, key: str) -> None:
-        """A resource removed from the configuration: if it comes back, it starts with a baseline."""
+        """Forget where a resource stood: if it comes back, it starts with a baseline."""
         with self._transaction(f"cannot forget {key}"):
             watermarks.forget(self.db, key)
         self._seen_more_than.pop(key, None)
+
+    def mark_removed(self, keys: Iterable[str], *, now_ms: int) -> int:
+        """Resources no longer polled (removed from the configuration, or disabled): they keep their
+        cursor and seen versions, and resume if they come back before retention forgets them."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        with self._transaction("cannot mark removed resources"):
+            return watermarks.mark_removed(self.db, keys, now_ms)
+
+    def resume(self, keys: Iterable[str]) -> int:
+        """Resources configured again: no longer marked removed (a poll also clears the mark)."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        with self._transaction("cannot resume resources"):
+            return watermarks.resume(self.db, keys)
+
+    def prune(self, *, now_ms: int, delivered_before_ms: int, dead_before_ms: int, removed_before_ms: int,
+              limit: int = 500) -> tuple[int, int]:
+        """One small batch of retention (engine.retention): up to ``limit`` finished notifications
+        and ``limit`` long-removed resources go, in one short transaction. Returns (notifications,
+        resources) deleted; call again while either is ``limit``."""
+        with self._transaction("cannot prune the state file"):
+            notes = outbox.prune_finished(self.db, delivered_before_ms=delivered_before_ms,
+                                          dead_before_ms=dead_before_ms, limit=limit)
+            gone = watermarks.prune_removed(self.db, removed_before_ms, limit)
+        for key in gone:
+            self._seen_more_than.pop(key, None)
+        return notes, len(gone)
+
+    def give_space_back(self, pages: int = 2000) -> int:
+        """Return up to ``pages`` free pages to the file system (SQLite's incremental vacuum), so
+        that the file shrinks after retention. Returns the pages still free."""
+        with self._errors("cannot vacuum the state file"):
+            self.db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+            return int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
 
     def max_seq(self, key: str) -> int | None:
         """The highest notification sequence number of a resource (new ones must go after it)."""
@@ -214,9 +254,12 @@ class Store:
             return outbox.replay(self.db, ids, dead=dead, now_ms=now_ms)
 
     def check_writable(self) -> None:
-        """Raise StateError unless a write transaction can start now (for health checks)."""
+        """Raise StateError unless the last write committed and a write transaction can start now
+        (for health checks). Starting one is not enough on its own: a full disk lets it start."""
         if not self.writer:
             raise StateError(f"{self.path}: health check: the store is open read-only")
+        if self.write_failure is not None:
+            raise StateError(f"{self.path}: the last write failed: {self.write_failure}")
         with self._errors("health check"):
             if not self.db.conn.in_transaction:
                 self.db.conn.execute("BEGIN IMMEDIATE")
@@ -226,8 +269,13 @@ class Store:
     def _transaction(self, what: str) -> Iterator[None]:
         if not self.writer:
             raise StateError(f"{self.path}: {what}: the store is open read-only")
-        with self._errors(what), self.db.atomic():
-            yield
+        try:
+            with self._errors(what), self.db.atomic():
+                yield
+        except StateError as exc:
+            self.write_failure = str(exc.__cause__ or exc)
+            raise
+        self.write_failure = None
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

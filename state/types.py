@@ -25,6 +25,7 @@ class ResourceState:
     last_error: str | None = None
     polls: int = 0
     events: int = 0
+    removed_ms: int | None = None  # when it left the configuration (paused); None while configured
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,16 @@ __all__ = [
     "seen_count",
     "add_seen",
     "prune_seen",
+    "mark_removed",
+    "resume",
+    "prune_removed",
 ]
 
 # Well under SQLite's limit on bound parameters (32766 since 3.32, 999 before).
 _CHUNK = 500
 
 _RESOURCE_COLUMNS = ("key", "cursor_ms", "last_poll_ms", "last_success_ms", "consecutive_failures",
-                     "next_due_ms", "last_error", "polls", "events")
+                     "next_due_ms", "last_error", "polls", "events", "removed_ms")
 _SELECT_RESOURCE = f"SELECT {', '.join(_RESOURCE_COLUMNS)} FROM resources"
 
 
@@ -45,9 +48,38 @@ def list_resources(db: Database) -> list[ResourceState]:
 
 
 def ensure_resource(db: Database, key: str, instance_id: str, resource: str) -> None:
+    """The resource's row exists, and is not marked removed (it is polled)."""
     require_transaction(db)
-    db.execute("INSERT OR IGNORE INTO resources (key, instance_id, resource) VALUES (?, ?, ?)",
+    db.execute("INSERT INTO resources (key, instance_id, resource) VALUES (?, ?, ?) "
+               "ON CONFLICT (key) DO UPDATE SET removed_ms = NULL WHERE removed_ms IS NOT NULL",
                [key, instance_id, resource])
+
+
+def mark_removed(db: Database, keys: Iterable[str], now_ms: int) -> int:
+    """Mark resources as no longer configured (kept, paused) from ``now_ms``, unless already marked."""
+    require_transaction(db)
+    return sum(db.execute("UPDATE resources SET removed_ms = ? WHERE key = ? AND removed_ms IS NULL",
+                          [now_ms, key]).rowcount for key in keys)
+
+
+def resume(db: Database, keys: Iterable[str]) -> int:
+    """Clear the removed mark of resources that are configured again: they go on where they stopped."""
+    require_transaction(db)
+    return sum(db.execute("UPDATE resources SET removed_ms = NULL WHERE key = ? AND removed_ms IS NOT NULL",
+                          [key]).rowcount for key in keys)
+
+
+def prune_removed(db: Database, before_ms: int, limit: int) -> list[str]:
+    """Forget up to ``limit`` resources removed before ``before_ms``: their row and seen versions
+    (their notifications stay until the outbox's own retention). Returns their keys."""
+    require_transaction(db)
+    keys = [row[0] for row in db.execute(
+        "SELECT key FROM resources INDEXED BY resources_removed WHERE removed_ms < ? ORDER BY removed_ms LIMIT ?",
+        [before_ms, limit])]
+    for key in keys:
+        db.execute("DELETE FROM seen WHERE resource_key = ?", [key])
+        db.execute("DELETE FROM resources WHERE key = ?", [key])
+    return keys
 
 
 def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int) -> None:
