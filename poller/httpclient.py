@@ -21,16 +21,22 @@ _LONGEST_S = 10 * 365 * 86400.0  # what any Retry-After is read as at most, befo
 class HttpClients:
     """One pooled httpx.AsyncClient per TLS setting (verification is fixed per client)."""
 
-    def __init__(self, stack: AsyncExitStack, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, stack: AsyncExitStack, transport: httpx.AsyncBaseTransport | None = None, *,
+                 max_connections: int = 100) -> None:
         self._stack = stack
         self._transport = transport
+        self._max_connections = max_connections
         self._clients: dict[bool, httpx.AsyncClient] = {}
 
     async def get(self, verify: bool) -> httpx.AsyncClient:
         client = self._clients.get(verify)
         if client is None:
             client = httpx.AsyncClient(verify=verify, headers={"User-Agent": USER_AGENT}, transport=self._transport,
-                                       follow_redirects=False, limits=httpx.Limits(max_connections=100))
+                                       follow_redirects=False,
+                                       # as many connections as polls may be under way, waiting ones too:
+                                       # a provider that does not answer must not keep the others from a connection
+                                       limits=httpx.Limits(max_connections=max(100, self._max_connections),
+                                                           max_keepalive_connections=100))
             self._clients[verify] = await self._stack.enter_async_context(client)
         return client
 

@@ -241,6 +241,13 @@ def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int) -> list
     return wanted
 
 
+def shift_next_attempts(db: Database, delta_ms: int, after_ms: int) -> int:
+    """Move the next attempts planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump)."""
+    require_transaction(db)
+    return db.execute("UPDATE outbox SET next_attempt_ms = next_attempt_ms + ? "
+                      "WHERE status = 'pending' AND next_attempt_ms > ?", [delta_ms, after_ms]).rowcount
+
+
 def prune_finished(db: Database, *, delivered_before_ms: int, dead_before_ms: int, limit: int) -> int:
     """Delete up to ``limit`` finished notifications (delivered before ``delivered_before_ms``, dead
     before ``dead_before_ms``) with their attempts; the oldest first. Returns how many went."""

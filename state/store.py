@@ -67,6 +67,12 @@ class Store:
         with self._errors(f"cannot read the state of {key}"):
             return watermarks.get_resource(self.db, key)
 
+    def poll_state(self, key: str) -> tuple[ResourceState, int | None]:
+        """What a poll reads first, in one query: the resource's state and its highest
+        notification sequence number (new ones must go after it)."""
+        with self._errors(f"cannot read the state of {key}"):
+            return watermarks.poll_state(self.db, key)
+
     def resource_states(self) -> list[ResourceState]:
         with self._errors("cannot read resource states"):
             return watermarks.list_resources(self.db)
@@ -209,6 +215,14 @@ class Store:
         for key in gone:
             self._seen_more_than.pop(key, None)
         return notes, len(gone)
+
+    def shift_due_times(self, delta_ms: int, *, after_ms: int) -> int:
+        """Move every due time planned after ``after_ms`` (pending notifications' next attempts,
+        resources' backoffs) by ``delta_ms``: the wall clock jumped by that much, and what was
+        due in an hour is still due in an hour. Returns the rows moved."""
+        with self._transaction("cannot move due times"):
+            return (outbox.shift_next_attempts(self.db, delta_ms, after_ms)
+                    + watermarks.shift_next_due(self.db, delta_ms, after_ms))
 
     def give_space_back(self, pages: int = 2000) -> int:
         """Return up to ``pages`` free pages to the file system (SQLite's incremental vacuum), so

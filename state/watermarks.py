@@ -43,6 +43,14 @@ def get_resource(db: Database, key: str) -> ResourceState:
     return ResourceState(*row) if row else ResourceState(key)
 
 
+def poll_state(db: Database, key: str) -> tuple[ResourceState, int | None]:
+    """(the resource's state, the highest ``seq`` of its notifications) in one statement."""
+    row = db.execute(f"SELECT (SELECT max(seq) FROM outbox WHERE resource_key = :key), {', '.join(_RESOURCE_COLUMNS)} "
+                     "FROM (SELECT 1) LEFT JOIN resources ON key = :key", {"key": key}).fetchone()
+    max_seq, values = row[0], row[1:]
+    return (ResourceState(*values) if values[0] is not None else ResourceState(key)), max_seq
+
+
 def list_resources(db: Database) -> list[ResourceState]:
     return [ResourceState(*row) for row in db.execute(f"{_SELECT_RESOURCE} ORDER BY key")]
 
@@ -198,6 +206,13 @@ def set_cursor(db: Database, key: str, cursor_ms: int | None) -> None:
     """Put the cursor where it is said to be, back included (finish_poll only moves it forward)."""
     require_transaction(db)
     db.execute("UPDATE resources SET cursor_ms = ? WHERE key = ?", [cursor_ms, key])
+
+
+def shift_next_due(db: Database, delta_ms: int, after_ms: int) -> int:
+    """Move the next due times planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump)."""
+    require_transaction(db)
+    return db.execute("UPDATE resources SET next_due_ms = next_due_ms + ? WHERE next_due_ms > ?",
+                      [delta_ms, after_ms]).rowcount
 
 
 def set_next_due(db: Database, key: str, next_due_ms: int | None) -> None:

@@ -1,13 +1,11 @@
-"""poller.daemon.schedule: the pure timing rules as tables under freezegun, and the APScheduler wiring
-(job settings, postpone, change_interval) inspected through ``get_jobs()`` without waiting for
-anything to run. Last, the daemon's use of the rules: where each resource's first job lands after
-a start, from the state file."""
+"""poller.daemon.schedule: the pure timing rules as tables under freezegun. Last, the daemon's use
+of the rules: where each resource's first run lands after a start, from the state file
+(the hand-off itself is tests/test_dispatch.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,19 +14,17 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobSubmissionEvent
-from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
-from apscheduler.triggers.interval import IntervalTrigger
 from freezegun import freeze_time
 
 from poller.config import load_config
 from poller.daemon.schedule import (
     MAX_BACKOFF_INTERVALS,
     MAX_START_JITTER_S,
-    PollScheduler,
     backoff_delay_s,
     first_run,
+    next_due,
     next_due_after_failure,
+    start_window_s,
 )
 from poller.javadate.zone import to_ms
 from state import open_store
@@ -154,167 +150,36 @@ def test_retry_after_wins_when_later(failures: int, interval_s: float, retry_aft
     assert due >= now + timedelta(seconds=backoff_delay_s(failures, interval_s))
 
 
-# -- PollScheduler: APScheduler 3.x wiring, inspected without waiting ---------------------------
+# -- next_due and start_window_s: the grid after a poll, the spread at a start ---------------
 
-async def _never(key: str) -> None:  # pragma: no cover - nothing here runs a job
-    raise AssertionError(f"a job ran: {key}")
-
-
-def in_loop(body: Callable[[PollScheduler], T]) -> T:
-    """Run ``body`` with a started PollScheduler inside an event loop, then shut it down."""
-
-    async def main() -> T:
-        scheduler = PollScheduler(_never)
-        scheduler.start()
-        try:
-            return body(scheduler)
-        finally:
-            scheduler.shutdown()
-
-    return asyncio.run(main())
+@pytest.mark.parametrize(("due", "interval_s", "now", "expected"), [
+    (100.0, 60, 101.5, 160.0),  # on time, or a little late: an interval after it was due
+    (100.0, 60, 159.9, 160.0),
+    (100.0, 60, 160.0, 220.0),  # ran late by a whole interval: the next point of the grid after now
+    (100.0, 60, 1000.0, 1060.0),  # ten missed runs collapse into one, and the grid holds
+    (0.0, 1.5, 0.2, 1.5),
+])
+def test_next_due(due: float, interval_s: float, now: float, expected: float) -> None:
+    assert next_due(due, interval_s, now) == pytest.approx(expected)
+    assert next_due(due, interval_s, now) > now
 
 
-START = datetime.now(UTC).replace(microsecond=0)
+@pytest.mark.parametrize(("overdue", "rate", "expected"), [
+    (0, 10.0, MAX_START_JITTER_S),
+    (100, 10.0, MAX_START_JITTER_S),  # 10 s of polls at the steady rate: the usual 30 s
+    (13_000, 111.1, 13_000 / 111.1),  # a restart with 13,000 overdue at 111 polls/s: about 2 minutes
+    (100_000, 100_000 / 900, 900.0),  # every resource overdue: over one interval, the steady pace
+    (5, 0.0, MAX_START_JITTER_S),
+])
+def test_start_window(overdue: int, rate: float, expected: float) -> None:
+    assert start_window_s(overdue, rate) == pytest.approx(expected)
 
 
-def later(hours: float = 1) -> datetime:
-    """Far enough ahead that no job runs while a test inspects it (the same value for the same hours)."""
-    return START + timedelta(hours=hours)
-
-
-def check_job_settings(scheduler: PollScheduler, key: str, interval_s: float, first: datetime) -> None:
-    jobs = scheduler.scheduler.get_jobs()
-    assert [job.id for job in jobs] == [key]
-    job = jobs[0]
-    assert job.name == key and job.args == (key,)
-    assert job.max_instances == 1  # a poll never overlaps itself
-    assert job.coalesce is True  # missed runs collapse into one
-    assert job.misfire_grace_time is None  # a late poll runs late, it is never skipped
-    assert isinstance(job.trigger, IntervalTrigger)
-    assert job.trigger.interval == timedelta(seconds=interval_s)
-    assert job.trigger.timezone == UTC
-    assert job.next_run_time == first and job.next_run_time.utcoffset() == timedelta(0)
-    assert scheduler.next_run(key) == first
-    assert scheduler.keys() == [key]
-    assert scheduler.intervals == {key: interval_s}
-
-
-@pytest.mark.parametrize("interval_s", [1.5, 90.0, 900.0])
-def test_a_job_per_resource_with_the_settings_the_daemon_relies_on(interval_s: float) -> None:
-    first = later()
-
-    def body(scheduler: PollScheduler) -> None:
-        assert str(scheduler.scheduler.timezone) == "UTC"
-        scheduler.add("crm/contacts", interval_s, first)
-        check_job_settings(scheduler, "crm/contacts", interval_s, first)
-
-    in_loop(body)
-
-
-def test_the_settings_hold_before_the_scheduler_starts() -> None:
-    scheduler = PollScheduler(_never)
-    first = later()
-    scheduler.add("crm/contacts", 90, first)
-    check_job_settings(scheduler, "crm/contacts", 90, first)
-    assert not scheduler.running
-
-
-def test_adding_a_key_again_replaces_its_job_and_remove_forgets_it() -> None:
-    def body(scheduler: PollScheduler) -> None:
-        scheduler.add("crm/contacts", 60, later(1))
-        scheduler.add("crm/accounts", 60, later(2))
-        scheduler.add("crm/contacts", 30, later(3))
-        assert sorted(scheduler.keys()) == ["crm/accounts", "crm/contacts"]
-        assert scheduler.next_run("crm/contacts") == later(3)
-        assert scheduler.scheduler.get_job("crm/contacts").trigger.interval == timedelta(seconds=30)
-        scheduler.remove("crm/contacts")
-        scheduler.remove("crm/contacts")  # twice, and unknown keys: no error
-        scheduler.remove("nobody/nothing")
-        assert scheduler.keys() == ["crm/accounts"]
-        assert scheduler.intervals == {"crm/accounts": 60}
-        assert scheduler.next_run("crm/contacts") is None
-
-    in_loop(body)
-
-
-def test_postpone_moves_the_next_run_and_keeps_the_interval() -> None:
-    def body(scheduler: PollScheduler) -> None:
-        first = later(1)
-        scheduler.add("crm/contacts", 60, first)
-        trigger = scheduler.scheduler.get_job("crm/contacts").trigger
-        when = first + timedelta(minutes=7, seconds=3)
-        scheduler.postpone("crm/contacts", when)
-        job = scheduler.scheduler.get_job("crm/contacts")
-        assert job.next_run_time == when
-        assert job.trigger is trigger and job.trigger.interval == timedelta(seconds=60)
-        # after the postponed run, the interval goes on from it
-        assert job.trigger.get_next_fire_time(when, when) == when + timedelta(seconds=60)
-        scheduler.postpone("nobody/nothing", when)  # an unknown key: nothing happens
-        assert scheduler.keys() == ["crm/contacts"]
-
-    in_loop(body)
-
-
-def test_change_interval_keeps_the_planned_run_and_applies_from_the_next() -> None:
-    def body(scheduler: PollScheduler) -> None:
-        first = later(1)
-        scheduler.add("crm/contacts", 60, first)
-        now = datetime.now(UTC)
-        scheduler.change_interval("crm/contacts", 300, now)
-        job = scheduler.scheduler.get_job("crm/contacts")
-        assert job.next_run_time == first
-        assert job.trigger.interval == timedelta(seconds=300)
-        assert job.trigger.get_next_fire_time(first, first) == first + timedelta(seconds=300)
-        assert scheduler.intervals["crm/contacts"] == 300
-        assert job.max_instances == 1 and job.coalesce is True and job.misfire_grace_time is None
-
-        trigger = job.trigger
-        scheduler.change_interval("crm/contacts", 300, now)  # the same interval: nothing changes
-        assert scheduler.scheduler.get_job("crm/contacts").trigger is trigger
-        scheduler.change_interval("nobody/nothing", 10, now)  # an unknown key: no job appears
-        assert scheduler.keys() == ["crm/contacts"]
-        assert "nobody/nothing" not in scheduler.intervals
-
-    in_loop(body)
-
-
-def test_change_interval_after_a_postpone_keeps_the_postponed_run() -> None:
-    def body(scheduler: PollScheduler) -> None:
-        scheduler.add("crm/contacts", 60, later(1))
-        scheduler.postpone("crm/contacts", later(5))
-        scheduler.change_interval("crm/contacts", 120, datetime.now(UTC))
-        assert scheduler.next_run("crm/contacts") == later(5)
-
-    in_loop(body)
-
-
-def test_pause_keeps_the_scheduler_running_for_health_then_shutdown_stops_it() -> None:
-    async def main() -> None:
-        scheduler = PollScheduler(_never)
-        scheduler.start()
-        scheduler.add("crm/contacts", 60, later())
-        assert scheduler.scheduler.state == STATE_RUNNING
-        scheduler.pause()  # a stop in progress: no new poll starts
-        assert scheduler.scheduler.state == STATE_PAUSED
-        assert scheduler.running  # /healthz still says the scheduler runs while polls drain
-        scheduler.shutdown()  # AsyncIOScheduler stops on the loop's next turn
-        await asyncio.sleep(0)
-        assert not scheduler.running
-        scheduler.shutdown()  # stopped: nothing to do
-        scheduler.pause()
-
-    asyncio.run(main())
-    PollScheduler(_never).pause()  # never started: nothing to do
-    PollScheduler(_never).shutdown()
-
-
-def test_missed_and_overlapping_runs_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    now = datetime.now(UTC)
-    with caplog.at_level(logging.WARNING, logger="poller.daemon.schedule"):
-        PollScheduler._on_event(JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "crm/contacts", "default", [now]))
-        PollScheduler._on_event(JobSubmissionEvent(EVENT_JOB_MISSED, "crm/accounts", "default", [now]))
-    assert [(r.getMessage(), r.resource) for r in caplog.records] == [  # type: ignore[attr-defined]
-        ("schedule.still_running", "crm/contacts"), ("schedule.missed", "crm/accounts")]
+@freeze_time(FROZEN)
+def test_first_run_spreads_over_the_window_it_is_given_within_the_interval() -> None:
+    now = frozen_now()
+    assert first_run(None, 900, now, constant(0.5), window_s=120) == now + timedelta(seconds=60)
+    assert first_run(None, 60, now, constant(0.5), window_s=120) == now + timedelta(seconds=30)  # the interval caps it
 
 
 # -- the daemon's first runs, from the state file -----------------------------------------------
@@ -349,11 +214,9 @@ def test_the_daemon_schedules_each_first_run_from_the_state_file(
                             now_ms=to_ms(NOW - timedelta(seconds=last_poll_ago_s or 0)),
                             next_due_ms=to_ms(NOW + timedelta(seconds=next_due_in_s)))
         daemon = _daemon(tmp_path, store)
-        daemon._schedule("crm/contacts", daemon.resources["crm/contacts"][0], NOW)
-        assert daemon.scheduler.next_run("crm/contacts") == NOW + timedelta(seconds=expected_in_s)
-        job = daemon.scheduler.scheduler.get_job("crm/contacts")
-        assert job.trigger.interval == timedelta(seconds=60)
-        assert job.max_instances == 1 and job.coalesce is True and job.misfire_grace_time is None
+        states = {s.key: s for s in store.resource_states()}
+        assert daemon._first_runs(["crm/contacts"], states, NOW) == [
+            ("crm/contacts", NOW + timedelta(seconds=expected_in_s))]
 
 
 def test_a_stopping_daemon_lets_the_running_poll_finish_and_starts_none_that_waited(tmp_path: Path) -> None:
@@ -385,7 +248,7 @@ def test_a_stopping_daemon_lets_the_running_poll_finish_and_starts_none_that_wai
             deadline = asyncio.get_running_loop().time() + 10
             while not requested and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.01)
-            assert len(daemon.inflight) == 1  # and the other job waits for the slot
+            assert daemon.slots.in_use == 1 and len(daemon.dispatcher.polling()) == 2  # the other one waits for the slot
             daemon.stop.set()
             assert await asyncio.wait_for(run, 10) == 0
             return store.resource_states()

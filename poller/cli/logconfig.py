@@ -61,7 +61,6 @@ def setup(fmt: str = "text", level: str = "INFO") -> None:
         "formatters": {"main": {"()": JsonFormatter if fmt == "json" else TextFormatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "main", "stream": sys.stderr}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
-        # httpx logs every URL (tokens included); APScheduler logs every run (poll.done says it better)
-        "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
-                    "apscheduler": {"level": "WARNING"}},
+        # httpx logs every URL (tokens included)
+        "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
     })

@@ -22,6 +22,7 @@ from poller.config.types import (
     LogConfig,
     PaginationConfig,
     ResourceConfig,
+    RetentionConfig,
     SecretStr,
 )
 

@@ -25,7 +25,13 @@ from pathlib import Path as FilePath
 from poller.config import templates
 from poller.config.instance import build_instance
 from poller.config.types import (
-    Config, DeliveryConfig, EngineConfig, InstanceConfig, LoadResult, LogConfig, RetentionConfig,
+    Config,
+    DeliveryConfig,
+    EngineConfig,
+    InstanceConfig,
+    LoadResult,
+    LogConfig,
+    RetentionConfig,
 )
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError

@@ -1,9 +1,10 @@
-"""`poller run`: the process lifetime. Open the store, schedule every resource, deliver beside
-it, answer signals (SIGTERM/SIGINT stop, SIGHUP reloads), and keep systemd informed.
+"""`poller run`: the process lifetime. Open the store, plan every resource, poll through a fixed
+pool of workers, deliver beside it, answer signals (SIGTERM/SIGINT stop, SIGHUP reloads), and
+keep systemd informed.
 
 No business rules live here: polls are :func:`poller.poll.engine.poll_resource`, deliveries
-:func:`poller.deliver.sender.deliver_due`, timing :mod:`poller.daemon.schedule`. This is the one place (with
-the CLI) that reads the clock.
+:func:`poller.deliver.sender.deliver_due`, timing :mod:`poller.daemon.schedule` and the hand-off
+:mod:`poller.daemon.dispatch`. This is the one place (with the CLI) that reads the clock.
 """
 
 from __future__ import annotations
@@ -16,21 +17,22 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 import httpx
 
 from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
-from poller.daemon.schedule import PollScheduler, first_run, longest_wait_s, next_due_after_failure
+from poller.daemon.dispatch import Dispatcher, Slots, Ticket
+from poller.daemon.housekeeping import Housekeeping
+from poller.daemon.schedule import first_run, longest_wait_s, next_due, next_due_after_failure, start_window_s
 from poller.daemon.systemd import Notifier, watchdog_interval
 from poller.deliver.sender import deliver_due
 from poller.errors import PollerError
 from poller.httpclient import HttpClients
 from poller.javadate.zone import from_ms, to_ms
 from poller.poll.engine import PollOutcome, poll_resource, resource_key
-from state import Store
+from state import ResourceState, StateError, Store
 
 __all__ = ["Daemon", "ListenError"]
 
@@ -42,6 +44,8 @@ DELIVERY_ERROR_BACKOFF_S = 5.0
 # of engine.shutdownTimeoutSeconds, kept after draining the polls for closing clients, the store and
 # the process, so that the whole stop fits in the timeout
 SHUTDOWN_RESERVE_S = 0.5
+WAITING_PER_SLOT = 16  # polls that may wait on slow providers, per engine.maxConcurrentPolls slot
+MIN_WAITING = 256
 
 
 def _totals(by_key: dict[str, dict[str, int]]) -> dict[str, int]:
@@ -63,39 +67,53 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class _Health:
-    store_ok: bool = True
-    store_error: str | None = None
-    delivery_error: str | None = None
-    last_outcomes: dict[str, PollOutcome] = field(default_factory=dict)
+class _StoreHealth:
+    """Failures to write the state file, logged once per kind (no traceback), and the recovery."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, int] = {}
+
+    def failed(self, exc: StateError, where: str) -> None:
+        kind = str(exc.__cause__ or exc)
+        count = self.kinds.get(kind, 0)
+        self.kinds[kind] = count + 1
+        if count == 0:
+            log.error("state.write_failed", extra={"where": where, "error": str(exc)})
+
+    def ok(self) -> None:
+        if self.kinds:
+            log.info("state.writable_again", extra={"failed_writes": sum(self.kinds.values())})
+            self.kinds = {}
 
 
 class Daemon:
     def __init__(self, config_path: str, config: Config, store: Store, *, environ: Mapping[str, str] = os.environ,
                  clock: Callable[[], datetime] = _utc_now, random: Callable[[], float] = _random.random,
-                 transport: httpx.AsyncBaseTransport | None = None, early: StartRequests | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, early: StartRequests | None = None,
+                 mono: Callable[[], float] = time.monotonic) -> None:
         self.config_path = config_path
-        self.early = early
         self.config = config
         self.store = store
         self.environ = environ
         self.clock = clock
+        self.mono = mono
         self.random = random
         self.transport = transport
+        self.early = early
         self.resources = self._polled(config)
-        self.scheduler = PollScheduler(self._poll_job)
-        self.limit_size = max(1, config.engine.max_concurrent_polls)
-        self.limit = asyncio.Semaphore(self.limit_size)
+        self.slots = self._slots(config)
+        self.dispatcher = Dispatcher(self._poll_job, workers=self.slots.workers, clock=mono)
+        self.failures: dict[str, int] = {}  # consecutive failures of the resources failing now
         self.stop = asyncio.Event()
         self.wake_delivery = asyncio.Event()
-        self.inflight: set[asyncio.Task] = set()
-        self.health = _Health()
         self.notifier = Notifier(environ)
         self.clients: HttpClients | None = None
+        self.store_health = _StoreHealth()
+        self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono)
+        self.delivery_error: str | None = None
+        self.last_poll: tuple[str, bool] | None = None  # (key, ok) of the newest poll
         self._reloading: asyncio.Task | None = None
         self.delivery_task: asyncio.Task | None = None
-        self.failing: set[str] = set()
         self._status_sent = -STATUS_INTERVAL_S
         self.metrics = None
         self.http = None
@@ -114,25 +132,23 @@ class Daemon:
                 self._reload_soon()
         try:
             async with AsyncExitStack() as stack:
-                self.clients = HttpClients(stack, self.transport)
+                self.clients = HttpClients(stack, self.transport, max_connections=self.slots.workers + 16)
                 await self._start_observability(stack)
-                self.scheduler.start()
-                now = self.clock()
-                for key, (instance, _) in self.resources.items():
-                    self._schedule(key, instance, now)
+                self._plan_all(self.clock())
+                self.dispatcher.start()
                 self.delivery_task = asyncio.create_task(self._delivery_loop(), name="delivery")
-                tasks = [self.delivery_task, asyncio.create_task(self._watchdog_loop(), name="watchdog")]
+                tasks = [self.delivery_task, asyncio.create_task(self._watchdog_loop(), name="watchdog"),
+                         asyncio.create_task(self.housekeeping.run(), name="housekeeping")]
                 self.notifier.ready(self.status_line())
                 log.info("daemon.started", extra={"resources": len(self.resources), "state": str(self.store.path)})
                 await self.stop.wait()
                 self.notifier.stopping()
                 log.info("daemon.stopping")
-                # pause, not shutdown: APScheduler's asyncio executor cancels running jobs on shutdown,
-                # so the in-flight polls would be abandoned at once instead of being given the time
-                self.scheduler.pause()
                 timeout = self.config.engine.shutdown_timeout_seconds
-                await self._drain(max(0.0, timeout - min(SHUTDOWN_RESERVE_S, timeout / 4)))
-                self.scheduler.shutdown()
+                cancelled = await self.dispatcher.stop(max(0.0, timeout - min(SHUTDOWN_RESERVE_S, timeout / 4)))
+                if cancelled:
+                    # abandoned: the pages they committed stay, their cursors did not move
+                    log.warning("daemon.polls_cancelled", extra={"count": cancelled})
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -158,94 +174,134 @@ class Daemon:
         stack.push_async_callback(self.http.close)
         log.info("daemon.listening", extra={"address": f"{listen[0]}:{self.http.port}"})
 
-    async def _drain(self, timeout: float) -> None:
-        """Let in-flight polls finish within the shutdown timeout; cancel the rest. A cancelled
-        poll keeps the pages it committed and leaves its cursor where it was."""
-        if self.inflight:
-            done, pending = await asyncio.wait(set(self.inflight), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("daemon.polls_cancelled", extra={"count": len(pending)})
-                await asyncio.gather(*pending, return_exceptions=True)
-
-    # -- polling --------------------------------------------------------------------------------
+    # -- planning -------------------------------------------------------------------------------
 
     @staticmethod
     def _polled(config: Config) -> dict[str, tuple[InstanceConfig, ResourceConfig]]:
         return {resource_key(i, r): (i, r) for i, r in config.resources() if i.polled}
 
-    def _schedule(self, key: str, instance: InstanceConfig, now: datetime) -> None:
-        state = self.store.resource_state(key)
-        interval = instance.refresh_interval_seconds
-        last = from_ms(state.last_poll_ms) if state.last_poll_ms is not None else None
-        first = first_run(last, interval, now, self.random)
-        if state.next_due_ms is not None and from_ms(state.next_due_ms) > first:
-            # a backoff or Retry-After survives a restart, within what this version allows
-            first = min(from_ms(state.next_due_ms), now + timedelta(seconds=longest_wait_s(interval)))
-        self.scheduler.add(key, interval, first)
+    @staticmethod
+    def _slots(config: Config) -> Slots:
+        active = max(1, config.engine.max_concurrent_polls)
+        return Slots(active, max(MIN_WAITING, WAITING_PER_SLOT * active))
 
-    async def _poll_job(self, key: str) -> None:
+    def _mono_at(self, when: datetime, now: datetime) -> float:
+        """The monotonic time of the wall-clock instant ``when`` (``now`` being the wall clock now)."""
+        return self.mono() + (when - now).total_seconds()
+
+    def _plan_all(self, now: datetime) -> None:
+        """Every resource's first run, from one read of the state file; the resources the file
+        knows but the configuration does not are marked removed (kept, paused)."""
+        states = {s.key: s for s in self.store.resource_states()}
+        self._write(lambda: self.store.mark_removed(
+            [k for k, s in states.items() if k not in self.resources and s.removed_ms is None], now_ms=to_ms(now)),
+            "marking removed resources")
+        self._write(lambda: self.store.resume(
+            [k for k in self.resources if k in states and states[k].removed_ms is not None]), "resuming resources")
+        plans = self._first_runs(self.resources.keys(), states, now)
+        self.dispatcher.plan_many((key, self._mono_at(when, now)) for key, when in plans)
+
+    def _first_runs(self, keys: object, states: Mapping[str, ResourceState],
+                    now: datetime) -> list[tuple[str, datetime]]:
+        keys = list(keys)  # type: ignore[call-overload]
+        rate = sum(1.0 / self.resources[k][0].refresh_interval_seconds for k in keys)
+        overdue = 0
+        for key in keys:
+            state = states.get(key)
+            interval = self.resources[key][0].refresh_interval_seconds
+            if state is None or state.last_poll_ms is None or state.last_poll_ms + interval * 1000 <= to_ms(now):
+                overdue += 1
+        # spread at the steady rate, or at one poll a second per slot when that is faster
+        window = start_window_s(overdue, max(rate, float(self.slots.active)))
+        plans = []
+        for key in keys:
+            state = states.get(key)
+            instance = self.resources[key][0]
+            interval = instance.refresh_interval_seconds
+            last = from_ms(state.last_poll_ms) if state is not None and state.last_poll_ms is not None else None
+            first = first_run(last, interval, now, self.random, window)
+            if state is not None:
+                if state.consecutive_failures:
+                    self.failures[key] = state.consecutive_failures
+                if state.next_due_ms is not None and from_ms(state.next_due_ms) > first:
+                    # a backoff or Retry-After survives a restart, within what this version allows
+                    first = min(from_ms(state.next_due_ms), now + timedelta(seconds=longest_wait_s(interval)))
+            plans.append((key, first))
+        return plans
+
+    # -- polling --------------------------------------------------------------------------------
+
+    async def _poll_job(self, key: str, due: float) -> None:
         pair = self.resources.get(key)
         if pair is None or self.stop.is_set():
-            return
+            return  # removed by a reload since it was handed out, or stopping
         instance, resource = pair
-        task = asyncio.current_task()
+        ticket = self.slots.ticket()
         try:
-            async with self.limit:
+            async with ticket:
                 if self.stop.is_set():  # stopping while this poll waited for a free slot
                     return
-                if task is not None:
-                    self.inflight.add(task)
-                try:
-                    outcome = await self._poll(instance, resource)
-                finally:
-                    if task is not None:
-                        self.inflight.discard(task)
+                started = self.mono()
+                outcome = await self._poll(instance, resource, ticket)
         except asyncio.CancelledError:
             if not self.stop.is_set():
                 raise
-            # abandoned at shutdown (_drain logs it): the pages it committed stay, its cursor did not
-            # move. Not re-raised: APScheduler would log the cancellation as a crashed job.
-            return
-        self.health.last_outcomes.pop(key, None)
-        self.health.last_outcomes[key] = outcome  # the newest last
-        if self.metrics is not None:
-            self.metrics.observe_poll(instance.id, resource.name, outcome, self.clock())
-        if not outcome.ok and key in self.resources:
-            failures = self.store.resource_state(key).consecutive_failures
-            due = next_due_after_failure(self.clock(), failures, instance.refresh_interval_seconds,
-                                         outcome.retry_after)
-            self.scheduler.postpone(key, due)
-            self.store.set_next_due(key, to_ms(due))  # a restart keeps the backoff
-            log.info("poll.backoff", extra={"resource": key, "failures": failures, "next": due.isoformat()})
-        if outcome.notifications:
-            self.wake_delivery.set()
-        if not outcome.ok:
-            self.failing.add(key)
-        else:
-            self.failing.discard(key)
-        self._status_soon()
+            return  # abandoned at shutdown (the dispatcher logs it): committed pages stay, the cursor did not move
+        self._after_poll(key, instance, outcome, due, started)
 
-    async def _poll(self, instance: InstanceConfig, resource: ResourceConfig) -> PollOutcome:
+    async def _poll(self, instance: InstanceConfig, resource: ResourceConfig, ticket: Ticket) -> PollOutcome:
         key = resource_key(instance, resource)
         assert self.clients is not None
         try:
             client = await self.clients.get(instance.api.verify_tls)
-            outcome = await poll_resource(client, self.store, self.config.engine, instance, resource, self.clock())
-            self.health.store_ok, self.health.store_error = True, None
+            outcome = await poll_resource(client, self.store, self.config.engine, instance, resource, self.clock(),
+                                          sleep=ticket.sleep, wait=ticket.wait)
+            self.store_health.ok()
             return outcome
         except asyncio.CancelledError:
             raise
+        except StateError as exc:  # the state file: one line per kind of failure, no traceback
+            self.store_health.failed(exc, key)
+            return PollOutcome(key, ok=False, error=str(exc))
         except Exception as exc:  # the loop boundary: one resource never stops the others
             log.exception("poll.crashed", extra={"resource": key})
             error = f"{type(exc).__name__}: {exc}"
-            try:
-                self.store.fail_poll(key, instance.id, resource.name, now_ms=to_ms(self.clock()), error=error,
-                                     next_due_ms=None)
-            except Exception as store_exc:
-                self.health.store_ok, self.health.store_error = False, str(store_exc)
+            self._write(lambda: self.store.fail_poll(key, instance.id, resource.name, now_ms=to_ms(self.clock()),
+                                                     error=error, next_due_ms=None), key)
             return PollOutcome(key, ok=False, error=error)
+
+    def _after_poll(self, key: str, instance: InstanceConfig, outcome: PollOutcome, due: float,
+                    started: float) -> None:
+        self.last_poll = (key, outcome.ok)
+        self.housekeeping.summary.poll(key, ok=outcome.ok, events=outcome.events, duration_s=outcome.duration_s,
+                                       late_s=max(0.0, started - due))
+        if self.metrics is not None:
+            self.metrics.observe_poll(instance.id, outcome.key.split("/", 1)[1], outcome, self.clock())
+        if key not in self.resources or self.stop.is_set():
+            return
+        interval = self.resources[key][0].refresh_interval_seconds  # after a reload: the new interval
+        if outcome.ok:
+            self.failures.pop(key, None)
+            self.dispatcher.plan(key, next_due(due, interval, self.mono()))
+        else:
+            failures = self.failures[key] = self.failures.get(key, 0) + 1
+            now = self.clock()
+            when = next_due_after_failure(now, failures, interval, outcome.retry_after)
+            self._write(lambda: self.store.set_next_due(key, to_ms(when)), key)  # a restart keeps the backoff
+            self.dispatcher.plan(key, self._mono_at(when, now))
+            log.info("poll.backoff", extra={"resource": key, "failures": failures, "next": when.isoformat()})
+        if outcome.notifications:
+            self.wake_delivery.set()
+        self._status_soon()
+
+    def _write(self, write: Callable[[], object], where: str) -> None:
+        try:
+            write()
+        except StateError as exc:
+            self.store_health.failed(exc, where)
+
+    def _clock_jumped(self, seconds: float) -> None:
+        self.wake_delivery.set()  # what became due, or stopped being due, is looked at again
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -268,12 +324,16 @@ class Daemon:
                 if report.results:
                     self._status_soon()
                 sleep = self._delivery_sleep()
-                self.health.delivery_error = None
+                self.delivery_error = None
             except asyncio.CancelledError:
                 raise
+            except StateError as exc:
+                self.store_health.failed(exc, "delivery")
+                self.delivery_error = str(exc)
+                sleep = DELIVERY_ERROR_BACKOFF_S
             except Exception as exc:
                 log.exception("delivery.crashed")
-                self.health.delivery_error = f"{type(exc).__name__}: {exc}"
+                self.delivery_error = f"{type(exc).__name__}: {exc}"
                 sleep = DELIVERY_ERROR_BACKOFF_S
             try:
                 await asyncio.wait_for(self.wake_delivery.wait(), timeout=sleep)
@@ -310,24 +370,25 @@ class Daemon:
         new = self._polled(loaded.config)
         old = self.resources
         now = self.clock()
-        for key in old.keys() - new.keys():
-            self.scheduler.remove(key)
-            self.store.forget_resource(key)  # its notifications stay; if it comes back: a baseline
-            self.health.last_outcomes.pop(key, None)
-            self.failing.discard(key)
+        removed, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
+        for key in removed:
+            self.dispatcher.forget(key)
+            self.failures.pop(key, None)
             if self.metrics is not None:
                 self.metrics.forget(old[key][0].id, old[key][1].name)
-        for key in old.keys() & new.keys():
-            self.scheduler.change_interval(key, new[key][0].refresh_interval_seconds, now)
+        # kept, paused: a resource that comes back within engine.retention.removedDays resumes
+        self._write(lambda: self.store.mark_removed(removed, now_ms=to_ms(now)), "reload")
         self.config = loaded.config
-        self.resources = new
-        for key in new.keys() - old.keys():
-            self._schedule(key, new[key][0], now)
-        if loaded.config.engine.max_concurrent_polls != self.limit_size:  # running polls keep the old one
-            self.limit_size = max(1, loaded.config.engine.max_concurrent_polls)
-            self.limit = asyncio.Semaphore(self.limit_size)
-        log.info("config.reloaded", extra={"added": sorted(new.keys() - old.keys()),
-                                           "removed": sorted(old.keys() - new.keys()), "kept": len(old.keys() & new.keys())})
+        self.resources = new  # a kept resource's new interval applies from its next run
+        if added:
+            self._write(lambda: self.store.resume(added), "reload")
+            states = {s.key: s for s in self.store.resource_states()}
+            for key, when in self._first_runs(added, states, now):
+                self.dispatcher.plan(key, self._mono_at(when, now))
+        if self._slots(loaded.config).active != self.slots.active:
+            log.warning("config.restart_needed", extra={"key": "engine.maxConcurrentPolls",
+                                                        "note": "takes effect when the daemon restarts"})
+        log.info("config.reloaded", extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
         self.notifier.ready(self.status_line())
         self.wake_delivery.set()
         return True
@@ -335,21 +396,18 @@ class Daemon:
     # -- health ---------------------------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
-        if not self.scheduler.running:
-            return False, "the scheduler is not running"
+        if not self.dispatcher.running:
+            return False, "the poll dispatcher is not running"
         if self.delivery_task is not None and self.delivery_task.done():
             return False, "the delivery loop has stopped"
-        if not self._store_writable():
-            return False, f"the state file cannot be written: {self.health.store_error}"
-        return True, "ok"
-
-    def _store_writable(self) -> bool:
         try:
             self.store.check_writable()
-            self.health.store_ok = True
-        except Exception as exc:
-            self.health.store_ok, self.health.store_error = False, str(exc)
-        return self.health.store_ok
+        except StateError as exc:
+            return False, f"the state file cannot be written: {exc}"
+        lag = self.housekeeping.lag_problem()
+        if lag is not None:
+            return False, lag
+        return True, "ok"
 
     async def _watchdog_loop(self) -> None:
         interval = watchdog_interval(self.environ, os.getpid())
@@ -372,12 +430,14 @@ class Daemon:
             self.notifier.status(self.status_line())
 
     def status_line(self) -> str:
-        outcomes = self.health.last_outcomes
-        failed = len(self.failing & self.resources.keys())
-        counts = _totals(self.store.open_counts_by_resource())
+        failed = len(self.failures.keys() & self.resources.keys())
+        try:
+            counts = _totals(self.store.open_counts_by_resource())
+        except StateError:
+            counts = {}
         last = ""
-        if outcomes:
-            key, outcome = next(reversed(outcomes.items()))
-            last = f"; last poll {key} {'ok' if outcome.ok else 'failed'}"
+        if self.last_poll is not None:
+            key, ok = self.last_poll
+            last = f"; last poll {key} {'ok' if ok else 'failed'}"
         return (f"{len(self.resources)} resources ({failed} failing){last}; "
                 f"{counts.get('pending', 0)} notifications pending, {counts.get('dead', 0)} dead")

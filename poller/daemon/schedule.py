@@ -1,34 +1,30 @@
-"""When each resource is polled: pure timing rules, and APScheduler 3.x wiring.
-
-The rules take ``now`` and a random source as arguments (tested under freezegun):
+"""When each resource is polled: pure timing rules. They take ``now`` and a random source as
+arguments (tested under freezegun); poller.daemon.dispatch carries them out.
 
 * the first poll after a start runs at ``last poll + interval`` when that is still ahead,
-  else now plus a jitter of up to ``min(interval, 30 s)`` (thousands of resources must not
-  fire in the same second, and a restart must neither poll everything at once nor wait a
-  whole interval);
+  else now plus a jitter (thousands of resources must not fire in the same second, and a
+  restart must neither poll everything at once nor wait a whole interval): up to
+  ``min(interval, 30 s)``, or longer when more resources are overdue than the steady polling
+  rate works off in 30 s (:func:`start_window_s`);
+* after a poll, the next one is due an interval after the one that just ran was due; a poll
+  that ran late by more than an interval is not repeated for every run it missed
+  (:func:`next_due`);
 * a failing resource backs off: after ``n`` consecutive failures the next poll waits
   ``interval * 2**(n-1)``, at most 8 intervals, and never before the provider's Retry-After.
-
-Each resource is one interval job: UTC, ``max_instances=1`` (a poll never overlaps itself),
-``coalesce=True`` (missed runs collapse into one) and ``misfire_grace_time=None`` (a late
-poll runs late, it is never skipped). Misses and overlaps are logged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random as _random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from poller.httpclient import retry_after_cap_s
 
-__all__ = ["MAX_START_JITTER_S", "MAX_BACKOFF_INTERVALS", "PollScheduler", "backoff_delay_s", "first_run",
-           "longest_wait_s", "next_due_after_failure"]
+__all__ = ["MAX_START_JITTER_S", "MAX_BACKOFF_INTERVALS", "backoff_delay_s", "first_run", "longest_wait_s",
+           "next_due", "next_due_after_failure", "start_window_s"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -37,13 +33,33 @@ MAX_BACKOFF_INTERVALS = 8
 
 
 def first_run(last_poll: datetime | None, interval_s: float, now: datetime,
-              random: Callable[[], float] = _random.random) -> datetime:
+              random: Callable[[], float] = _random.random, window_s: float = MAX_START_JITTER_S) -> datetime:
     """The first poll of a resource after the daemon starts (or after it is added)."""
     if last_poll is not None:
         due = last_poll + timedelta(seconds=interval_s)
         if due > now:
             return due
-    return now + timedelta(seconds=random() * min(interval_s, MAX_START_JITTER_S))
+    return now + timedelta(seconds=random() * min(interval_s, window_s))
+
+
+def start_window_s(overdue: int, polls_per_s: float) -> float:
+    """Over how long the resources due at a start are spread: 30 s, or as long as the polling
+    rate (``polls_per_s``: the steady rate, the sum of 1 / interval) needs for ``overdue`` polls, so that a
+    restart after a long stop, or the very first start of 100,000 resources, asks no more of
+    the providers and of the pool than the steady state does. (first_run caps it at each
+    resource's interval.)"""
+    if overdue <= 0 or polls_per_s <= 0:
+        return MAX_START_JITTER_S
+    return max(MAX_START_JITTER_S, overdue / polls_per_s)
+
+
+def next_due(due: float, interval_s: float, now: float) -> float:
+    """The next run after the one due at ``due`` (any clock, seconds): an interval later, or, for
+    a poll that ran late by more than an interval, the first point of that grid after ``now``."""
+    following = due + interval_s
+    if following > now:
+        return following
+    return due + math.ceil((now - due) / interval_s + 1e-9) * interval_s
 
 
 def backoff_delay_s(failures: int, interval_s: float) -> float:
@@ -64,73 +80,3 @@ def next_due_after_failure(now: datetime, failures: int, interval_s: float,
                            retry_after: datetime | None = None) -> datetime:
     due = now + timedelta(seconds=backoff_delay_s(failures, interval_s))
     return max(due, retry_after) if retry_after is not None else due
-
-
-class PollScheduler:
-    """One APScheduler interval job per resource key; the job calls ``poll(key)``."""
-
-    def __init__(self, poll: Callable[[str], Awaitable[None]]) -> None:
-        self._poll = poll
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
-        self.intervals: dict[str, float] = {}
-
-    def start(self) -> None:
-        self.scheduler.start()
-
-    def pause(self) -> None:
-        """Start no new poll; the running ones go on (a graceful stop drains them, then shuts down)."""
-        if self.scheduler.running:
-            self.scheduler.pause()
-
-    def shutdown(self) -> None:
-        """Stop the scheduler. Its asyncio executor cancels the jobs still running: drain first."""
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-
-    @property
-    def running(self) -> bool:
-        return bool(self.scheduler.running)
-
-    def add(self, key: str, interval_s: float, first: datetime) -> None:
-        self.intervals[key] = interval_s
-        self.scheduler.add_job(
-            self._poll, IntervalTrigger(seconds=interval_s, start_date=first, timezone=UTC), args=(key,),
-            id=key, name=key, max_instances=1, coalesce=True, misfire_grace_time=None, replace_existing=True,
-            next_run_time=first,
-        )
-
-    def remove(self, key: str) -> None:
-        self.intervals.pop(key, None)
-        if self.scheduler.get_job(key) is not None:
-            self.scheduler.remove_job(key)
-
-    def change_interval(self, key: str, interval_s: float, now: datetime) -> None:
-        """A changed interval applies from the next run: the one already planned stays."""
-        job = self.scheduler.get_job(key)
-        if job is None or self.intervals.get(key) == interval_s:
-            return
-        self.intervals[key] = interval_s
-        planned = job.next_run_time or now
-        job.modify(trigger=IntervalTrigger(seconds=interval_s, start_date=planned, timezone=UTC),
-                   next_run_time=planned)
-
-    def postpone(self, key: str, when: datetime) -> None:
-        """Back off: the next poll of ``key`` is not before ``when``."""
-        job = self.scheduler.get_job(key)
-        if job is not None:
-            job.modify(next_run_time=when)
-
-    def next_run(self, key: str) -> datetime | None:
-        job = self.scheduler.get_job(key)
-        return job.next_run_time if job is not None else None
-
-    def keys(self) -> list[str]:
-        return [job.id for job in self.scheduler.get_jobs()]
-
-    @staticmethod
-    def _on_event(event: JobExecutionEvent) -> None:
-        if event.code == EVENT_JOB_MISSED:
-            log.warning("schedule.missed", extra={"resource": event.job_id})
-        else:
-            log.warning("schedule.still_running", extra={"resource": event.job_id})

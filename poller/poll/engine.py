@@ -7,13 +7,15 @@ poll, keeping what earlier pages committed (their versions are seen, so nothing 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from time import perf_counter
+from typing import Any
 
 import httpx
 
@@ -172,8 +174,10 @@ def _hashes(records: list) -> Iterator[str]:
 
 
 async def poll_pages(client: httpx.AsyncClient, instance: InstanceConfig, resource: ResourceConfig,
-                     engine: EngineConfig, plan: PollPlan, now: datetime,
-                     outcome: PollOutcome) -> AsyncIterator[tuple[Page, PollPlan, datetime | None]]:
+                     engine: EngineConfig, plan: PollPlan, now: datetime, outcome: PollOutcome, *,
+                     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                     wait: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
+                     ) -> AsyncIterator[tuple[Page, PollPlan, datetime | None]]:
     """Pages of the poll (``poller once``, the daemon and ``poller explain`` all read these), each
     with the plan it was fetched for and the provider's clock as far as it can be believed.
 
@@ -186,7 +190,8 @@ async def poll_pages(client: httpx.AsyncClient, instance: InstanceConfig, resour
     for attempt in range(2):
         restart = False
         url = render_url(resource, plan.since, now)
-        async with aclosing(fetch_pages(client, fetch_spec(instance, resource, url, engine))) as pages:
+        async with aclosing(fetch_pages(client, fetch_spec(instance, resource, url, engine), sleep=sleep,
+                                        wait=wait)) as pages:
             async for page in pages:
                 if page.number == 1 and attempt == 0 and page.server_date is not None:
                     skew = to_ms(page.server_date) - to_ms(now)
@@ -211,13 +216,16 @@ async def poll_pages(client: httpx.AsyncClient, instance: InstanceConfig, resour
 
 async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineConfig, instance: InstanceConfig,
                         resource: ResourceConfig, now: datetime,
-                        timer: Callable[[], float] = perf_counter) -> PollOutcome:
-    """Poll one resource once; never raises for provider problems (they are in the outcome)."""
+                        timer: Callable[[], float] = perf_counter, *,
+                        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                        wait: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None) -> PollOutcome:
+    """Poll one resource once; never raises for provider problems (they are in the outcome).
+    ``sleep`` and ``wait`` go to fetch (retry waits, requests: see fetch_pages)."""
     key = resource_key(instance, resource)
     started = timer()
     outcome = PollOutcome(key)
     now_ms = to_ms(now)
-    state = store.resource_state(key)
+    state, max_seq = store.poll_state(key)  # one read
     cursor_ms = _believable_cursor(store, key, state.cursor_ms, now_ms, engine)
     plan = plan_poll(cursor_ms, resource, engine, now)
     outcome.baseline = plan.baseline
@@ -228,8 +236,8 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     future_limit_ms = now_ms + int(engine.max_clock_skew_seconds * 1000)
     future_example: str | None = None
     # after every notification the resource already has, even if the clock stepped back
-    seq = max(now_ms * _SEQ_SCALE, (store.max_seq(key) or 0) + 1)
-    pages = poll_pages(client, instance, resource, engine, plan, now, outcome)
+    seq = max(now_ms * _SEQ_SCALE, (max_seq or 0) + 1)
+    pages = poll_pages(client, instance, resource, engine, plan, now, outcome, sleep=sleep, wait=wait)
     try:
         async with aclosing(pages):
             async for page, plan, server_date in pages:
@@ -278,13 +286,31 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
     store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
                       prune_before_ms=cursor - plan.lookback_ms if spec.has_dates else None,
-                      prune_hash_before_ms=now_ms - HASH_RETENTION_MS, events=outcome.events)
+                      prune_hash_before_ms=_hash_prune_before(state.last_success_ms, now_ms), events=outcome.events)
     outcome.cursor_ms = cursor
     outcome.duration_s = timer() - started
     _report(outcome, spec, future_example)
-    log.info("poll.done", extra={"resource": key, "summary": outcome.summary(),
-                                 "clock_skew_ms": outcome.clock_skew_ms, "cursor": cursor})
+    # a poll that changed nothing says so at DEBUG only (the daemon logs a summary a minute):
+    # at 100,000 resources one INFO line each would be 1.8 GB of logs a day
+    level = logging.INFO if outcome.events or outcome.baseline else logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "poll.done", extra={"resource": key, "summary": outcome.summary(),
+                                           "clock_skew_ms": outcome.clock_skew_ms, "cursor": cursor})
     return outcome
+
+
+def _hash_prune_before(previous_success_ms: int | None, now_ms: int) -> int:
+    """Content-hash versions not seen for 24 h are forgotten, but never one seen by the previous
+    successful poll: after the clock jumps a day ahead, every version would look a day old, and
+    forgetting them all would announce every record again. (Versions still returned are touched
+    at most hourly, hence the hour of margin.)"""
+    before = now_ms - HASH_RETENTION_MS
+    if previous_success_ms is not None:
+        before = min(before, previous_success_ms - _HOUR_MS)
+    return before
+
+
+_HOUR_MS = 3600 * 1000
 
 
 class _Unreadable(Exception):
@@ -342,7 +368,8 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
                              callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
                              event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
         seen_rows = [*result.new_versions, *result.touched]  # (object id, version, stamp ms): SeenVersion's fields
-        store.record_page(key, instance.id, env.resource, rows, seen_rows)
+        if rows or seen_rows:  # a page with nothing new writes nothing
+            store.record_page(key, instance.id, env.resource, rows, seen_rows)
     return result, len(rows)
 
 

@@ -104,9 +104,14 @@ class _Retry(Exception):
 
 async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
                       sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                      random: Callable[[], float] = _random.random) -> AsyncIterator[Page]:
+                      random: Callable[[], float] = _random.random,
+                      wait: Callable[[Awaitable[_Response]], Awaitable[_Response]] | None = None,
+                      ) -> AsyncIterator[Page]:
     """Yield the pages of ``spec`` one by one; raise :class:`FetchError` when one cannot be had.
-    Pages already yielded stay yielded: a failure on page 3 comes after pages 1 and 2."""
+    Pages already yielded stay yielded: a failure on page 3 comes after pages 1 and 2.
+
+    ``sleep`` waits before a retry; ``wait(request)`` awaits each request (the daemon's slots let
+    go of a poll's slot through both: see poller.daemon.dispatch)."""
     pagination = spec.pagination
     url: str | None = first_url(pagination, spec.url, spec.page_size)
     number = 0
@@ -117,7 +122,7 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
         number += 1
         masked = mask_url(url, spec.secrets)
         requested[url] = number
-        response, body = await _fetch_json(client, spec, url, masked, sleep, random)
+        response, body = await _fetch_json(client, spec, url, masked, sleep, random, waiter=wait)
         records = _records(spec, masked, response.status, body)
         try:
             following = next_url(pagination, url, headers=response.headers, body=body, records=len(records),
@@ -165,12 +170,14 @@ def _hint(pagination: PaginationSpec) -> str:
 
 
 async def _fetch_json(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str,
-                      sleep: Callable[[float], Awaitable[object]],
-                      random: Callable[[], float]) -> tuple[_Response, object]:
+                      sleep: Callable[[float], Awaitable[object]], random: Callable[[], float], *,
+                      waiter: Callable[[Awaitable[_Response]], Awaitable[_Response]] | None = None,
+                      ) -> tuple[_Response, object]:
     """One page's response and decoded body, with the retries of DESIGN §9."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            response = await _get(client, spec, url, masked)
+            request = _get(client, spec, url, masked)
+            response = await (waiter(request) if waiter is not None else request)
             return response, _decode(spec, masked, response)
         except _Retry as retry:
             if attempt == ATTEMPTS:

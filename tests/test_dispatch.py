@@ -1,0 +1,281 @@
+"""poller.daemon.dispatch: the hand-off of due resources to a fixed pool of workers, on an
+injected monotonic clock (no test waits for a due time to come), and the slots it fills."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from poller.daemon.dispatch import BATCH, Dispatcher, Slots
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(main: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+async def settle(rounds: int = 50) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def test_due_keys_run_in_due_order_and_future_ones_wait() -> None:
+    async def main() -> list[str]:
+        clock, done = Clock(), []
+
+        async def poll(key: str, due: float) -> None:
+            done.append(key)
+
+        d = Dispatcher(poll, workers=1, clock=clock)
+        d.plan_many([("c", 1000.0), ("a", 990.0), ("b", 995.0), ("later", 1100.0)])
+        d.start()
+        await settle()
+        assert done == ["a", "b", "c"] and d.due("later") == 1100.0
+        clock.now = 1100.0
+        d.poke()
+        await settle()
+        await d.stop(1)
+        return done
+
+    assert run(main) == ["a", "b", "c", "later"]
+
+
+def test_a_key_is_never_polled_twice_at_once_and_missed_runs_collapse() -> None:
+    async def main() -> tuple[int, int]:
+        clock = Clock()
+        release = asyncio.Event()
+        running, most, calls = 0, 0, 0
+
+        async def poll(key: str, due: float) -> None:
+            nonlocal running, most, calls
+            calls += 1
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+
+        d = Dispatcher(poll, workers=8, clock=clock)
+        d.plan("k", 1000.0)
+        d.start()
+        await settle()
+        for _ in range(5):  # planned again and again while it runs (and a long time passes)
+            clock.now += 3600
+            d.plan("k", clock.now - 1)
+            d.poke()
+            await settle()
+        release.set()
+        await settle()
+        clock.now += 2  # the run planned while it was busy comes after it
+        d.poke()
+        await settle(200)
+        await d.stop(1)
+        return most, calls
+
+    most, calls = run(main)
+    assert most == 1  # never beside itself
+    assert calls == 2  # the run under way, then one more: not one per missed run
+
+
+def test_an_all_due_burst_never_holds_the_loop_and_waits_for_workers() -> None:
+    async def main() -> tuple[int, int, int]:
+        clock, n = Clock(), 20_000
+        gate = asyncio.Event()
+        started = 0
+
+        async def poll(key: str, due: float) -> None:
+            nonlocal started
+            started += 1
+            await gate.wait()
+
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        d = Dispatcher(poll, workers=16, clock=clock)
+        d.plan_many((f"r{i}", 1000.0) for i in range(n))
+        t = asyncio.create_task(ticker())
+        d.start()
+        await settle(200)
+        waiting = d.overdue()  # 16 polling, 16 queued, 1 being handed: the rest waits in the heap, due
+        gate.set()
+        while started < n:
+            await asyncio.sleep(0)
+        t.cancel()
+        await d.stop(1)
+        return waiting, ticks, started
+
+    waiting, ticks, started = run(main)
+    assert waiting == 20_000 - 33
+    assert started == 20_000
+    assert ticks >= 20_000 // BATCH  # the loop ran other tasks all along the burst
+
+
+def test_forget_and_plan_again() -> None:
+    async def main() -> list[tuple[str, float]]:
+        clock, done = Clock(), []
+
+        async def poll(key: str, due: float) -> None:
+            done.append((key, due))
+
+        d = Dispatcher(poll, workers=2, clock=clock)
+        d.plan_many([("gone", 990.0), ("moved", 990.0)])
+        d.forget("gone")
+        d.plan("moved", 2000.0)  # replaces its planned run
+        d.plan("new", 995.0)
+        d.start()
+        await settle()
+        assert len(d) == 1 and d.due("moved") == 2000.0
+        await d.stop(1)
+        return done
+
+    assert run(main) == [("new", 995.0)]
+
+
+def test_stop_lets_running_polls_finish_and_starts_none_that_waited() -> None:
+    async def main() -> tuple[list[str], int]:
+        clock, finished = Clock(), []
+
+        async def poll(key: str, due: float) -> None:
+            await asyncio.sleep(0.05)
+            finished.append(key)
+
+        d = Dispatcher(poll, workers=1, clock=clock)
+        d.plan_many([("first", 990.0), ("second", 995.0)])
+        d.start()
+        await settle()
+        cancelled = await d.stop(5)
+        await asyncio.sleep(0.1)
+        return finished, cancelled
+
+    assert run(main) == (["first"], 0)
+
+
+def test_stop_cancels_what_outlives_the_timeout() -> None:
+    async def main() -> tuple[int, bool]:
+        clock = Clock()
+        was_cancelled = False
+
+        async def poll(key: str, due: float) -> None:
+            nonlocal was_cancelled
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                was_cancelled = True
+                raise
+
+        d = Dispatcher(poll, workers=1, clock=clock)
+        d.plan("stuck", 990.0)
+        d.start()
+        await settle()
+        return await d.stop(0.05), was_cancelled
+
+    assert run(main) == (1, True)
+
+
+# -- slots -----------------------------------------------------------------------------------------
+
+def test_a_retry_sleep_lets_go_of_the_slot() -> None:
+    async def main() -> list[str]:
+        slots, order = Slots(1, waiting=4), []
+
+        async def sleeper() -> None:
+            async with slots.ticket() as t:
+                order.append("sleeper starts")
+                await t.sleep(0.05)
+                order.append("sleeper ends")
+
+        async def quick() -> None:
+            await asyncio.sleep(0.01)
+            async with slots.ticket():
+                order.append("quick")
+
+        await asyncio.gather(sleeper(), quick())
+        return order
+
+    assert run(main) == ["sleeper starts", "quick", "sleeper ends"]
+
+
+def test_a_slow_request_lets_go_of_the_slot_and_a_quick_one_does_not() -> None:
+    async def main() -> tuple[list[str], int]:
+        slots, order = Slots(1, waiting=4, slow_after_s=0.02), []
+
+        async def answer(delay: float, value: str) -> str:
+            await asyncio.sleep(delay)
+            return value
+
+        async def slow() -> None:
+            async with slots.ticket() as t:
+                assert await t.wait(answer(0.2, "slow")) == "slow"
+                order.append("slow answered")
+
+        async def healthy() -> None:
+            await asyncio.sleep(0.05)
+            async with slots.ticket() as t:
+                assert await t.wait(answer(0.0, "ok")) == "ok"
+                order.append("healthy")
+
+        await asyncio.gather(slow(), healthy())
+        return order, slots.in_use
+
+    assert run(main) == (["healthy", "slow answered"], 0)
+
+
+def test_the_waiting_room_is_bounded() -> None:
+    async def main() -> list[str]:
+        slots, order = Slots(1, waiting=0), []  # no room: a sleeping poll keeps its slot
+
+        async def sleeper() -> None:
+            async with slots.ticket() as t:
+                await t.sleep(0.05)
+                order.append("sleeper")
+
+        async def other() -> None:
+            await asyncio.sleep(0.01)
+            async with slots.ticket():
+                order.append("other")
+
+        await asyncio.gather(sleeper(), other())
+        return order
+
+    assert run(main) == ["sleeper", "other"]
+
+
+def test_a_cancelled_wait_cancels_the_request_and_gives_the_slot_back() -> None:
+    async def main() -> tuple[bool, int, int]:
+        slots = Slots(1, waiting=4, slow_after_s=0.01)
+        request_cancelled = False
+
+        async def request() -> None:
+            nonlocal request_cancelled
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                request_cancelled = True
+                raise
+
+        async def poll() -> None:
+            async with slots.ticket() as t:
+                await t.wait(request())
+
+        task = asyncio.create_task(poll())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return request_cancelled, slots.in_use, slots.waiting
+
+    assert run(main) == (True, 0, 0)
