@@ -35,9 +35,10 @@ class Store:
         self.writer = writer
         self._closed = False
         self._seen_more_than: dict[str, int] = {}  # resource key -> a number its seen rows exceed
-        # the last write's failure (None after a write that committed): what health reports, since
-        # a full disk can still BEGIN and ROLLBACK, and even commit a write that reuses WAL space
-        self.write_failure: str | None = None
+        # failed writes by kind ("cannot record a page"), until a write of that kind commits: what
+        # health reports. A full disk still lets BEGIN and ROLLBACK through, and even small writes
+        # that reuse WAL space, while the pages of a poll fail.
+        self._write_failures: dict[str, str] = {}
 
     @property
     def immutable(self) -> bool:
@@ -283,13 +284,19 @@ class Store:
     def _transaction(self, what: str) -> Iterator[None]:
         if not self.writer:
             raise StateError(f"{self.path}: {what}: the store is open read-only")
+        kind = what.split(" of ", 1)[0]
         try:
             with self._errors(what), self.db.atomic():
                 yield
         except StateError as exc:
-            self.write_failure = str(exc.__cause__ or exc)
+            self._write_failures[kind] = str(exc.__cause__ or exc)
             raise
-        self.write_failure = None
+        self._write_failures.pop(kind, None)
+
+    @property
+    def write_failure(self) -> str | None:
+        """Why writes fail, while a kind of write that failed has not committed since; else None."""
+        return next(iter(self._write_failures.values()), None)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

@@ -649,3 +649,29 @@ def test_signals_while_starting_are_answered_once_the_daemon_runs(tmp_path: Path
                    "SIGTERM handled", daemon)
         daemon.signal(signal.SIGTERM)
         assert daemon.proc.wait(30) == 0, daemon.log()
+
+
+def test_disabling_an_instance_and_enabling_it_again_resumes_and_announces_the_change_made_between(
+        tmp_path: Path, provider: FakeProvider, receiver: Receiver) -> None:
+    """It came back as a baseline, and the change made while it was disabled was never announced."""
+    config = daemon_config(tmp_path, provider, receiver)
+    db = tmp_path / "poller.db"
+    with DaemonProcess(tmp_path, config, state=db) as daemon:
+        baseline = wait_polls(db, daemon)
+        data = json.loads(config.read_text(encoding="utf-8"))
+        data["instances"][0]["configuration"]["event.notification.enabled"] = False
+        write_json(config, data)
+        daemon.signal(signal.SIGHUP)
+        assert "removed=['crm/contacts']" in daemon.wait_log("config.reloaded")[0]
+        paused = read_state(db)
+        assert paused is not None and paused.removed_ms is not None and paused.cursor_ms == baseline.cursor_ms
+        add_records(provider, record("while-paused", provider.now()))  # changed while nobody polls
+        time.sleep(2 * INTERVAL_MIN * 60)  # (a poll would have happened by now)
+        assert read_state(db).polls == paused.polls  # paused indeed
+        data["instances"][0]["configuration"]["event.notification.enabled"] = True
+        write_json(config, data)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("config.reloaded", count=2)
+        wait_delivered(receiver, daemon, {("while-paused", "CREATED")})
+        assert read_state(db).removed_ms is None
+        assert daemon.stop() == 0

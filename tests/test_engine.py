@@ -112,3 +112,25 @@ def test_lone_surrogates_from_json_escapes_neither_crash_nor_lose_the_page(
     assert "id is not valid Unicode (a lone surrogate)" in poll.skips.examples["no_id"]
     raw = [r for b in bodies for r in b["message"]["raw"]["contacts"]]
     assert [r["id"] for r in raw] == [1, 3] and raw[0]["name"] == "bad \udc00 text"
+
+
+def test_a_clock_a_day_ahead_does_not_announce_every_dateless_record_again(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    """Content-hash versions older than 24 h were pruned: after a forward jump of more than a
+    day, every one looked old, went, and every record of a resource without dates came back as a
+    change. A version the previous poll saw is kept, whatever the clock says."""
+    provider = make_fake_provider()
+    provider.records.extend({"id": str(i), "name": f"n{i}"} for i in range(5))
+    body = json.loads(_config(provider, "/c"))
+    body["instances"][0]["configuration"]["event.poller.configuration"]["contacts"].pop("datesConfiguration")
+    config = load_config_text(json.dumps(body), "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        t0 = datetime.now(UTC)
+        [first] = asyncio.run(poll_all(config, store, t0))
+        assert first.ok and first.baseline
+        for days in (2, 2.01, 5):  # the clock jumps two days ahead, polls go on, then three more days
+            [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(days=days)))
+            assert outcome.ok and outcome.events == 0, outcome.summary()
+        provider.records[0]["name"] = "changed"
+        [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(days=5, minutes=1)))
+        assert outcome.events == 1

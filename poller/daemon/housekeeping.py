@@ -67,6 +67,13 @@ class Housekeeping:
     blocked: tuple[float, float] | None = None  # (when, how long) the loop was last blocked
     _offset: float | None = None
 
+    def retention_every_s(self) -> float:
+        """Every minute, or four times per the shortest retention when that is shorter (a test
+        keeping seconds' worth)."""
+        r = self.retention()
+        shortest = min(r.delivered_days, r.dead_days, r.inbound_days, r.removed_days) * 86_400
+        return max(TICK_S, min(RETENTION_EVERY_S, shortest / 4))
+
     def lag_problem(self) -> str | None:
         """Why health should fail because of the loop, or None."""
         if self.blocked is None:
@@ -90,7 +97,7 @@ class Housekeeping:
             if now - last_summary >= SUMMARY_EVERY_S:
                 self.log_summary(now - last_summary)
                 last_summary = now
-            if now - last_retention >= RETENTION_EVERY_S:
+            if now - last_retention >= self.retention_every_s():
                 last_retention = now
                 await self.prune()
 

@@ -1,0 +1,213 @@
+"""The daemon in a broken world, in process (its clock and its store are reachable): a wall
+clock that jumps, a state file that cannot be written, providers that hang. Real HTTP on
+127.0.0.1 (the fake provider and the receiver), a real state file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from poller.config import load_config_text
+from poller.daemon.daemon import Daemon
+from state import Notification, open_store
+from tests.fakeprovider import FakeProvider
+from tests.receiver import Receiver
+from tests.test_once_e2e import record
+
+UTC = timezone.utc
+INTERVAL_MIN = 0.02  # 1.2 s
+
+
+class WallClock:
+    """The daemon's wall clock: the real one, plus an offset a test may change (a jump)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def config_text(provider: FakeProvider, receiver: Receiver, *, paths: tuple[str, ...] = ("/contacts",),
+                engine: dict | None = None, api: dict | None = None) -> str:
+    resources = {p.strip("/"): {
+        "url": p + "?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}", "idField": "id",
+        "datesConfiguration": {"updatedDateField": "updated", "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+    } for p in paths}
+    return json.dumps({"engine": {"lookbackSeconds": 5, **(engine or {})}, "instances": [{
+        "id": "crm", "element": {"key": "crm"}, "api": {"baseUrl": provider.base_url, **(api or {})},
+        "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": receiver.url("/hook"),
+            "event.poller.refresh_interval": INTERVAL_MIN, "event.poller.configuration": resources}}]})
+
+
+async def until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "the condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def run_daemon(tmp_path: Path, text: str, body: Callable[[Daemon], Awaitable[None]], *,
+               clock: Callable[[], datetime] | None = None) -> None:
+    config = load_config_text(text, "c.json", {}).config
+    (tmp_path / "c.json").write_text(text, encoding="utf-8")
+
+    async def main() -> None:
+        with open_store(tmp_path / "poller.db") as store:
+            daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={},
+                            **({"clock": clock} if clock else {}))
+            task = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: daemon.dispatcher.running, what="the daemon starting")
+                await body(daemon)
+            finally:
+                daemon.stop.set()
+                assert await asyncio.wait_for(task, 30) == 0
+            assert store.integrity_check() == "ok"
+
+    asyncio.run(main())
+
+
+def polls(daemon: Daemon, key: str = "crm/contacts") -> int:
+    return daemon.store.resource_state(key).polls
+
+
+# -- 15. clock jumps -------------------------------------------------------------------------------
+
+def test_a_wall_clock_jumping_back_a_day_stalls_neither_polls_nor_retries(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+    clock = WallClock()
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 2, what="two polls")
+        receiver.status = 503  # the receiver is down: the next notification waits for its retry
+        provider.records.append(record("r1", clock()))
+        await until(lambda: any(r.answer == 503 for r in receiver.snapshot()), what="a failed delivery")
+        [pending] = daemon.store.notifications("pending")
+        assert pending.next_attempt_ms is not None
+        receiver.status = 200
+        before = polls(daemon)
+        clock.offset -= timedelta(days=1)  # NTP steps the clock back a day
+        await until(lambda: polls(daemon) >= before + 2, what="polls going on after the jump")
+        # the retry planned 5 s ahead in the old timeline is still 5 s ahead, not a day
+        await until(lambda: any(r.answer == 200 for r in receiver.snapshot()), what="the retry")
+        [moved] = [e for e in daemon.store.notifications() if e.notification.id == pending.notification.id]
+        assert moved.status == "delivered"
+
+    run_daemon(tmp_path, config_text(provider, receiver), body, clock=clock)
+
+
+def test_a_wall_clock_jumping_ahead_a_day_does_not_fire_every_retry(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+    clock = WallClock()
+    receiver.status = 503
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        daemon.config = load_config_text(config_text(provider, receiver, engine={
+            "lookbackSeconds": 5, "delivery": {"retrySchedule": [3600, 3600]}}), "c.json", {}).config
+        provider.records.append(record("r1", clock()))
+        await until(lambda: any(r.answer == 503 for r in receiver.snapshot()), what="a failed delivery")
+        attempts = len(receiver.snapshot())
+        [pending] = daemon.store.notifications("pending")
+        clock.offset += timedelta(days=1)
+        await until(lambda: daemon.store.notifications("pending")[0].next_attempt_ms != pending.next_attempt_ms,
+                    what="the retry moved with the jump")
+        await asyncio.sleep(1.5)  # (a retry fired by the jump would come at once)
+        assert len(receiver.snapshot()) == attempts
+        [moved] = daemon.store.notifications("pending")
+        assert moved.next_attempt_ms - pending.next_attempt_ms == pytest.approx(86_400_000, abs=10_000)
+
+    run_daemon(tmp_path, config_text(provider, receiver), body, clock=clock)
+
+
+# -- 10. health tells the truth ----------------------------------------------------------------------
+
+def test_a_full_disk_makes_health_fail_with_one_log_line_and_recovery_is_clean(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], make_receiver: Callable[..., Receiver],
+        caplog: pytest.LogCaptureFixture) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        assert daemon.healthy() == (True, "ok")
+        db = daemon.store.db
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")  # full
+        big = "x" * 100_000
+        for i in range(3):
+            provider.records.append(record(f"r{i}", datetime.now(UTC), blob=big))
+        await until(lambda: not daemon.healthy()[0], what="health failing")
+        ok, reason = daemon.healthy()
+        assert "the state file cannot be written" in reason and "full" in reason, reason
+        await asyncio.sleep(3)  # a few more failing polls
+        db.execute("PRAGMA max_page_count = 1073741823")  # room again
+        await until(lambda: daemon.healthy()[0], what="health recovering")
+        await until(lambda: len(receiver.delivered()) >= 1, what="the changes delivered")
+
+    with caplog.at_level(logging.INFO):
+        run_daemon(tmp_path, config_text(provider, receiver), body)
+    events = [r.getMessage() for r in caplog.records]
+    assert events.count("state.write_failed") == 1, events  # one line for the kind, not one per poll
+    assert "state.writable_again" in events
+    assert "poll.crashed" not in events and not any(r.exc_info for r in caplog.records)
+    assert {o for r in receiver.delivered() for o in r.object_ids} == {"r0", "r1", "r2"}  # nothing lost
+
+
+# -- 12 (issue 12). a hanging provider does not stall the others --------------------------------------
+
+def test_hanging_providers_do_not_take_the_slots_of_a_healthy_one(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+    hanging = tuple(f"/hang{i}" for i in range(6))
+    for path in hanging:
+        provider.add_collection(path)
+        provider.fail(None, delay_s=60, times=None, path=path)  # answers after a minute
+    provider.add_collection("/ok")
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: len(daemon.dispatcher.polling()) >= 6, what="the hanging polls under way")
+        start = polls(daemon, "crm/ok")
+        await until(lambda: polls(daemon, "crm/ok") >= start + 3, what="the healthy resource polled 3 times")
+
+    text = config_text(provider, receiver, paths=("/ok", *hanging), engine={"maxConcurrentPolls": 2,
+                                                                          "shutdownTimeoutSeconds": 1})
+    run_daemon(tmp_path, text, body)
+
+
+# -- retention (issue 12): the state file levels off while the daemon runs --------------------------
+
+def test_delivered_notifications_are_deleted_while_the_daemon_runs(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+    seconds = 2.0
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        for i in range(5):
+            provider.records.append(record(f"r{i}", datetime.now(UTC)))
+        await until(lambda: len(receiver.delivered()) >= 1, what="deliveries")
+        await until(lambda: daemon.store.outbox_counts()["delivered"] >= 1, what="delivered rows")
+        await until(lambda: daemon.store.outbox_counts()["delivered"] == 0, timeout=30,
+                    what="delivered rows deleted by retention")
+
+    text = config_text(provider, receiver, engine={"retention": {"deliveredDays": seconds / 86_400}})
+    run_daemon(tmp_path, text, body)
