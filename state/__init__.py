@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from state.errors import StateError
 from state.store import Store, default_state_path, open_store
-from state.types import Attempt, Notification, OutboxEntry, ResourceState, SeenVersion
+from state.types import Attempt, AttemptResult, Notification, OutboxEntry, Pending, ResourceState, SeenVersion
 
 __all__ = [
     "open_store",
@@ -23,4 +23,6 @@ __all__ = [
     "Notification",
     "OutboxEntry",
     "Attempt",
+    "AttemptResult",
+    "Pending",
 ]

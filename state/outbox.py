@@ -18,7 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from state.db import require_transaction
-from state.types import OUTBOX_STATUSES, Attempt, Notification, OutboxEntry
+from state.types import OUTBOX_STATUSES, Attempt, AttemptResult, Notification, OutboxEntry, Pending
 
 __all__ = [
     "UnknownNotifications",
@@ -32,6 +32,9 @@ __all__ = [
     "mark_failed",
     "replay",
     "prune_finished",
+    "pending",
+    "body",
+    "record_results",
 ]
 
 # Well under SQLite's limit on bound parameters (32766 since 3.32, 999 before).
@@ -239,6 +242,32 @@ def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int) -> list
         [(now_ms, notification_id) for notification_id in wanted],
     )
     return wanted
+
+
+def pending(db: Database, *, after_rowid: int = 0, limit: int = 100_000) -> list[Pending]:
+    """Pending notifications written after ``after_rowid``, in the order they were written, without
+    their bodies (up to ``limit``)."""
+    rows = db.execute("SELECT rowid, id, resource_key, instance_id, callback_url, seq, attempts, next_attempt_ms "
+                      "FROM outbox WHERE status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?",
+                      [after_rowid, limit])
+    return [Pending(*row) for row in rows]
+
+
+def body(db: Database, notification_id: str) -> bytes | None:
+    """The body of a pending notification (None when it is not pending any more)."""
+    row = db.execute("SELECT body FROM outbox WHERE id = ? AND status = 'pending'", [notification_id]).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def record_results(db: Database, results: Sequence[AttemptResult]) -> None:
+    """Several attempts' outcomes, in the caller's transaction (see mark_delivered, mark_failed)."""
+    for r in results:
+        if r.ok:
+            mark_delivered(db, r.notification_id, now_ms=r.at_ms, status_code=r.status_code or 0,
+                           duration_ms=r.duration_ms)
+        else:
+            mark_failed(db, r.notification_id, now_ms=r.at_ms, status_code=r.status_code, error=r.error or "",
+                        duration_ms=r.duration_ms, next_attempt_ms=r.next_attempt_ms)
 
 
 def shift_next_attempts(db: Database, delta_ms: int, after_ms: int) -> int:

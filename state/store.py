@@ -19,7 +19,7 @@ from sqlite_utils import Database
 from state import outbox, watermarks
 from state.db import open_db
 from state.errors import StateError
-from state.types import Attempt, Notification, OutboxEntry, ResourceState, SeenVersion
+from state.types import Attempt, AttemptResult, Notification, OutboxEntry, Pending, ResourceState, SeenVersion
 
 __all__ = ["Store", "open_store", "default_state_path"]
 
@@ -118,6 +118,22 @@ class Store:
         :func:`state.outbox.due_notifications`. ``everything``: every head, due or not."""
         with self._errors("cannot read the due notifications"):
             return outbox.due_notifications(self.db, now_ms, everything=everything)
+
+    def pending(self, *, after_rowid: int = 0, limit: int = 100_000) -> list[Pending]:
+        """Pending notifications without bodies, in write order, past ``after_rowid``."""
+        with self._errors("cannot read the outbox"):
+            return outbox.pending(self.db, after_rowid=after_rowid, limit=limit)
+
+    def body(self, id: str) -> bytes | None:  # noqa: A002
+        """The body of a pending notification, or None when it is not pending any more."""
+        with self._errors(f"cannot read notification {id}"):
+            return outbox.body(self.db, id)
+
+    def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """Several delivery attempts in one transaction (see mark_delivered and mark_failed)."""
+        if results:
+            with self._transaction("cannot record delivery attempts"):
+                outbox.record_results(self.db, results)
 
     def attempts(self, id: str) -> list[Attempt]:  # noqa: A002
         """The notification's delivery attempts, oldest first ([] for an unknown id)."""

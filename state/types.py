@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "Attempt", "OUTBOX_STATUSES"]
+__all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "Attempt", "Pending", "AttemptResult",
+           "OUTBOX_STATUSES"]
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
 
@@ -78,3 +79,32 @@ class Attempt:
     status_code: int | None
     error: str | None
     duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A pending notification without its body: what delivery keeps in memory to plan its sends.
+    ``rowid`` grows with every notification written: delivery reads what is new past the last."""
+
+    rowid: int
+    id: str
+    resource_key: str
+    instance_id: str
+    callback_url: str
+    seq: int
+    attempts: int
+    next_attempt_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One delivery attempt to record: delivered (``ok``), or failed with the next attempt's time
+    (``next_attempt_ms``, ``None``: a dead letter)."""
+
+    notification_id: str
+    at_ms: int
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    next_attempt_ms: int | None = None

@@ -26,7 +26,8 @@ from freezegun.api import FrozenDateTimeFactory
 
 from poller.config import Config, load_config_text
 from poller.config.types import DEFAULT_RETRY_SCHEDULE
-from poller.deliver.sender import deliver_due, next_attempt_ms
+from poller.deliver.engine import deliver_due
+from poller.deliver.sender import next_attempt_ms
 from poller.poll.runner import poll_all
 from state import OutboxEntry, Store, open_store
 from tests.fakeprovider import FakeProvider

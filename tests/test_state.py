@@ -111,7 +111,7 @@ def test_types_import_no_sqlite() -> None:
 def test_exports() -> None:
     assert sorted(state.__all__) == sorted(["open_store", "Store", "default_state_path", "StateError",
                                             "ResourceState", "SeenVersion", "Notification", "OutboxEntry",
-                                            "Attempt"])
+                                            "Attempt", "AttemptResult", "Pending"])
     for name in state.__all__:
         assert getattr(state, name).__module__.startswith("state.")
 

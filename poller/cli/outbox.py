@@ -17,7 +17,7 @@ __all__ = ["deliver", "events", "replay"]
 
 
 def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
-    from poller.deliver.sender import deliver_due
+    from poller.deliver.engine import deliver_due
     from poller.httpclient import HttpClients
 
     async def run() -> object:

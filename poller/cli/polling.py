@@ -15,7 +15,7 @@ __all__ = ["explain", "once"]
 
 
 def once(config: Config, state_path: Path) -> int:
-    from poller.deliver.sender import deliver_due
+    from poller.deliver.engine import deliver_due
     from poller.httpclient import HttpClients
     from poller.poll.runner import poll_all
 

@@ -27,7 +27,8 @@ from poller.daemon.dispatch import Dispatcher, Slots, Ticket
 from poller.daemon.housekeeping import Housekeeping
 from poller.daemon.schedule import first_run, longest_wait_s, next_due, next_due_after_failure, start_window_s
 from poller.daemon.systemd import Notifier, watchdog_interval
-from poller.deliver.sender import deliver_due
+from poller.deliver.engine import DeliveryEngine
+from poller.deliver.sender import DeliveryResult
 from poller.errors import PollerError
 from poller.httpclient import HttpClients
 from poller.javadate.zone import from_ms, to_ms
@@ -38,9 +39,9 @@ __all__ = ["Daemon", "ListenError"]
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
-MAX_DELIVERY_SLEEP_S = 60.0
 STATUS_INTERVAL_S = 2.0
 DELIVERY_ERROR_BACKOFF_S = 5.0
+GAUGES_EVERY_S = 5.0
 # of engine.shutdownTimeoutSeconds, kept after draining the polls for closing clients, the store and
 # the process, so that the whole stop fits in the timeout
 SHUTDOWN_RESERVE_S = 0.5
@@ -105,7 +106,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self._poll_job, workers=self.slots.workers, clock=mono)
         self.failures: dict[str, int] = {}  # consecutive failures of the resources failing now
         self.stop = asyncio.Event()
-        self.wake_delivery = asyncio.Event()
+        self.delivery: DeliveryEngine | None = None
         self.notifier = Notifier(environ)
         self.clients: HttpClients | None = None
         self.store_health = _StoreHealth()
@@ -138,7 +139,8 @@ class Daemon:
                 self.dispatcher.start()
                 self.delivery_task = asyncio.create_task(self._delivery_loop(), name="delivery")
                 tasks = [self.delivery_task, asyncio.create_task(self._watchdog_loop(), name="watchdog"),
-                         asyncio.create_task(self.housekeeping.run(), name="housekeeping")]
+                         asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
+                         asyncio.create_task(self._gauges_loop(), name="gauges")]
                 self.notifier.ready(self.status_line())
                 log.info("daemon.started", extra={"resources": len(self.resources), "state": str(self.store.path)})
                 await self.stop.wait()
@@ -290,8 +292,8 @@ class Daemon:
             self._write(lambda: self.store.set_next_due(key, to_ms(when)), key)  # a restart keeps the backoff
             self.dispatcher.plan(key, self._mono_at(when, now))
             log.info("poll.backoff", extra={"resource": key, "failures": failures, "next": when.isoformat()})
-        if outcome.notifications:
-            self.wake_delivery.set()
+        if outcome.notifications and self.delivery is not None:
+            self.delivery.wake()
         self._status_soon()
 
     def _write(self, write: Callable[[], object], where: str) -> None:
@@ -301,56 +303,53 @@ class Daemon:
             self.store_health.failed(exc, where)
 
     def _clock_jumped(self, seconds: float) -> None:
-        self.wake_delivery.set()  # what became due, or stopped being due, is looked at again
+        if self.delivery is not None:  # the retry times moved in the outbox: read them again
+            self.delivery.configure(self.config)
+            self.delivery.wake()
 
     # -- delivery -------------------------------------------------------------------------------
 
     async def _delivery_loop(self) -> None:
-        """Deliver, then sleep until the earliest retry or until a poll adds notifications. An
-        error never ends the loop: it is logged, and the loop tries again a little later."""
+        """The delivery engine until the stop; a failure (the state file, say) never ends it: it is
+        logged, and the engine starts again a little later."""
+        assert self.clients is not None
+        self.delivery = DeliveryEngine(await self.clients.get(True), self.store, self.config, self.clock,
+                                       random=self.random, on_result=self._delivered)
         while not self.stop.is_set():
-            self.wake_delivery.clear()
-            assert self.clients is not None
             try:
-                report = await deliver_due(await self.clients.get(True), self.store, self.config, self.clock,
-                                           random=self.random)
-                if self.metrics is not None:
-                    for result in report.results:
-                        instance_id, _, resource = result.resource_key.partition("/")
-                        self.metrics.observe_delivery(instance_id, resource, result)
-                    by_key = self.store.open_counts_by_resource()
-                    self.metrics.set_outbox(_totals(by_key), by_resource={
-                        tuple(key.split("/", 1)): counts for key, counts in by_key.items()})  # type: ignore[misc]
-                if report.results:
-                    self._status_soon()
-                sleep = self._delivery_sleep()
+                await self.delivery.run(self.stop)
                 self.delivery_error = None
             except asyncio.CancelledError:
                 raise
             except StateError as exc:
                 self.store_health.failed(exc, "delivery")
                 self.delivery_error = str(exc)
-                sleep = DELIVERY_ERROR_BACKOFF_S
             except Exception as exc:
                 log.exception("delivery.crashed")
                 self.delivery_error = f"{type(exc).__name__}: {exc}"
-                sleep = DELIVERY_ERROR_BACKOFF_S
-            try:
-                await asyncio.wait_for(self.wake_delivery.wait(), timeout=sleep)
-            except asyncio.TimeoutError:
-                pass
+            if not self.stop.is_set():
+                self.delivery.configure(self.config)  # read the outbox again after the trouble
+                try:
+                    await asyncio.wait_for(self.stop.wait(), DELIVERY_ERROR_BACKOFF_S)
+                except asyncio.TimeoutError:
+                    pass
 
-    def _delivery_sleep(self) -> float:
-        """Until the earliest retry: a head that waits is either not due yet or held by a failed
-        notification of its endpoint, which is itself a head that is not due yet."""
-        now_ms = to_ms(self.clock())
-        if self.store.due_notifications(now_ms):
-            return 0.0  # something became due while the last pass ran
-        heads = self.store.due_notifications(now_ms, everything=True)
-        future = [h.next_attempt_ms for h in heads if h.next_attempt_ms is not None and h.next_attempt_ms > now_ms]
-        if not future:
-            return MAX_DELIVERY_SLEEP_S
-        return max(0.05, min(MAX_DELIVERY_SLEEP_S, (min(future) - now_ms) / 1000))
+    def _delivered(self, result: DeliveryResult) -> None:
+        if self.metrics is not None:
+            instance_id, _, resource = result.resource_key.partition("/")
+            self.metrics.observe_delivery(instance_id, resource, result)
+        self._status_soon()
+
+    async def _gauges_loop(self) -> None:
+        """The outbox gauges of /metrics, counted every few seconds (one query over the outbox)."""
+        while self.metrics is not None and not self.stop.is_set():
+            try:
+                by_key = self.store.open_counts_by_resource()
+                self.metrics.set_outbox(_totals(by_key), by_resource={
+                    tuple(key.split("/", 1)): counts for key, counts in by_key.items()})  # type: ignore[misc]
+            except StateError:
+                pass  # health says it
+            await asyncio.sleep(GAUGES_EVERY_S)
 
     # -- reload ---------------------------------------------------------------------------------
 
@@ -390,7 +389,9 @@ class Daemon:
                                                         "note": "takes effect when the daemon restarts"})
         log.info("config.reloaded", extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
         self.notifier.ready(self.status_line())
-        self.wake_delivery.set()
+        if self.delivery is not None:
+            self.delivery.configure(loaded.config)  # callback URLs, keys and limits as configured now
+            self.delivery.wake()
         return True
 
     # -- health ---------------------------------------------------------------------------------
@@ -400,6 +401,8 @@ class Daemon:
             return False, "the poll dispatcher is not running"
         if self.delivery_task is not None and self.delivery_task.done():
             return False, "the delivery loop has stopped"
+        if self.delivery_error is not None:
+            return False, f"delivery: {self.delivery_error}"
         try:
             self.store.check_writable()
         except StateError as exc:

@@ -1,12 +1,8 @@
-"""Delivery: POST committed outbox notifications, signed, with retries and dead letters.
+"""One delivery attempt: a committed notification POSTed, signed, and what came of it.
 
-Only committed rows are read (the poll's transaction is long over), and each attempt's
-outcome is written in its own transaction. Per resource, notifications go out in detection
-order: only the head of each resource's queue is sent, and the next one after it succeeds.
-When an endpoint fails, its other notifications wait with it (the store does not hand them
-out while a failed one waits), and when it is due again a single notification probes it
-before the rest follow. ``next_attempt_ms`` is pure arithmetic, so tests move a frozen clock
-instead of sleeping.
+:class:`Sender` writes nothing: poller.deliver.engine decides what to send when, and records
+the attempts. ``next_attempt_ms`` is pure arithmetic, so tests move a frozen clock instead of
+sleeping.
 """
 
 from __future__ import annotations
@@ -27,9 +23,9 @@ from poller.deliver.signing import headers as signed_headers
 from poller.httpclient import parse_retry_after
 from poller.javadate.zone import to_ms
 from poller.redact import mask_text, mask_url
-from state import OutboxEntry, Store
+from state import AttemptResult, Pending
 
-__all__ = ["DeliveryReport", "DeliveryResult", "deliver_due", "next_attempt_ms", "MAX_RETRY_AFTER_S", "JITTER"]
+__all__ = ["DeliveryReport", "DeliveryResult", "Sender", "next_attempt_ms", "MAX_RETRY_AFTER_S", "JITTER"]
 
 log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_S = 24 * 3600
@@ -87,12 +83,12 @@ class DeliveryReport:
                 "failed": sum(not r.ok for r in self.results), "dead": sum(r.dead for r in self.results)}
 
 
-class _Sender:
-    def __init__(self, client: httpx.AsyncClient, store: Store, config: Config, clock: Callable[[], datetime],
+class Sender:
+    """Sends one notification at a time (callers run several at once); writes nothing."""
+
+    def __init__(self, client: httpx.AsyncClient, config: Config, clock: Callable[[], datetime],
                  random: Callable[[], float]) -> None:
         self.client = client
-        self.store = store
-        self.config = config
         self.delivery = config.engine.delivery
         self.clock = clock
         self.random = random
@@ -103,19 +99,19 @@ class _Sender:
                                       timeout=self.delivery.timeout_seconds) as response:
             return response.status_code, response.headers.get("retry-after")
 
-    def sendable(self, entry: OutboxEntry) -> bool:
+    def sendable(self, instance_id: str) -> bool:
         """A notification of an instance no longer configured waits: its signature key is gone,
         and sending it unsigned would teach the receiver to accept unsigned requests."""
-        return entry.notification.instance_id in self.instances
+        return instance_id in self.instances
 
-    async def send(self, entry: OutboxEntry) -> DeliveryResult:
-        n = entry.notification
-        instance = self.instances[n.instance_id]
-        url = n.callback_url  # retargeted to the instance's current callback before each pass
+    async def send(self, entry: Pending, body: bytes) -> tuple[DeliveryResult, AttemptResult]:
+        """POST ``body`` (the notification ``entry``) once: what came of it, to report and to record."""
+        instance = self.instances[entry.instance_id]
+        url = entry.callback_url  # retargeted to the instance's current callback
         shown = mask_url(url, instance.callback_secrets)
         key = str(instance.signature_key) if instance.signature_key else None
         now = self.clock()
-        headers = signed_headers(n.id, n.body, key, int(now.timestamp()),
+        headers = signed_headers(entry.id, body, key, int(now.timestamp()),
                                  standard_webhooks=self.delivery.standard_webhooks, user_agent=USER_AGENT)
         started = perf_counter()
         status: int | None = None
@@ -125,7 +121,7 @@ class _Sender:
         try:
             # the whole attempt is bounded, not only each read: a receiver trickling bytes must not
             # hold delivery hostage
-            status, retry_header = await asyncio.wait_for(self._post(url, n.body, headers),
+            status, retry_header = await asyncio.wait_for(self._post(url, body, headers),
                                                           self.delivery.timeout_seconds)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
@@ -141,67 +137,16 @@ class _Sender:
         duration = int((perf_counter() - started) * 1000)
         done_ms = to_ms(self.clock())
         if error is None:
-            self.store.mark_delivered(n.id, now_ms=done_ms, status_code=status or 0, duration_ms=duration)
-            log.info("delivery.delivered", extra={"notification": n.id, "resource": n.resource_key, "status": status,
-                                                  "duration_ms": duration})
-            return DeliveryResult(n.id, n.resource_key, shown, True, status, None, duration, None)
+            log.info("delivery.delivered", extra={"notification": entry.id, "resource": entry.resource_key,
+                                                  "status": status, "duration_ms": duration})
+            return (DeliveryResult(entry.id, entry.resource_key, shown, True, status, None, duration, None),
+                    AttemptResult(entry.id, done_ms, True, status, None, duration))
         error = mask_text(mask_url(error, instance.callback_secrets) if url in error else error,
                           instance.callback_secrets)
         upcoming = None if status == 410 or permanent else next_attempt_ms(
             entry.attempts + 1, done_ms, self.delivery.retry_schedule, retry_after_s=retry_after, random=self.random)
-        self.store.mark_failed(n.id, now_ms=done_ms, status_code=status, error=error, duration_ms=duration,
-                               next_attempt_ms=upcoming)
         event = "delivery.dead_letter" if upcoming is None else "delivery.retry_scheduled"
-        log.warning(event, extra={"notification": n.id, "resource": n.resource_key, "error": error,
+        log.warning(event, extra={"notification": entry.id, "resource": entry.resource_key, "error": error,
                                   "attempts": entry.attempts + 1})
-        return DeliveryResult(n.id, n.resource_key, shown, False, status, error, duration, upcoming)
-
-
-async def deliver_due(client: httpx.AsyncClient, store: Store, config: Config,
-                      now: datetime | Callable[[], datetime], *, everything: bool = False,
-                      random: Callable[[], float] = _random.random) -> DeliveryReport:
-    """Attempt every due notification once (``everything``: every pending one, due or not).
-
-    ``now`` is the clock (a callable) or a fixed instant; it stamps ``webhook-timestamp`` and
-    the attempt times.
-    """
-    clock: Callable[[], datetime] = now if callable(now) else (lambda: now)  # type: ignore[assignment,return-value]
-    sender = _Sender(client, store, config, clock, random)
-    # Pending notifications follow their instance's callback URL as configured now, so that
-    # sending and the "an endpoint that fails holds its other notifications" rule agree.
-    store.retarget_callbacks({i.id: i.callback_url for i in config.instances if i.callback_url})
-    report = DeliveryReport()
-    attempted: set[str] = set()
-    failed_endpoints: set[str] = set()
-    limit = max(1, config.engine.delivery.concurrency_per_endpoint)
-    while True:
-        heads = [h for h in store.due_notifications(to_ms(clock()), everything=everything)
-                 if h.notification.id not in attempted]
-        batch = _choose(heads, sender, failed_endpoints, limit)
-        if not batch:
-            return report
-        results = await asyncio.gather(*(sender.send(h) for h in batch))
-        for head, result in zip(batch, results):
-            attempted.add(head.notification.id)
-            report.results.append(result)
-            if not result.ok:
-                failed_endpoints.add(head.notification.callback_url)
-
-
-def _choose(heads: list[OutboxEntry], sender: _Sender, failed: set[str], limit: int) -> list[OutboxEntry]:
-    """Up to ``limit`` heads per endpoint; an endpoint that failed in this pass gets nothing more,
-    and one that is being retried gets a single probe first."""
-    by_endpoint: dict[str, list[OutboxEntry]] = {}
-    for head in heads:
-        if not sender.sendable(head):
-            log.warning("delivery.instance_missing", extra={"notification": head.notification.id,
-                                                           "instance": head.notification.instance_id})
-            continue
-        url = head.notification.callback_url
-        if url not in failed:
-            by_endpoint.setdefault(url, []).append(head)
-    batch: list[OutboxEntry] = []
-    for entries in by_endpoint.values():
-        retrying = [e for e in entries if e.attempts > 0]
-        batch += retrying[:1] if retrying else entries[:limit]
-    return batch
+        return (DeliveryResult(entry.id, entry.resource_key, shown, False, status, error, duration, upcoming),
+                AttemptResult(entry.id, done_ms, False, status, error, duration, upcoming))
