@@ -170,3 +170,14 @@ def _check_schema(db: StateDatabase, path: Path, writer: bool) -> None:
             f"{path} has schema version {len(applied)}, older than this poller's {known}; "
             "open it once as the writer (the daemon or `poller once`) to upgrade it"
         )
+
+
+def shifted(column: str) -> str:
+    """SQL: ``column`` moved by :delta when planned after :after, else due at :after + :delta at
+    the latest (the new timeline's now)."""
+    return f"CASE WHEN {column} > :after THEN {column} + :delta ELSE min({column}, :after + :delta) END"
+
+
+def moves(column: str) -> str:
+    """SQL: the rows that :func:`shifted` changes."""
+    return f"({column} > :after OR {column} > :after + :delta)"

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from state.db import require_transaction
+from state.db import moves, require_transaction, shifted
 from state.types import OUTBOX_STATUSES, Attempt, AttemptResult, Notification, OutboxEntry, Pending
 
 __all__ = [
@@ -271,10 +271,13 @@ def record_results(db: Database, results: Sequence[AttemptResult]) -> None:
 
 
 def shift_next_attempts(db: Database, delta_ms: int, after_ms: int) -> int:
-    """Move the next attempts planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump)."""
+    """Move the next attempts planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump);
+    those already due then stay due (a jump back would put them up to its length ahead)."""
     require_transaction(db)
-    return db.execute("UPDATE outbox SET next_attempt_ms = next_attempt_ms + ? "
-                      "WHERE status = 'pending' AND next_attempt_ms > ?", [delta_ms, after_ms]).rowcount
+    return db.execute(f"UPDATE outbox SET next_attempt_ms = {shifted('next_attempt_ms')} "
+                      f"WHERE status = 'pending' AND {moves('next_attempt_ms')}",
+                      {"delta": delta_ms, "after": after_ms}).rowcount
+
 
 
 def prune_finished(db: Database, *, delivered_before_ms: int, dead_before_ms: int, limit: int) -> int:

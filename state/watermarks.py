@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from state.db import require_transaction
+from state.db import moves, require_transaction, shifted
 from state.types import ResourceState, SeenVersion
 
 __all__ = [
@@ -209,10 +209,11 @@ def set_cursor(db: Database, key: str, cursor_ms: int | None) -> None:
 
 
 def shift_next_due(db: Database, delta_ms: int, after_ms: int) -> int:
-    """Move the next due times planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump)."""
+    """Move the next due times planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump);
+    those already due stay due."""
     require_transaction(db)
-    return db.execute("UPDATE resources SET next_due_ms = next_due_ms + ? WHERE next_due_ms > ?",
-                      [delta_ms, after_ms]).rowcount
+    return db.execute(f"UPDATE resources SET next_due_ms = {shifted('next_due_ms')} WHERE {moves('next_due_ms')}",
+                      {"delta": delta_ms, "after": after_ms}).rowcount
 
 
 def set_next_due(db: Database, key: str, next_due_ms: int | None) -> None:

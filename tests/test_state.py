@@ -600,3 +600,16 @@ def test_a_hard_link_to_a_locked_state_file_is_refused(tmp_path: Path) -> None:
             side.replay([], dead=True, now_ms=1)
     with open_store(link) as s:  # the writer gone, the link may write
         assert len(s.notifications()) == 1
+
+
+@pytest.mark.parametrize(("planned_ms", "delta_ms", "expected_ms"), [
+    (9_000, -86_400_000, 9_000 - 86_400_000),  # planned after the jump's 'now': moved with it
+    (9_000, 86_400_000, 9_000 + 86_400_000),
+    (4_000, -86_400_000, 5_000 - 86_400_000),  # already due when the clock went back: due now, not in a day
+    (4_000, 86_400_000, 4_000),                # already due when it went ahead: still due, untouched
+])
+def test_shifting_due_times_moves_what_was_planned_and_keeps_what_was_due_due(
+        store: Store, planned_ms: int, delta_ms: int, expected_ms: int) -> None:
+    fail(store, now_ms=3_000, next_due_ms=planned_ms)
+    store.shift_due_times(delta_ms, after_ms=5_000)
+    assert store.resource_state(KEY).next_due_ms == expected_ms

@@ -314,7 +314,9 @@ class Daemon:
         logged, and the engine starts again a little later."""
         assert self.clients is not None
         self.delivery = DeliveryEngine(await self.clients.get(True), self.store, self.config, self.clock,
-                                       random=self.random, on_result=self._delivered)
+                                       random=self.random, on_result=self._delivered,
+                                       before_sending=self.housekeeping.watch_clock)
+        self.housekeeping.before_shift = self.delivery.flush
         while not self.stop.is_set():
             try:
                 await self.delivery.run(self.stop)

@@ -63,6 +63,9 @@ class Housekeeping:
     retention: Callable[[], RetentionConfig]
     on_clock_jump: Callable[[float], None]
     mono: Callable[[], float] = time.monotonic
+    # what must reach the state file before the due times move (the delivery engine's attempts
+    # not yet recorded: their retry times belong to the timeline before the jump)
+    before_shift: Callable[[], None] | None = None
     summary: Summary = field(default_factory=Summary)
     blocked: tuple[float, float] | None = None  # (when, how long) the loop was last blocked
     _offset: float | None = None
@@ -110,6 +113,8 @@ class Housekeeping:
         jump = offset - previous
         log.warning("daemon.clock_jump", extra={"seconds": round(jump, 3)})
         try:
+            if self.before_shift is not None:
+                self.before_shift()
             # the due times planned before the jump, moved with it
             moved = self.store.shift_due_times(int(jump * 1000), after_ms=to_ms(self.clock()) - int(jump * 1000))
             log.info("daemon.due_times_moved", extra={"rows": moved, "seconds": round(jump, 3)})

@@ -62,8 +62,12 @@ class DeliveryEngine:
 
     def __init__(self, client: httpx.AsyncClient, store: Store, config: Config,
                  clock: Callable[[], datetime], *, random: Callable[[], float] = _random.random,
-                 on_result: Callable[[DeliveryResult], None] | None = None) -> None:
+                 on_result: Callable[[DeliveryResult], None] | None = None,
+                 before_sending: Callable[[], object] | None = None) -> None:
         self.client = client
+        # the daemon's wall-clock watch: a jump seen here moves the outbox's retry times (and
+        # marks the queues stale) before a stale time could fire a retry early
+        self.before_sending = before_sending
         self.store = store
         self.clock = clock
         self.random = random
@@ -212,6 +216,11 @@ class DeliveryEngine:
                 self._advance(key, head)
                 return
             result, attempt = await self.sender.send(head, body)
+            if self.before_sending is not None:
+                # a jump of the wall clock during the send is seen before this result joins the
+                # others: the earlier ones are recorded and moved with it, this one (computed on
+                # the new timeline) is not
+                self.before_sending()
             self._results.append(attempt)
             if self._first_result_at is None:
                 self._first_result_at = asyncio.get_running_loop().time()
@@ -259,6 +268,10 @@ class DeliveryEngine:
             self.error = str(exc)
             raise
 
+    def flush(self) -> None:
+        """Record now the attempts that ended (before the outbox's due times are moved)."""
+        self._flush(force=True)
+
     # -- the two ways to run -----------------------------------------------------------------------
 
     async def run_once(self, *, everything: bool = False) -> DeliveryReport:
@@ -288,6 +301,8 @@ class DeliveryEngine:
         try:
             while not stop.is_set():
                 self._wake.clear()
+                if self.before_sending is not None:
+                    self.before_sending()
                 loop = asyncio.get_running_loop()
                 if self._stale or (not self._sends and loop.time() - self._resynced >= RESYNC_S):
                     self._flush(force=True)
@@ -296,7 +311,8 @@ class DeliveryEngine:
                 else:
                     self._load_new()
                 attempted.clear()
-                self._start_sends(to_ms(self.clock()), once=False, attempted=attempted)
+                if not self._stale:  # (stale queues wait for what is in flight, then are read again)
+                    self._start_sends(to_ms(self.clock()), once=False, attempted=attempted)
                 self._flush()
                 await self._sleep(stop)
         finally:
