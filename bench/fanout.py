@@ -121,6 +121,13 @@ TARGET_RATIO = 0.6
 TARGET_P99_S = 5.0
 TARGET_RSS_MB = 200.0
 TARGET_RSS_AT = 10_000
+# issue 12: 100,000 resources on 2 cores
+TARGET_BIG_AT = 100_000
+TARGET_FIRST_POLL_S = 10.0
+TARGET_BIG_RSS_MB = 400.0
+TARGET_STOP_S = 10.0
+TARGET_LAG_S = 0.100
+TARGET_LOG_BYTES = 40
 
 
 # -- the provider (a separate process) -----------------------------------------------------------
@@ -399,6 +406,12 @@ class DaemonResult:
     exit_code: int | None = None
     warnings: int = 0
     notify_counts: dict[str, int] | None = None
+    first_poll_s: float = float("nan")     # spawn -> the provider's first request
+    stop_s: float = float("nan")           # SIGTERM -> the process reaped
+    lag: dict[str, float] | None = None    # the 10 ms ticker's report (bench/lagged_daemon.py)
+    partial: bool = False                  # --round-seconds: stopped before every resource was polled
+    requested: int = 0                     # resources the provider saw a request for
+    log_bytes: int = 0                     # the daemon's log (stderr, INFO), whole life
 
 
 class NotifySocket:
@@ -446,8 +459,11 @@ def log_time(line: str) -> float:
 def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, *, concurrency: int | None,
                startup_hint_s: float, timeout_s: float, profile: Path | None = None,
                spy: Path | None = None, outbox_rows: int = 0, outbox_status: str = "delivered",
-               systemd: bool = True) -> DaemonResult:
+               systemd: bool = True, round_s: float | None = None) -> DaemonResult:
+    """One run of the daemon; ``round_s``: stop it that long after the spawn whatever has been
+    polled (a partial round: start-up, memory, lag and the stop are what it measures)."""
     result = DaemonResult(scenario, n)
+    result.partial = round_s is not None
     run_dir = workdir / f"{scenario}-{n}"
     run_dir.mkdir()
     config = write_config(run_dir, provider.base, n, concurrency)
@@ -467,6 +483,8 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
     provider.reset()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join([*EXTRA_PATH, str(ROOT)]),
            "LANG": "C.UTF-8"}
+    if os.environ.get("BENCH_SLOW_CALLBACK"):  # bench/lagged_daemon.py: name what blocks the loop
+        env["BENCH_SLOW_CALLBACK"] = os.environ["BENCH_SLOW_CALLBACK"]
     notify = None
     if systemd:  # as deploy/poller.service runs it: Type=notify, WatchdogSec=30s
         notify = NotifySocket(run_dir / "notify.sock")
@@ -474,7 +492,10 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
-    cmd += ["-m", "poller", "run", "-c", str(config), "--state", str(db)]
+        cmd += ["-m", "poller", "run", "-c", str(config), "--state", str(db)]
+    else:  # the event loop's lag, sampled every 10 ms (the wrapper adds the ticker and nothing else)
+        cmd += [str(ROOT / "bench" / "lagged_daemon.py"), "run", "-c", str(config), "--state", str(db)]
+        env["BENCH_LAG_FILE"] = str(run_dir / "lag.json")
     log_path = run_dir / "daemon.log"
     with open(log_path, "w") as log_file:
         spawn = time.time()
@@ -500,7 +521,10 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
             if cpu_at_t0 is None and t0 is None and provider.count() > 0:
                 cpu_at_t0 = proc_cpu_s(proc.pid)
             hwm = max(hwm, proc_status(proc.pid, "VmHWM") or 0)
-            if provider.count() >= n and db.exists():
+            if round_s is not None:
+                if time.time() - spawn >= round_s:
+                    break
+            elif provider.count() >= n and db.exists():
                 rows = state_rows(db)
                 if sum(1 for k in keys if rows.get(k, (None, 0, 0))[1] >= polled_needed) == n:
                     break
@@ -521,12 +545,14 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
                 spy_proc.wait()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
+        term_at = time.monotonic()
         reaped = None
         stop_deadline = time.time() + 60
         while reaped is None:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 reaped = (status, usage)
+                result.stop_s = time.monotonic() - term_at
                 break
             if time.time() > stop_deadline:
                 proc.kill()  # our own child, by its pid
@@ -538,6 +564,9 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
             notify.close()
             result.notify_counts = dict(notify.counts)
     result.exit_code = proc.returncode
+    lag_file = run_dir / "lag.json"
+    if lag_file.exists():
+        result.lag = json.loads(lag_file.read_text())
     if result.exit_code != 0:
         result.problems.append(f"exit code {result.exit_code}")
     result.maxrss_mb = usage.ru_maxrss / 1024
@@ -547,7 +576,9 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
     if cpu_at_t0 is not None and cpu_end is not None:
         result.cpu_round_s = cpu_end - cpu_at_t0
 
-    log_lines = log_path.read_text(errors="replace").splitlines()
+    log_text = log_path.read_text(errors="replace")
+    result.log_bytes = len(log_text.encode())
+    log_lines = log_text.splitlines()
     started = [log_time(line) for line in log_lines if " daemon.started" in line]
     if started:
         result.startup_s = started[0] - spawn
@@ -562,14 +593,17 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
     first: dict[str, float] = {}
     for t, path in reqs:
         first.setdefault(f"{INSTANCE}{path}", t)
-    if len(first) != n:
+    if len(first) != n and not result.partial:
         result.problems.append(f"{len(first)} of {n} resources requested")
+    result.requested = len(first)
     if len(reqs) != len(first):
         result.problems.append(f"{len(reqs) - len(first)} repeated requests")
     times = list(first.values())
     result.span_s, result.rate = span_rate(times)
+    if times:
+        result.first_poll_s = min(times) - spawn
     rows = state_rows(db) if db.exists() else {}
-    failed = sum(1 for v in rows.values() if v[2])
+    failed = sum(1 for v in rows.values() if v[2]) if not result.partial else 0
     if failed:
         result.problems.append(f"{failed} resources with consecutive_failures > 0")
     if due_ms:
@@ -609,7 +643,8 @@ def fmt_late(values: list[float]) -> str:
 def print_daemon(r: DaemonResult) -> None:
     print(f"  daemon [{r.scenario}] N={r.n}: exit {r.exit_code}, start-up {r.startup_s:.2f} s (spawn -> daemon.started)"
           + (f", daemon.started {r.started_vs_t0_s:+.2f} s vs T0" if r.started_vs_t0_s is not None else ""))
-    print(f"    polls/s (provider log, first..last request): {r.rate:8.1f}   span {r.span_s:.2f} s")
+    print(f"    polls/s (provider log, first..last request): {r.rate:8.1f}   span {r.span_s:.2f} s"
+          + (f"   (partial round: {r.requested:,} of {r.n:,} resources polled)" if r.partial else ""))
     if r.scenario != "cold":
         print(f"    lateness, provider side (request arrival - scheduled): {fmt_late(r.late)}")
         print(f"    lateness, daemon side (last_poll_ms - scheduled):      {fmt_late(r.late_state)}")
@@ -624,6 +659,12 @@ def print_daemon(r: DaemonResult) -> None:
           f" whole life {r.cpu_total_s:.2f} s")
     print(f"    peak RSS {r.rss_mb:.1f} MB (VmHWM before SIGTERM {r.hwm_mb:.1f} MB, ru_maxrss {r.maxrss_mb:.1f} MB);"
           f" {r.warnings} WARNING lines in its log")
+    polled = r.requested or r.n
+    print(f"    log: {r.log_bytes:,} bytes at INFO, {r.log_bytes / polled:.1f} bytes per poll"
+          + (" (baselines: each is logged)" if r.scenario == "cold" else " (no poll changed anything)"))
+    print(f"    first poll {r.first_poll_s:.2f} s after the spawn; SIGTERM -> exit {r.stop_s:.2f} s"
+          + (f"; event-loop lag (10 ms ticker): max {r.lag['max_s'] * 1000:.0f} ms, p99 {r.lag['p99_s'] * 1000:.1f} ms,"
+             f" {r.lag['over_100ms']} of {r.lag['ticks']:,} ticks over 100 ms" if r.lag else ""))
     if r.notify_counts is not None:
         print("    NOTIFY_SOCKET messages: " + (", ".join(f"{k} x{v}" for k, v in sorted(r.notify_counts.items()))
                                                or "none"))
@@ -730,6 +771,31 @@ def print_spy(path: Path, limit: int = 22) -> None:
         print(f"    {n / total:6.1%}  {label}")
 
 
+def big_targets(n: int, results: dict[str, DaemonResult]) -> list[tuple[str, bool, str]]:
+    """Issue 12's rows: log bytes per no-change poll (burst); for 100,000 resources start-up,
+    memory, stop and loop lag."""
+    rows = []
+    if "burst" in results:
+        b = results["burst"]
+        per_poll = b.log_bytes / max(1, b.requested)
+        rows.append((f"N={n:>6,}: log <= {TARGET_LOG_BYTES} bytes per no-change poll (burst, INFO)",
+                     per_poll <= TARGET_LOG_BYTES, f"{per_poll:.1f} bytes"))
+    if n < TARGET_BIG_AT or not results:
+        return rows
+    first = results["cold"].first_poll_s if "cold" in results else float("nan")
+    stop = max(r.stop_s for r in results.values())
+    lag = max((r.lag["max_s"] for r in results.values() if r.lag), default=float("nan"))
+    rss = max(r.rss_mb for r in results.values())
+    return rows + [
+        (f"N={n:>6,}: start to first poll <= {TARGET_FIRST_POLL_S:g} s (cold)", first <= TARGET_FIRST_POLL_S,
+         f"{first:.2f} s"),
+        (f"N={n:>6,}: peak RSS <= {TARGET_BIG_RSS_MB:g} MB", rss <= TARGET_BIG_RSS_MB, f"{rss:.1f} MB"),
+        (f"N={n:>6,}: SIGTERM to exit <= {TARGET_STOP_S:g} s", stop <= TARGET_STOP_S, f"{stop:.2f} s"),
+        (f"N={n:>6,}: event loop never blocked > {TARGET_LAG_S * 1000:g} ms", lag <= TARGET_LAG_S,
+         f"max lag {lag * 1000:.0f} ms"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -757,6 +823,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
                         help="put DIR first on the path of the daemon and of the bare loop (to try a package, "
                              "e.g. one installed with pip install --target DIR)")
+    parser.add_argument("--round-seconds", type=float, metavar="S",
+                        help="stop each daemon run S seconds after its spawn, polled or not (a partial round: "
+                             "start-up, first poll, memory, lag, SIGTERM; the 100,000-resource targets)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (configs, logs, states)")
     args = parser.parse_args(argv)
     if args.serve:
@@ -783,18 +852,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in sizes:
             print(f"\n== N = {n:,} resources ==")
-            bares = [bare_loop(provider, n, concurrency) for _ in range(args.bare_repeats)]
+            bares = [bare_loop(provider, n, concurrency)
+                     for _ in range(0 if args.round_seconds is not None else args.bare_repeats)]
             results: dict[str, DaemonResult] = {}
-            startup_hint = 1.0 + n * 0.001
+            startup_hint = 1.0 + n * 0.00005  # (raised to the measured start-up of each run)
             for scenario in args.scenarios:
                 r = run_daemon(provider, workdir, n, scenario, concurrency=args.concurrency,
                                startup_hint_s=startup_hint, timeout_s=args.timeout,
                                outbox_rows=args.outbox_rows,
-                               outbox_status=args.outbox_status, systemd=not args.no_systemd)
+                               outbox_status=args.outbox_status, systemd=not args.no_systemd,
+                               round_s=args.round_seconds)
                 if r.startup_s == r.startup_s:
                     startup_hint = max(startup_hint, r.startup_s)
                 results[scenario] = r
                 failed |= not r.ok
+            if args.round_seconds is not None:  # partial rounds: no capacity or lateness comparison
+                for r in results.values():
+                    print_daemon(r)
+                summary += big_targets(n, results)
+                continue
             bares.append(bare_loop(provider, n, concurrency))  # after the daemon runs too
             for i, b in enumerate(bares, 1):
                 print(f"  bare httpx loop #{i}{' (after)' if i == len(bares) else ''}: {b.rate:8.1f} polls/s "
@@ -807,6 +883,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" least CPU {bare_cpu_ms:.2f} ms/GET")
             for r in results.values():
                 print_daemon(r)
+            summary += big_targets(n, results)
             if "burst" in results:
                 burst = results["burst"]
                 arrival = n / JITTER_S

@@ -13,7 +13,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["collector_paused"]
+__all__ = ["collector_paused", "freeze_long_lived"]
 
 
 @contextmanager
@@ -29,3 +29,13 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the cyclic collector's sight (``gc.freeze``).
+
+    A daemon's configuration and schedule for 100,000 resources are millions of objects that
+    live as long as it does; each full collection walked all of them again, holding the event
+    loop 0.3 s every 14 s (bench/fanout.py). Reference counting still frees them when a reload
+    drops them; only cycles among them would stay, and a configuration has none."""
+    gc.freeze()

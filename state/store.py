@@ -17,6 +17,7 @@ from types import TracebackType
 from sqlite_utils import Database
 
 from state import outbox, watermarks
+from state.checkpoint import Checkpointer
 from state.db import open_db
 from state.errors import StateError
 from state.types import Attempt, AttemptResult, Notification, OutboxEntry, Pending, ResourceState, SeenVersion
@@ -48,6 +49,16 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<Store {str(self.path)!r} {'writer' if self.writer else 'reader'}{' closed' if self._closed else ''}>"
+
+    def take_over_checkpoints(self) -> Checkpointer:
+        """Stop the writer's automatic WAL checkpoints; the caller runs the returned
+        :class:`~state.checkpoint.Checkpointer` off its own thread instead (and closes it before
+        the store)."""
+        if not self.writer:
+            raise StateError(f"{self.path}: checkpoints: the store is open read-only")
+        with self._errors("cannot configure checkpoints"):
+            self.db.execute("PRAGMA wal_autocheckpoint = 0")
+        return Checkpointer(self.path)
 
     def close(self) -> None:
         """Close the connection and, for the writer, release the lock."""

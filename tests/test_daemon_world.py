@@ -215,3 +215,30 @@ def test_delivered_notifications_are_deleted_while_the_daemon_runs(
 
     text = config_text(provider, receiver, engine={"retention": {"deliveredDays": seconds / 86_400}})
     run_daemon(tmp_path, text, body)
+
+
+# -- (issue 12) what would hold the event loop: full collections, checkpoints inside commits ----------
+
+def test_the_daemon_freezes_its_long_lived_objects_and_checkpoints_off_the_loop(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+    import gc
+
+    gc.unfreeze()
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 2, what="two polls")
+        assert gc.get_freeze_count() > 0  # the configuration and schedule: out of the full collections
+        assert daemon.store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # no checkpoint in a commit
+        wal = Path(f"{daemon.store.path}-wal")
+        await until(lambda: wal.exists() and wal.stat().st_size > 0, what="a WAL")
+        size = wal.stat().st_size
+        await until(lambda: polls(daemon) >= 10, what="more polls")
+        # checkpointed meanwhile, so the polls wrote the WAL from its start again (without: +4 KB a poll)
+        assert wal.stat().st_size <= size + 2 * 4120
+
+    try:
+        run_daemon(tmp_path, config_text(provider, receiver, engine={"lookbackSeconds": 1}), body)
+    finally:
+        gc.unfreeze()

@@ -613,3 +613,28 @@ def test_shifting_due_times_moves_what_was_planned_and_keeps_what_was_due_due(
     fail(store, now_ms=3_000, next_due_ms=planned_ms)
     store.shift_due_times(delta_ms, after_ms=5_000)
     assert store.resource_state(KEY).next_due_ms == expected_ms
+
+
+def test_checkpoints_taken_over_by_a_checkpointer_run_beside_the_writer(path: Path) -> None:
+    with open_store(path) as store:
+        checkpointer = store.take_over_checkpoints()
+        try:
+            wal = Path(f"{path}-wal")
+            for i in range(2500):  # far more than SQLite's automatic checkpoint would let the WAL hold
+                fail(store, now_ms=i, error="x" * 4000)
+            size = wal.stat().st_size
+            assert size > 2000 * 4096  # nothing was checkpointed inside a commit (at 1,000 frames)
+            assert checkpointer.run() == 0  # every frame copied
+            fail(store, now_ms=10_000, error="after")  # the writer goes on (the WAL starts over)
+            assert wal.stat().st_size == size
+            assert checkpointer.error is None
+        finally:
+            checkpointer.close()
+        assert store.resource_state(KEY).last_error == "after"
+    with open_store(path, writer=False) as reader:
+        assert reader.resource_state(KEY).last_error == "after"
+
+
+def test_a_reader_cannot_take_over_checkpoints(store: Store, reader: Store) -> None:
+    with pytest.raises(StateError, match="read-only"):
+        reader.take_over_checkpoints()

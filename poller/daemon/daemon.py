@@ -27,6 +27,7 @@ from poller.daemon.dispatch import Dispatcher, Slots, Ticket
 from poller.daemon.housekeeping import Housekeeping
 from poller.daemon.schedule import first_run, longest_wait_s, next_due, next_due_after_failure, start_window_s
 from poller.daemon.systemd import Notifier, watchdog_interval
+from poller.gcpause import freeze_long_lived
 from poller.deliver.engine import DeliveryEngine
 from poller.deliver.sender import DeliveryResult
 from poller.errors import PollerError
@@ -42,6 +43,7 @@ UTC = timezone.utc
 STATUS_INTERVAL_S = 2.0
 DELIVERY_ERROR_BACKOFF_S = 5.0
 GAUGES_EVERY_S = 5.0
+CHECKPOINT_EVERY_S = 1.0  # WAL checkpoints, in a worker thread
 # of engine.shutdownTimeoutSeconds, kept after draining the polls for closing clients, the store and
 # the process, so that the whole stop fits in the timeout
 SHUTDOWN_RESERVE_S = 0.5
@@ -136,11 +138,13 @@ class Daemon:
                 self.clients = HttpClients(stack, self.transport, max_connections=self.slots.workers + 16)
                 await self._start_observability(stack)
                 self._plan_all(self.clock())
+                freeze_long_lived()
                 self.dispatcher.start()
                 self.delivery_task = asyncio.create_task(self._delivery_loop(), name="delivery")
                 tasks = [self.delivery_task, asyncio.create_task(self._watchdog_loop(), name="watchdog"),
                          asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
-                         asyncio.create_task(self._gauges_loop(), name="gauges")]
+                         asyncio.create_task(self._gauges_loop(), name="gauges"),
+                         asyncio.create_task(self._checkpoint_loop(), name="checkpoints")]
                 self.notifier.ready(self.status_line())
                 log.info("daemon.started", extra={"resources": len(self.resources), "state": str(self.store.path)})
                 await self.stop.wait()
@@ -342,6 +346,21 @@ class Daemon:
             self.metrics.observe_delivery(instance_id, resource, result)
         self._status_soon()
 
+    async def _checkpoint_loop(self) -> None:
+        """The state file's WAL checkpoints, every second in a worker thread (state.checkpoint:
+        inside a commit on the loop they held it for a quarter of a second)."""
+        try:
+            checkpointer = self.store.take_over_checkpoints()
+        except StateError as exc:
+            self.store_health.failed(exc, "checkpoints")
+            return
+        try:
+            while not self.stop.is_set():
+                await asyncio.to_thread(checkpointer.run)
+                await asyncio.sleep(CHECKPOINT_EVERY_S)
+        finally:
+            checkpointer.close()  # (waits for a checkpoint under way in its thread)
+
     async def _gauges_loop(self) -> None:
         """The outbox gauges of /metrics, counted every few seconds (one query over the outbox)."""
         while self.metrics is not None and not self.stop.is_set():
@@ -390,6 +409,7 @@ class Daemon:
             log.warning("config.restart_needed", extra={"key": "engine.maxConcurrentPolls",
                                                         "note": "takes effect when the daemon restarts"})
         log.info("config.reloaded", extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
+        freeze_long_lived()  # the new configuration lives until the next reload
         self.notifier.ready(self.status_line())
         if self.delivery is not None:
             self.delivery.configure(loaded.config)  # callback URLs, keys and limits as configured now
