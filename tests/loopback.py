@@ -23,6 +23,7 @@ class LoopbackServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.connections_opened = 0  # (keep-alive: a client reusing its connections opens few)
 
     def handle_error(self, request: object, client_address: object) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # a client that went away is no news
@@ -48,6 +49,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stalls
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+            self.server.connections_opened += 1
 
     def finish(self) -> None:
         with self.server.connections_lock:
@@ -77,6 +79,11 @@ class LoopbackService:
             raise RuntimeError(f"the {type(self).__name__} is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections clients opened so far (a client keeping its connections alive opens few)."""
+        return self._server.connections_opened if self._server is not None else 0
 
     def start(self: _Service) -> _Service:
         server = self.server_class(("127.0.0.1", 0), self.handler_class)
