@@ -529,7 +529,8 @@ ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "diff
                    "pathlib", "re", "typing", "urllib", "poller"}
 ALLOWED_POLLER = {"poller.errors", "poller.javadate", "poller.javadate.zone", "poller.jsonpath",
                   "poller.config.templates", "poller.config", "poller.config.load", "poller.config.types",
-                  "poller.config.values", "poller.config.resource", "poller.config.instance"}
+                  "poller.config.values", "poller.config.resource", "poller.config.instance",
+                  "poller.gcpause"}  # (pure: pauses the cyclic collector around the load)
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
@@ -558,3 +559,18 @@ def test_load_config_reads_files(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text("\ufeff" + json.dumps(instance()), encoding="utf-8")
     assert load_config(path, {}).config.source == str(path)
+
+
+def test_repeated_blocks_are_checked_once_and_their_problems_still_named_for_each_resource() -> None:
+    good = {f"r{i}": resource(url=f"/r{i}") for i in range(3)}
+    config = load(instance(good)).config
+    dates = [r.dates for r in config.instances[0].resources]
+    assert dates[0] is dates[1] is dates[2]  # one object for the three identical blocks
+    bad = resource(datesConfiguration={"updatedDateField": "u", "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ssQ"})
+    found = errors(instance({"a": bad, "b": bad}))
+    on_a = [e for e in found if ".a." in e]
+    on_b = [e for e in found if ".b." in e]
+    assert on_a and [e.replace(".a.", ".b.") for e in on_a] == on_b, found  # each one, with its own path
+    env = resource(datesConfiguration={"updatedDateField": "u", "updatedDateFormat": "${env:FMT:-yyyy-MM-dd}"})
+    warnings = load(instance({"a": env, "b": env})).warnings
+    assert any("FMT" in w and "1 other place" in w for w in warnings), warnings

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from poller.config.types import SecretStr
@@ -26,6 +27,23 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _ENV_START = re.compile(r"\$\{env:", re.I)
 _ENV_FULL = re.compile(r"\$\{env:([^}]*?)(?::-([^}]*))?\}", re.I)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+_MISSING = object()
+_T = TypeVar("_T")
+
+
+def _memo_key(value: object) -> str | None:
+    """``value`` as canonical JSON, or None when it may not be memoised (see Context.memo)."""
+    def plain(v: object) -> bool:
+        if isinstance(v, dict):
+            return not getattr(v, "duplicates", ()) and all(plain(x) for x in v.values())
+        if isinstance(v, list):
+            return all(plain(x) for x in v)
+        return not (isinstance(v, str) and "${" in v)
+    if not plain(value):
+        return None
+    return json.dumps(value, sort_keys=True)
 
 
 class JsonObject(dict):  # type: ignore[type-arg]
@@ -124,6 +142,26 @@ class Context:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.defaulted: dict[str, list[Path]] = {}  # env variables that fell back to their default
+        self._memo: dict[tuple[str, str], object] = {}
+
+    def memo(self, kind: str, value: object, build: Callable[[], _T]) -> _T:
+        """``build()``, or what it gave for the same JSON ``value`` before in this file.
+
+        100,000 resources mostly repeat a few date and pagination blocks: each is checked once.
+        Only a result that added no error and no warning is kept, and never one whose value
+        holds a ``${...}`` (environment variables are recorded where they are used) or a
+        duplicated key (reported where it is), so the problems found are the same either way."""
+        key = _memo_key(value)
+        if key is None:
+            return build()
+        found = self._memo.get((kind, key), _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        errors, warnings = len(self.errors), len(self.warnings)
+        result = build()
+        if len(self.errors) == errors and len(self.warnings) == warnings:
+            self._memo[(kind, key)] = result
+        return result
 
     def finish(self) -> None:
         """Add the warnings gathered over the whole file: one per defaulted variable."""
