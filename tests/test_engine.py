@@ -134,3 +134,50 @@ def test_a_clock_a_day_ahead_does_not_announce_every_dateless_record_again(
         provider.records[0]["name"] = "changed"
         [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(days=5, minutes=1)))
         assert outcome.events == 1
+
+
+def test_a_large_page_is_written_in_parts_with_the_event_loop_free_between_them(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], monkeypatch) -> None:  # noqa: ANN001
+    from poller.poll import engine
+
+    monkeypatch.setattr(engine, "CHUNK_RECORDS", 5)
+    provider = make_fake_provider()
+    now = datetime.now(UTC)
+    provider.records.extend(record(i, now - timedelta(seconds=30)) for i in range(12))
+    text = json.loads(_config(provider, "/c"))
+    text["instances"][0]["configuration"]["event.poller.configuration"]["contacts"]["initialCursor"] = \
+        "2020-01-01T00:00:00Z"  # a backfill: every record is announced
+    config = load_config_text(json.dumps(text), "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        at_ticks: list[int] = []  # the ticker's count at each transaction
+        original = store.record_page
+
+        def counting(*args: object, **kwargs: object) -> None:
+            at_ticks.append(ticks)
+            original(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.record_page = counting  # type: ignore[method-assign]
+        ticks = 0
+
+        async def main() -> list:
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            try:
+                provider_done = await poll_all(config, store, now)
+            finally:
+                task.cancel()
+            return provider_done
+
+        [outcome] = asyncio.run(main())
+        assert outcome.ok and outcome.pages == 1 and outcome.records == 12 and outcome.events == 12
+        assert len(at_ticks) == 3  # 5 + 5 + 2 records, a transaction each
+        assert at_ticks[0] < at_ticks[1] < at_ticks[2]  # the loop ran other tasks between the parts
+        announced = sorted(o for e in store.notifications() for o in json.loads(e.notification.body)["message"]["events"]
+                           for o in [o["objectId"]])
+        assert announced == sorted(str(i) for i in range(12))
