@@ -766,3 +766,12 @@ def test_fake_stop_is_prompt_with_idle_keep_alive_connections(make_fake_provider
     provider.stop()  # twice is harmless
     with pytest.raises(RuntimeError, match="not started"):
         provider.url("/x")
+
+
+def test_retries_within_a_poll_are_no_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing poll is one warning (poll.failed, from the engine), not one per attempt: 10,000
+    refused ports logged three per poll."""
+    caplog.set_level(logging.INFO, "poller.poll.fetch")
+    fetch(sequence(httpx.Response(500), httpx.Response(500), httpx.Response(500)), spec(BASE))
+    retries = [r for r in caplog.records if r.getMessage() == "fetch.retry"]
+    assert len(retries) == 2 and {r.levelno for r in retries} == {logging.INFO}

@@ -187,9 +187,11 @@ async def _fetch_json(client: httpx.AsyncClient, spec: FetchSpec, url: str, mask
                 raise FetchError(spec.resource, masked, f"{last.reason} (after {ATTEMPTS} attempts)",
                                  status=last.status, retry_after=until) from retry.__cause__
             wait = retry.wait if retry.wait is not None else BACKOFF_S * 2 ** (attempt - 1) * (1 + JITTER * random())
-            log.warning("fetch.retry", extra={"resource": spec.resource, "url": masked, "attempt": attempt,
-                                              "wait_s": round(wait, 3), "status": retry.error.status,
-                                              "reason": retry.error.reason})
+            # INFO: a retry is no failure yet; the poll that fails after its last attempt says so,
+            # once (10,000 refused ports logged three warnings per poll)
+            log.info("fetch.retry", extra={"resource": spec.resource, "url": masked, "attempt": attempt,
+                                           "wait_s": round(wait, 3), "status": retry.error.status,
+                                           "reason": retry.error.reason})
             await sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
 
