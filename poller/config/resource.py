@@ -58,7 +58,7 @@ def build_resource(ctx: Context, name: str, value: object, path: Path, *,
     url = _url(ctx, obj, path, base, server_zone, page_size)
     id_field, id_path = _id_field(ctx, obj, path)
     dates = ctx.memo("dates", [obj.get("datesConfiguration"), {k: v for k, v in obj.items() if is_time_zone_key(k)}],
-                     lambda: _dates(ctx, obj, path))
+                     _dates, ctx, obj, path)
     poll_delay = _optional_number(ctx, obj, path, "pollDelay", "a number of seconds", 0.0)
     by_updated = _filter_by_updated(ctx, obj, path)
     by_current = ctx.boolean(obj["filterByCurrentDate"], path + ("filterByCurrentDate",)) \
@@ -68,7 +68,7 @@ def build_resource(ctx: Context, name: str, value: object, path: Path, *,
         ctx.warn(path, "filterByUpdatedDate is false but the resource has no created date "
                        "(datesConfiguration.createdDateField)")
     records_path = _path_value(ctx, obj, path, "recordsPath")
-    pagination = ctx.memo("pagination", obj.get("pagination"), lambda: _pagination(ctx, obj, path))
+    pagination = ctx.memo("pagination", obj.get("pagination"), _pagination, ctx, obj, path)
     initial = _instant(ctx, obj["initialCursor"], path + ("initialCursor",)) if "initialCursor" in obj else None
     if len(ctx.errors) > errors_before or url is None or id_field is None:
         return None
