@@ -188,9 +188,14 @@ def test_stop_cancels_what_outlives_the_timeout() -> None:
 
 # -- slots -----------------------------------------------------------------------------------------
 
-def test_a_retry_sleep_lets_go_of_the_slot() -> None:
+@pytest.mark.parametrize(("waiting", "expected"), [
+    (4, ["sleeper starts", "other", "sleeper ends"]),  # a retry sleep lets go of the slot
+    (0, ["sleeper starts", "sleeper ends", "other"]),  # no room to wait in: a sleeping poll keeps it
+])
+def test_a_retry_sleep_lets_go_of_the_slot_while_the_waiting_room_has_space(waiting: int,
+                                                                              expected: list[str]) -> None:
     async def main() -> list[str]:
-        slots, order = Slots(1, waiting=4), []
+        slots, order = Slots(1, waiting=waiting), []
 
         async def sleeper() -> None:
             async with slots.ticket() as t:
@@ -198,15 +203,15 @@ def test_a_retry_sleep_lets_go_of_the_slot() -> None:
                 await t.sleep(0.05)
                 order.append("sleeper ends")
 
-        async def quick() -> None:
+        async def other() -> None:
             await asyncio.sleep(0.01)
             async with slots.ticket():
-                order.append("quick")
+                order.append("other")
 
-        await asyncio.gather(sleeper(), quick())
+        await asyncio.gather(sleeper(), other())
         return order
 
-    assert run(main) == ["sleeper starts", "quick", "sleeper ends"]
+    assert run(main) == expected
 
 
 def test_a_slow_request_lets_go_of_the_slot_and_a_quick_one_does_not() -> None:
@@ -232,26 +237,6 @@ def test_a_slow_request_lets_go_of_the_slot_and_a_quick_one_does_not() -> None:
         return order, slots.in_use
 
     assert run(main) == (["healthy", "slow answered"], 0)
-
-
-def test_the_waiting_room_is_bounded() -> None:
-    async def main() -> list[str]:
-        slots, order = Slots(1, waiting=0), []  # no room: a sleeping poll keeps its slot
-
-        async def sleeper() -> None:
-            async with slots.ticket() as t:
-                await t.sleep(0.05)
-                order.append("sleeper")
-
-        async def other() -> None:
-            await asyncio.sleep(0.01)
-            async with slots.ticket():
-                order.append("other")
-
-        await asyncio.gather(sleeper(), other())
-        return order
-
-    assert run(main) == ["sleeper", "other"]
 
 
 def test_a_cancelled_wait_cancels_the_request_and_gives_the_slot_back() -> None:

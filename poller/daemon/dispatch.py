@@ -145,6 +145,7 @@ class Dispatcher:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: dict[asyncio.Task[None], str] = {}  # worker -> the key it polls
+        self._busy_keys: set[str] = set()  # the same keys, looked up for every hand-off
         self._idle = asyncio.Event()  # set whenever no poll is under way
         self._idle.set()
         self.dispatched = 0
@@ -164,9 +165,7 @@ class Dispatcher:
     def plan_many(self, items: Iterable[tuple[str, float]]) -> None:
         for key, due in items:
             self._due[key] = due
-        self._heap = [(due, i, key) for i, (key, due) in enumerate(self._due.items())]
-        self._tick = len(self._heap)
-        heapq.heapify(self._heap)
+        self._compact()
         self._wake.set()
 
     def poke(self) -> None:
@@ -194,6 +193,7 @@ class Dispatcher:
         return sum(1 for due in self._due.values() if due <= now)
 
     def _compact(self) -> None:
+        """The heap rebuilt from the live entries only (one per key)."""
         self._heap = [(due, i, key) for i, (key, due) in enumerate(self._due.items())]
         self._tick = len(self._heap)
         heapq.heapify(self._heap)
@@ -219,7 +219,7 @@ class Dispatcher:
                 if due_of.get(key) != due:
                     continue  # a stale entry: the key was planned again, or forgotten
                 del due_of[key]
-                if key in self._busy.values():  # planned again while polled: after that poll, not beside it
+                if key in self._busy_keys:  # planned again while polled: after that poll, not beside it
                     self.plan(key, now + 1.0)
                     continue
                 if self._queue.full():
@@ -249,6 +249,7 @@ class Dispatcher:
             if self._stopping:
                 continue  # stopping: what waited for a worker does not start
             self._busy[task] = key
+            self._busy_keys.add(key)
             self._idle.clear()
             try:
                 await self._run(key, due)
@@ -258,6 +259,7 @@ class Dispatcher:
                 log.exception("poll.crashed", extra={"resource": key})
             finally:
                 self._busy.pop(task, None)
+                self._busy_keys.discard(key)
                 if not self._busy:
                     self._idle.set()
 
