@@ -140,3 +140,22 @@ def test_a_failed_write_is_remembered_until_a_write_commits(store: Store) -> Non
     assert store.write_failure is None
     store.check_writable()
     assert store.integrity_check() == "ok"
+
+
+def test_housekeeping_hands_a_failed_retention_to_the_daemon(tmp_path: Path) -> None:
+    """The daemon logs one line per kind of failed write and counts it in health: retention's
+    failures go the same way (a full disk failing every round would otherwise log each minute)."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from poller.config.types import RetentionConfig
+    from poller.daemon.housekeeping import Housekeeping
+
+    with open_store(tmp_path / "p.db"):
+        pass
+    failures: list[tuple[str, str]] = []
+    with open_store(tmp_path / "p.db", writer=False) as reader:  # every write fails: read-only
+        keeper = Housekeeping(reader, lambda: datetime.now(timezone.utc), lambda: RetentionConfig(), lambda s: None,
+                              on_write_failure=lambda exc, where: failures.append((where, str(exc))))
+        assert asyncio.run(keeper.prune()) == (0, 0)
+    assert [where for where, _ in failures] == ["retention"] and "read-only" in failures[0][1]

@@ -27,10 +27,10 @@ from poller.daemon.dispatch import Dispatcher, Slots, Ticket
 from poller.daemon.housekeeping import Housekeeping
 from poller.daemon.schedule import first_run, longest_wait_s, next_due, next_due_after_failure, start_window_s
 from poller.daemon.systemd import Notifier, watchdog_interval
-from poller.gcpause import freeze_long_lived
 from poller.deliver.engine import DeliveryEngine
 from poller.deliver.sender import DeliveryResult
 from poller.errors import PollerError
+from poller.gcpause import freeze_long_lived
 from poller.httpclient import HttpClients
 from poller.javadate.zone import from_ms, to_ms
 from poller.poll.engine import PollOutcome, poll_resource, resource_key
@@ -112,7 +112,8 @@ class Daemon:
         self.notifier = Notifier(environ)
         self.clients: HttpClients | None = None
         self.store_health = _StoreHealth()
-        self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono)
+        self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono,
+                                         on_write_failure=self.store_health.failed)
         self.delivery_error: str | None = None
         self.last_poll: tuple[str, bool] | None = None  # (key, ok) of the newest poll
         self._reloading: asyncio.Task | None = None
@@ -308,8 +309,7 @@ class Daemon:
 
     def _clock_jumped(self, seconds: float) -> None:
         if self.delivery is not None:  # the retry times moved in the outbox: read them again
-            self.delivery.configure(self.config)
-            self.delivery.wake()
+            self.delivery.reread()
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -334,7 +334,7 @@ class Daemon:
                 log.exception("delivery.crashed")
                 self.delivery_error = f"{type(exc).__name__}: {exc}"
             if not self.stop.is_set():
-                self.delivery.configure(self.config)  # read the outbox again after the trouble
+                self.delivery.reread()  # the outbox again after the trouble
                 try:
                     await asyncio.wait_for(self.stop.wait(), DELIVERY_ERROR_BACKOFF_S)
                 except asyncio.TimeoutError:

@@ -34,6 +34,7 @@ LAG_MEMORY_S = 30.0
 SUMMARY_EVERY_S = 60.0
 RETENTION_EVERY_S = 60.0
 RETENTION_BATCHES = 20  # at most this many batches a round; the rest waits for the next
+PRUNE_BATCH = 500  # rows of each kind per retention transaction
 DAY_MS = 86_400_000
 
 
@@ -66,6 +67,8 @@ class Housekeeping:
     # what must reach the state file before the due times move (the delivery engine's attempts
     # not yet recorded: their retry times belong to the timeline before the jump)
     before_shift: Callable[[], None] | None = None
+    # a failed write (the daemon logs one line per kind of failure and counts it in health)
+    on_write_failure: Callable[[StateError, str], None] | None = None
     summary: Summary = field(default_factory=Summary)
     blocked: tuple[float, float] | None = None  # (when, how long) the loop was last blocked
     _offset: float | None = None
@@ -119,9 +122,15 @@ class Housekeeping:
             moved = self.store.shift_due_times(int(jump * 1000), after_ms=to_ms(self.clock()) - int(jump * 1000))
             log.info("daemon.due_times_moved", extra={"rows": moved, "seconds": round(jump, 3)})
         except StateError as exc:
-            log.error("state.write_failed", extra={"error": str(exc)})
+            self._write_failed(exc, "moving due times")
         self.on_clock_jump(jump)
         return jump
+
+    def _write_failed(self, exc: StateError, where: str) -> None:
+        if self.on_write_failure is not None:
+            self.on_write_failure(exc, where)
+        else:
+            log.error("state.write_failed", extra={"where": where, "error": str(exc)})
 
     def log_summary(self, seconds: float) -> None:
         s, self.summary = self.summary, Summary()
@@ -142,18 +151,18 @@ class Housekeeping:
                 notes, resources = self.store.prune(
                     now_ms=now_ms, delivered_before_ms=now_ms - int(r.delivered_days * DAY_MS),
                     dead_before_ms=now_ms - int(r.dead_days * DAY_MS),
-                    removed_before_ms=now_ms - int(r.removed_days * DAY_MS))
+                    removed_before_ms=now_ms - int(r.removed_days * DAY_MS), limit=PRUNE_BATCH)
                 total[0] += notes
                 total[1] += resources
                 await asyncio.sleep(0)
-                if notes < 500 and resources < 500:
+                if notes < PRUNE_BATCH and resources < PRUNE_BATCH:
                     break
             for _ in range(50):  # 1,000 pages a step, with yields, until nothing is left free
                 if not self.store.give_space_back(1000):
                     break
                 await asyncio.sleep(0)
         except StateError as exc:
-            log.error("state.write_failed", extra={"error": str(exc)})
+            self._write_failed(exc, "retention")
         if any(total):
             log.info("retention.pruned", extra={"notifications": total[0], "resources": total[1]})
         return total[0], total[1]

@@ -41,7 +41,7 @@ from state import AttemptResult, Pending, StateError, Store
 __all__ = ["DeliveryEngine", "deliver_due"]
 
 log = logging.getLogger(__name__)
-FLUSH_AFTER_S = 0.0  # attempts are recorded at the loop's next turn after they ended (together)...$
+FLUSH_AFTER_S = 0.0  # attempts are recorded at the loop's next turn after they ended (together)...
 FLUSH_COUNT = 200  # ...or as soon as this many wait
 RESYNC_S = 60.0  # the outbox is read again whole this often (replays from another process)
 MAX_SLEEP_S = 60.0
@@ -93,6 +93,11 @@ class DeliveryEngine:
         self.sender = Sender(self.client, config, self.clock, self.random)
         self.limit = max(1, config.engine.delivery.concurrency_per_endpoint)
         self._stale = True
+
+    def reread(self) -> None:
+        """Read the outbox again (its due times moved, or something went wrong) and look at once."""
+        self._stale = True
+        self._wake.set()
 
     def wake(self) -> None:
         """New notifications were committed (or something changed): look again."""
