@@ -90,12 +90,19 @@ def build_parser(elements: tuple[Element, ...], tz: tzinfo, fixed: bool) -> Pars
         return None
     regex = re.compile("".join(parts), re.ASCII)
     index = {key: i + 1 for i, key in enumerate(slots)}
-    # field widths for _make_parser's RFC 1123 variant: Z (+HHMM) qualifies, X (which reads Z too) not
-    widths = {("Z" if el.letter == "X" else "MT" if el.letter == "M" and el.count >= 3 else el.letter):
-              (0 if el.letter == "X" else 5 if el.letter == "Z" else el.count)
-              for el in elements if isinstance(el, Field)}
     return _iso_parser(elements, tz, fixed) or _reordered_parser(elements, tz, fixed) or \
-        _make_parser(regex, index, tz, fixed, widths)
+        _make_parser(regex, index, tz, fixed, rfc=_rfc_shaped(elements))
+
+
+# EEE, dd MMM yyyy HH:mm:ss Z, the weekday optional: fields as (letter, count), a name's count
+# as 3 and Z's (any count reads +HHMM) as 1; X is not here (it reads "Z" too)
+_RFC_FIELDS = {("d", 2), ("M", 3), ("y", 4), ("H", 2), ("m", 2), ("s", 2), ("Z", 1)}
+
+
+def _rfc_shaped(elements: tuple[Element, ...]) -> bool:
+    fields = {(el.letter, 1 if el.letter == "Z" else min(el.count, 3) if el.letter in "EM" else el.count)
+              for el in elements if isinstance(el, Field)}
+    return sys.version_info >= (3, 11) and fields - {("E", 3)} == _RFC_FIELDS  # (3.11: fromisoformat reads +HHMM)
 
 
 def _offset_tz(text: str) -> tzinfo | None:
@@ -118,21 +125,16 @@ def _offset_tz(text: str) -> tzinfo | None:
     return tz
 
 
-def _make_parser(regex: re.Pattern[str], index: dict[str, int], zone: tzinfo, fixed: bool,
-                 widths: dict[str, int] | None = None) -> Parser:
+def _make_parser(regex: re.Pattern[str], index: dict[str, int], zone: tzinfo, fixed: bool, *,
+                 rfc: bool = False) -> Parser:
     """Generate the parser's code for this field layout: no per-call branching on the pattern."""
     order = sorted(index, key=index.__getitem__)
-    if widths is not None and sys.version_info >= (3, 11) and set(index) - {"E"} == {"y", "MT", "d", "H", "m", "s", "Z"} \
-            and all(widths[k] == 2 for k in "dHms") and widths["Z"] == 5:
+    if rfc:
         return _exec_parser(_rfc_lines(order, "E" in index), match=regex.fullmatch, ZONE=zone,
                             MONTH2={name: f"{n:02d}" for name, n in _NAMES["M"].items()},
                             MIN_OFFSET=timedelta(hours=-13), MAX_OFFSET=timedelta(hours=14))
     lines = [
-        "def parse(text):",
-        "    m = match(text)",
-        "    if m is None:",
-        "        return None",
-        f"    {', '.join('g_' + k for k in order)}, = m.groups()",
+        *_groups_lines(order),
         "    year = int(g_y)",
         "    if not 1901 <= year < 9999:",
         "        return None",
@@ -174,16 +176,36 @@ def _make_parser(regex: re.Pattern[str], index: dict[str, int], zone: tzinfo, fi
     return _exec_parser(lines, match=regex.fullmatch, ZONE=zone)
 
 
+def _groups_lines(order: list[str]) -> list[str]:
+    """The generated parser's start: the regex's groups as ``g_<field>``, or None for no match."""
+    return ["def parse(text):", "    m = match(text)", "    if m is None:", "        return None",
+            f"    {', '.join('g_' + k for k in order)}, = m.groups()"]
+
+
+def _fromiso_lines(argument: str) -> list[str]:
+    """The generated parser's start for the regex-checked shapes read by fromisoformat(argument)."""
+    return ["def parse(text):", "    if match(text) is None:", "        return None", "    try:",
+            f"        dt = fromiso({argument})", "    except ValueError:", "        return None",
+            "    if not 1901 <= dt.year < 9999:", "        return None"]
+
+
+def _offset_s(zone: tzinfo) -> int:
+    """A fixed zone's offset (seconds)."""
+    return int(datetime(2000, 1, 1, tzinfo=zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+
+def _fixed_suffix(zone: tzinfo) -> str:
+    """A fixed zone's offset as fromisoformat reads it (``+05:30``)."""
+    sign, minutes = _minutes(_offset_s(zone))
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def _rfc_lines(order: list[str], weekday: bool) -> list[str]:
     """RFC 1123 shaped patterns (``EEE, dd MMM yyyy HH:mm:ss Z``): the groups are put in ISO
     order and read by datetime.fromisoformat (3.11 reads +HHMM), instead of five int() and the
     datetime constructor."""
     lines = [
-        "def parse(text):",
-        "    m = match(text)",
-        "    if m is None:",
-        "        return None",
-        f"    {', '.join('g_' + k for k in order)}, = m.groups()",
+        *_groups_lines(order),
         "    month = MONTH2.get(g_MT.lower())",  # (fromisoformat would take +0560 for +06:00)
         "    if month is None or not '1901' <= g_y < '9999' or g_Z[3] > '5':",
         "        return None",
@@ -240,26 +262,12 @@ def _iso_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) -> Par
         aware = True
     elif rest:
         return None
-    suffix = None
-    if not aware and fixed and modern:
-        # fromisoformat can attach a fixed zone itself: cheaper than datetime.replace.
-        seconds = int(datetime(2000, 1, 1, tzinfo=zone).utcoffset().total_seconds())
-        sign, minutes = _minutes(seconds)
-        suffix = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    # fromisoformat can attach a fixed zone itself: cheaper than datetime.replace
+    suffix = _fixed_suffix(zone) if not aware and fixed and modern else None
     argument = "text[:-1]" if strip_z else "text"
     if suffix is not None:
         argument = "text" if strip_z and suffix == "+00:00" else f"{argument} + {suffix!r}"
-    lines = [
-        "def parse(text):",
-        "    if match(text) is None:",
-        "        return None",
-        "    try:",
-        f"        dt = fromiso({argument})",
-        "    except ValueError:",
-        "        return None",
-        "    if not 1901 <= dt.year < 9999:",
-        "        return None",
-    ]
+    lines = _fromiso_lines(argument)
     if aware:
         lines += ["    if not MIN_OFFSET <= dt.utcoffset() <= MAX_OFFSET:", "        return None"]
     elif suffix is None:
@@ -271,7 +279,7 @@ def _iso_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) -> Par
                          MIN_OFFSET=timedelta(hours=-13), MAX_OFFSET=timedelta(hours=14))
     if aware or suffix is not None:
         local = 23 if shape[11:13] == ["'.", "SSS"] else 19  # yyyy-MM-ddTHH:mm:ss[.SSS]
-        known = {} if aware else {("Z" if strip_z else ""): _minutes_sign(seconds) * 60_000}
+        known = {} if aware else {("Z" if strip_z else ""): _minutes_sign(_offset_s(zone)) * 60_000}
         parse.ms = _iso_ms(parse.ms, local, known, learn=aware)  # type: ignore[attr-defined]
     return parse
 
@@ -308,26 +316,15 @@ def _reordered_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) 
         return f"{{text[{where[key]}:{where[key] + (width or len(key))}]}}" if key in where else default
 
     if "ss" in where and where["mm"] == where["HH"] + 3 and where["ss"] == where["mm"] + 3 \
-            and text_at(elements, where["HH"] + 2) == text_at(elements, where["mm"] + 2) == ":":
+            and _text_at(elements, where["HH"] + 2) == _text_at(elements, where["mm"] + 2) == ":":
         clock = piece("HH", "", 8)  # HH:mm:ss in one slice
     else:
         clock = f"{piece('HH', '00')}:{piece('mm', '00')}:{piece('ss', '00')}"
     iso = (f"{piece('yyyy', '')}-{piece('MM', '')}-{piece('dd', '')}T{clock}"
            + (f".{piece('SSS', '')}" if "SSS" in where else ""))
     if fixed:  # fromisoformat attaches a fixed zone itself: datetime.replace costs twice the parse
-        sign, minutes = _minutes(int(datetime(2000, 1, 1, tzinfo=zone).utcoffset().total_seconds()))
-        iso += f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-    lines = [
-        "def parse(text):",
-        "    if match(text) is None:",
-        "        return None",
-        "    try:",
-        f"        dt = fromiso(f{iso!r})",
-        "    except ValueError:",
-        "        return None",
-        "    if not 1901 <= dt.year < 9999:",
-        "        return None",
-    ]
+        iso += _fixed_suffix(zone)
+    lines = _fromiso_lines(f"f{iso!r}")
     if not fixed:
         lines.append("    dt = dt.replace(tzinfo=ZONE, fold=1)")
         lines += _GAP_CHECK
@@ -335,7 +332,7 @@ def _reordered_parser(elements: tuple[Element, ...], zone: tzinfo, fixed: bool) 
     return _exec_parser(lines, match=re.compile(regex, re.ASCII).fullmatch, ZONE=zone)
 
 
-def text_at(elements: tuple[Element, ...], pos: int) -> str | None:
+def _text_at(elements: tuple[Element, ...], pos: int) -> str | None:
     """The literal character at ``pos`` of the pattern's canonical text, or None (a field)."""
     at = 0
     for el in elements:
