@@ -47,12 +47,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loopserve import ServerProcess, serve_forever  # noqa: E402
 
 INSTANCE = "bench"
 TARGET_RATIO = 0.8
@@ -109,38 +111,18 @@ def serve(slow_s: float) -> None:
             else:
                 self.transport.write(reply)  # type: ignore[attr-defined]
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Receiver, "127.0.0.1", 0, backlog=1024)
-        print(server.sockets[0].getsockname()[1], flush=True)
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with server:
-            await stop.wait()
-
-    asyncio.run(main())
+    serve_forever(Receiver)
 
 
-class ReceiverProcess:
+class ReceiverProcess(ServerProcess):
     def __init__(self, slow_s: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", "--slow-seconds", str(slow_s)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.base = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
-
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.base + path, timeout=60) as r:
-            return r.read().decode()
+        super().__init__([__file__, "--serve", "--slow-seconds", str(slow_s)])
 
     def reset(self) -> None:
         self.get("/__reset")
 
     def log(self) -> dict:
         return json.loads(self.get("/__log"))
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
 
 
 # -- the bare loop (a separate process) ------------------------------------------------------------

@@ -104,13 +104,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loopserve import ServerProcess, serve_forever  # noqa: E402
 
 INTERVAL_MIN = 10.0  # minutes: each resource polled once per run; start jitter window min(600 s, 30 s)
 try:
@@ -185,28 +187,12 @@ def serve() -> None:
                     log.append((time.time(), path))
                     self.transport.write(response(BODY))  # type: ignore[attr-defined]
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Provider, "127.0.0.1", 0, backlog=1024)
-        print(server.sockets[0].getsockname()[1], flush=True)
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with server:
-            await stop.wait()
-
-    asyncio.run(main())
+    serve_forever(Provider)
 
 
-class ProviderProcess:
+class ProviderProcess(ServerProcess):
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.base + path, timeout=30) as r:
-            return r.read().decode()
+        super().__init__([__file__, "--serve"])
 
     def reset(self) -> None:
         self.get("/__reset")
@@ -220,14 +206,6 @@ class ProviderProcess:
             t, p = line.split(" ", 1)
             out.append((float(t), p))
         return out
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- configuration and state --------------------------------------------------------------------

@@ -3,8 +3,9 @@
     store = open_store(path)                    # the one writer; writer=False to read alongside it
     store.record_page(key, ...)                 # one transaction per page
     store.finish_poll(key, ..., cursor_ms=...)  # the cursor moves only here
-    store.due_notifications(now_ms)             # heads of the per-resource queues, ready to send
-    store.mark_delivered(id, ...) / store.mark_failed(id, ...)   # one transaction per attempt
+    store.pending() / store.body(id)            # what is to deliver (the engine queues it in memory)
+    store.record_attempts(results)              # many delivery attempts, one transaction
+    store.take_over_checkpoints()               # the daemon: WAL checkpoints from a thread
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ _SEQ_SCALE = 1_000_000  # seq = poll start (ms) * scale + position within the po
 # written keep their notifications and seen versions together, the cursor has not moved, and
 # the next poll announces the rest.
 CHUNK_RECORDS = 1_000
+_HOUR_MS = 3600 * 1000
 
 
 def resource_key(instance: InstanceConfig, resource: ResourceConfig) -> str:
@@ -318,9 +319,6 @@ def _hash_prune_before(previous_success_ms: int | None, now_ms: int) -> int:
     if previous_success_ms is not None:
         before = min(before, previous_success_ms - _HOUR_MS)
     return before
-
-
-_HOUR_MS = 3600 * 1000
 
 
 class _Unreadable(Exception):
