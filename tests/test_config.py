@@ -503,8 +503,10 @@ def test_the_schema_rejects_what_the_loader_rejects_structurally() -> None:
     assert list(validator.iter_errors(instance({"c": resource(idField=DROP)})))
     assert list(validator.iter_errors(instance(configuration={"event.poller.refresh_interval": 0})))
     assert list(validator.iter_errors(instance({"c": resource(pagination={"type": "cursor"})})))
-    assert not list(validator.iter_errors(instance(configuration={"event.vendor.type": "webhook",
-                                                                  "event.notification.callback.url": DROP})))
+    # a webhook instance needs no event.poller.configuration, but an enabled one needs its callback URL
+    assert not list(validator.iter_errors(instance(configuration={"event.poller.configuration": DROP})))
+    assert list(validator.iter_errors(instance(configuration={"event.vendor.type": "webhook",
+                                                              "event.notification.callback.url": DROP})))
 
 
 def test_the_schema_is_in_step_with_the_loader() -> None:
@@ -521,15 +523,19 @@ def test_the_schema_is_in_step_with_the_loader() -> None:
     assert set(defs["resource"]["properties"]["datesConfiguration"]["properties"]) == set(KEY_LISTS["dates"])
     assert set(defs["resource"]["properties"]["pagination"]["properties"]) == set(KEY_LISTS["pagination"])
     assert set(SCHEMA["anyOf"][0]["properties"]) == set(KEY_LISTS["top"])
+    assert set(engine["webhooks"]["properties"]) == set(KEY_LISTS["webhooks"])
+    conf = defs["configuration"]["properties"]
+    assert set(conf["event.webhook.events"]["properties"]) == set(KEY_LISTS["webhookEvents"])
+    assert set(conf["event.webhook.verify"]["properties"]) == set(KEY_LISTS["webhookVerify"])
 
 
 PURE_MODULES = ["config/__init__", "config/load", "config/types", "config/values", "config/resource",
-                "config/instance", "config/templates", "jsonpath", "config/schema"]
-ALLOWED_IMPORTS = {"__future__", "collections", "dataclasses", "datetime", "difflib", "functools", "json", "math",
+                "config/instance", "config/templates", "jsonpath", "config/schema", "config/webhook"]
+ALLOWED_IMPORTS = {"__future__", "base64", "collections", "dataclasses", "datetime", "difflib", "functools", "json", "math",
                    "pathlib", "re", "typing", "urllib", "poller"}
 ALLOWED_POLLER = {"poller.errors", "poller.javadate", "poller.javadate.zone", "poller.jsonpath",
                   "poller.config.templates", "poller.config", "poller.config.load", "poller.config.types",
-                  "poller.config.values", "poller.config.resource", "poller.config.instance",
+                  "poller.config.values", "poller.config.resource", "poller.config.instance", "poller.config.webhook",
                   "poller.gcpause"}  # (pure: pauses the cyclic collector around the load)
 
 

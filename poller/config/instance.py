@@ -7,7 +7,8 @@ import re
 from poller.config import templates
 from poller.config.resource import build_resource
 from poller.config.types import ApiConfig, InstanceConfig, ResourceConfig, SecretStr
-from poller.config.values import Context, Path, decode_json, describe, json_error, kind
+from poller.config.values import Context, Path, close_match, decode_json, describe, json_error, kind
+from poller.config.webhook import LIST_IDS, WEBHOOK_KEYS, build_webhook
 
 __all__ = ["API_KEYS", "CE_INSTANCE_KEYS", "CONFIGURATION_IGNORED", "CONFIGURATION_KEYS", "INSTANCE_KEYS",
            "build_instance", "normalise_resource_name"]
@@ -18,7 +19,8 @@ CALLBACK_URL = "event.notification.callback.url"
 SIGNATURE_KEY = "event.notification.signature.key"
 REFRESH_INTERVAL = "event.poller.refresh_interval"
 POLLER_CONFIGURATION = "event.poller.configuration"
-CONFIGURATION_KEYS = (ENABLED, VENDOR_TYPE, CALLBACK_URL, SIGNATURE_KEY, REFRESH_INTERVAL, POLLER_CONFIGURATION)
+CONFIGURATION_KEYS = (ENABLED, VENDOR_TYPE, CALLBACK_URL, SIGNATURE_KEY, REFRESH_INTERVAL, POLLER_CONFIGURATION,
+                      *WEBHOOK_KEYS)
 # Cloud Elements event keys that poller does not implement: a warning says they are ignored.
 CONFIGURATION_IGNORED = (
     "event.poller.urls", "event.objects", "event.metadata", "event.notification.instance.finder",
@@ -58,10 +60,19 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
         return None
     enabled = ctx.boolean(conf[ENABLED], conf_path + (ENABLED,)) if ENABLED in conf else False
     vendor = _vendor_type(ctx, conf, conf_path)
-    polled = bool(enabled) and vendor == "polling"
-    ctx.check_keys(conf, conf_path, known=CONFIGURATION_KEYS,
-                   required=(CALLBACK_URL, POLLER_CONFIGURATION) if polled else (),
+    # DESIGN §10: without an event.poller.configuration there is nothing to poll, so the events can
+    # only be pushed: a webhook instance (unless the key is only misspelt: then it is missing)
+    misspelt = POLLER_CONFIGURATION not in conf and close_match(
+        POLLER_CONFIGURATION, [k for k in conf if k not in CONFIGURATION_KEYS], cutoff=0.75) is not None
+    webhooks = vendor in ("webhook", "webhooks") or (POLLER_CONFIGURATION not in conf and not misspelt)
+    polled = bool(enabled) and vendor == "polling" and not webhooks
+    required = (CALLBACK_URL, POLLER_CONFIGURATION) if polled else (CALLBACK_URL,) if enabled and webhooks else ()
+    ctx.check_keys(conf, conf_path, known=CONFIGURATION_KEYS + (LIST_IDS,), required=required,
                    ignored=CONFIGURATION_IGNORED, accept=lambda key: not key.startswith("event."))
+    webhook = build_webhook(ctx, conf, conf_path, element_key) if webhooks else None
+    for key in () if webhooks else [k for k in WEBHOOK_KEYS if k in conf]:
+        ctx.warn(conf_path + (key,), "is only read for webhook instances (event.vendor.type webhook, or no "
+                                     "event.poller.configuration); ignored")
     callback, callback_secrets = _callback(ctx, conf, conf_path)
     signature = _signature_key(ctx, conf, conf_path)
     interval = 15.0
@@ -78,7 +89,7 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
         id=instance_id, name=name or instance_id, element_key=element_key, tags=tags, enabled=bool(enabled),
         vendor_type=vendor or "polling", callback_url=callback, callback_secrets=callback_secrets,
         signature_key=signature,
-        refresh_interval_minutes=interval, api=api, resources=resources)
+        refresh_interval_minutes=interval, api=api, resources=resources, webhook=webhook)
 
 
 def _element_key(ctx: Context, obj: dict, path: Path) -> str:

@@ -32,6 +32,7 @@ from poller.config.types import (
     LoadResult,
     LogConfig,
     RetentionConfig,
+    WebhooksEngineConfig,
 )
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError
@@ -43,7 +44,8 @@ __all__ = ["ConfigLoadError", "load_config", "load_config_text"]  # the package'
 TOP_KEYS = ("engine", "instances", "$schema")
 ENGINE_KEYS = ("statePath", "lookbackSeconds", "serverTimeZone", "maxConcurrentPolls",
                "shutdownTimeoutSeconds", "listen", "maxResponseBytes", "maxClockSkewSeconds", "delivery", "log",
-               "retention")
+               "retention", "webhooks")
+WEBHOOKS_KEYS = ("listen", "publicUrl", "maxBodyBytes", "dedupeHours")
 RETENTION_KEYS = ("deliveredDays", "deadDays", "inboundDays", "removedDays")
 DELIVERY_KEYS = ("batchSize", "timeoutSeconds", "concurrencyPerEndpoint", "retrySchedule", "standardWebhooks")
 LOG_KEYS = ("format", "level")
@@ -103,6 +105,13 @@ def _load(text: str, source_name: str, environ: Mapping[str, str] | None) -> Loa
             continue
         first_seen[instance.id] = path
         instances.append(instance)
+    if engine.listen is None and engine.webhooks.listen is None:
+        for instance, path in ((i, first_seen[i.id]) for i in instances if i.receives_webhooks):
+            ctx.warn(path, f"a webhook instance, but neither engine.listen nor engine.webhooks.listen is set: "
+                           f"nothing receives its webhooks")
+    if engine.listen is not None and engine.listen == engine.webhooks.listen and engine.listen[1] != 0:
+        ctx.error(("engine", "webhooks", "listen"), "is the same address as engine.listen: leave it out to serve "
+                                                    "the webhooks there")
     ctx.finish()
     if ctx.errors:
         raise ConfigLoadError(ctx.errors, ctx.warnings)
@@ -161,6 +170,8 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
         out["log"] = _log(ctx, obj["log"], path + ("log",))
     if "retention" in obj:
         out["retention"] = _retention(ctx, obj["retention"], path + ("retention",))
+    if "webhooks" in obj:
+        out["webhooks"] = _webhooks(ctx, obj["webhooks"], path + ("webhooks",))
     return EngineConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
 
 
@@ -218,6 +229,29 @@ def _retention(ctx: Context, value: object, path: Path) -> RetentionConfig | Non
         if key in obj:
             out[key[:-len("Days")] + "_days"] = ctx.number(obj[key], path + (key,), "a number of days", positive=True)
     return RetentionConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _webhooks(ctx: Context, value: object, path: Path) -> WebhooksEngineConfig | None:
+    obj = ctx.obj(value, path)
+    if obj is None:
+        return None
+    ctx.check_keys(obj, path, known=WEBHOOKS_KEYS)
+    out: dict[str, object] = {}
+    if "listen" in obj:
+        out["listen"] = _listen(ctx, obj["listen"], path + ("listen",))
+    if "publicUrl" in obj:
+        text = ctx.text(obj["publicUrl"], path + ("publicUrl",), "an http:// or https:// URL")
+        if text is not None and ctx.check_http_url(text, path + ("publicUrl",)):
+            if "?" in text or "#" in text:
+                ctx.error(path + ("publicUrl",), "cannot have a query or a fragment: /webhooks/... is appended to it")
+            else:
+                out["public_url"] = text.rstrip("/")
+    if "maxBodyBytes" in obj:
+        out["max_body_bytes"] = ctx.integer(obj["maxBodyBytes"], path + ("maxBodyBytes",), positive=True)
+    if "dedupeHours" in obj:
+        out["dedupe_hours"] = ctx.number(obj["dedupeHours"], path + ("dedupeHours",), "a number of hours",
+                                         positive=True)
+    return WebhooksEngineConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
 
 
 def _schedule(ctx: Context, value: object, path: Path) -> tuple[float, ...] | None:

@@ -21,7 +21,17 @@ from poller.config.instance import (
     VENDOR_TYPE,
     VENDOR_TYPES,
 )
-from poller.config.load import DELIVERY_KEYS, ENGINE_KEYS, LOG_FORMATS, LOG_KEYS, LOG_LEVELS, RETENTION_KEYS, TOP_KEYS
+from poller.config.load import (
+    DELIVERY_KEYS,
+    ENGINE_KEYS,
+    LOG_FORMATS,
+    LOG_KEYS,
+    LOG_LEVELS,
+    RETENTION_KEYS,
+    TOP_KEYS,
+    WEBHOOKS_KEYS,
+)
+from poller.config.webhook import EVENTS, EVENTS_KEYS, LIST_IDS, TIME_ZONE, TOKEN, VERIFY, VERIFY_KEYS, VERIFY_TYPES
 from poller.config.resource import DATES_KEYS, PAGINATION_COMMON, PAGINATION_TYPES, RESOURCE_KEYS, TIME_ZONE_KEYS
 
 __all__ = ["SCHEMA"]
@@ -117,6 +127,39 @@ RESOURCE = {
     "required": ["url", "idField"],
 }
 
+WEBHOOK_EVENTS = {
+    "description": "Generic element: how a pushed JSON body becomes events.",
+    "type": "object",
+    "properties": {
+        "path": _string("JSON path of the array of events (default: the body, or [body])."),
+        "idField": _string("JSON path of the object id in an event."),
+        "typeField": _string("JSON path of the provider's event type."),
+        "types": {"description": "Provider type -> CREATED, UPDATED or DELETED (others: UNKNOWN).",
+                  "type": "object", "additionalProperties": _words("CREATED", "UPDATED", "DELETED")},
+        "objectType": _string("The events' objectType (default 'events')."),
+        "objectTypeField": _string("JSON path of the objectType in an event."),
+        "dateField": _string("JSON path of the event's date (default: the time it was received)."),
+        "dateFormat": _string("A Java SimpleDateFormat pattern, or 'milliseconds' (default: ISO-8601)."),
+    },
+}
+WEBHOOK_VERIFY = {
+    "description": "Generic element: how a request proves where it comes from (default: its token only).",
+    "type": "object",
+    "properties": {
+        "type": _words(*VERIFY_TYPES),
+        "header": _string("hmac: the header carrying the signature."),
+        "algorithm": _words("sha1", "sha256", "sha512"),
+        "encoding": _words("hex", "base64"),
+        "prefix": _string("hmac: text before the signature, such as 'sha256='."),
+        "secret": _string("hmac, standardwebhooks: the shared secret (whsec_... for Standard Webhooks)."),
+        "timestampHeader": _string("hmac: sign '{timestamp}.{body}' with the timestamp from this header."),
+        "toleranceSeconds": _number("How old a signed timestamp may be (default 300).", positive=True),
+        "username": _string("basic: the user name."),
+        "password": _string("basic: the password."),
+    },
+    "required": ["type"],
+}
+
 _ENABLED_TRUE = {"anyOf": [{"const": True}, _words("true")]}
 CONFIGURATION = {
     "description": "The Cloud Elements instance configuration; element-specific keys are allowed.",
@@ -133,13 +176,16 @@ CONFIGURATION = {
             "anyOf": [{"type": "object", "additionalProperties": {"$ref": "#/$defs/resource"}},
                       {"type": "string"}],
         },
+        TOKEN: _string("Webhook instances: the secret last part of the inbound URL (default: generated once)."),
+        TIME_ZONE: _string("Webhook instances: the zone of dates without one (default UTC)."),
+        EVENTS: WEBHOOK_EVENTS,
+        VERIFY: WEBHOOK_VERIFY,
+        LIST_IDS: {"description": "Campaign Monitor (and Mailchimp registration): comma-separated list ids.",
+                   "type": ["string", "array"]},
     },
-    "if": {
-        "properties": {ENABLED: _ENABLED_TRUE},
-        "required": [ENABLED],
-        "not": {"properties": {VENDOR_TYPE: _words("webhook", "webhooks")}, "required": [VENDOR_TYPE]},
-    },
-    "then": {"required": [CALLBACK_URL, POLLER_CONFIGURATION]},
+    # an enabled instance needs a callback URL; without event.poller.configuration it is a webhook instance
+    "if": {"properties": {ENABLED: _ENABLED_TRUE}, "required": [ENABLED]},
+    "then": {"required": [CALLBACK_URL]},
 }
 
 API = {
@@ -206,6 +252,15 @@ ENGINE = {
             "type": "object",
             "properties": {"format": _words(*LOG_FORMATS), "level": _words(*LOG_LEVELS)},
         },
+        "webhooks": {
+            "type": "object",
+            "properties": {
+                "listen": _string("HOST:PORT serving only the inbound webhook routes (default: engine.listen)."),
+                "publicUrl": _url("The base of the webhook URLs that `poller webhooks` prints."),
+                "maxBodyBytes": _number("Largest inbound body (default 4 MiB).", positive=True, integer=True),
+                "dedupeHours": _number("A repeated inbound event is dropped within (default 24).", positive=True),
+            },
+        },
     },
 }
 
@@ -233,7 +288,8 @@ SCHEMA: dict = {
 # Kept in step with the loader: tests/test_config.py compares these with the schema.
 KEY_LISTS = {
     "top": TOP_KEYS, "engine": ENGINE_KEYS, "delivery": DELIVERY_KEYS, "log": LOG_KEYS, "retention": RETENTION_KEYS,
-    "instance": INSTANCE_KEYS + CE_INSTANCE_KEYS, "configuration": CONFIGURATION_KEYS, "api": API_KEYS,
-    "resource": RESOURCE_KEYS, "dates": DATES_KEYS,
+    "instance": INSTANCE_KEYS + CE_INSTANCE_KEYS, "configuration": CONFIGURATION_KEYS + (LIST_IDS,), "api": API_KEYS,
+    "resource": RESOURCE_KEYS, "dates": DATES_KEYS, "webhooks": WEBHOOKS_KEYS, "webhookEvents": EVENTS_KEYS,
+    "webhookVerify": ("type",) + tuple(dict.fromkeys(k for keys in VERIFY_KEYS.values() for k in keys)),
     "pagination": PAGINATION_COMMON + tuple(k for keys in PAGINATION_TYPES.values() for k in keys),
 }

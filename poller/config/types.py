@@ -29,10 +29,15 @@ __all__ = [
     "ResourceConfig",
     "RetentionConfig",
     "SecretStr",
+    "VerifyConfig",
+    "WebhookConfig",
+    "WebhookEventsConfig",
+    "WebhooksEngineConfig",
 ]
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class SecretStr(str):
@@ -70,6 +75,16 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksEngineConfig:
+    """``engine.webhooks`` (DESIGN §10): where inbound webhooks arrive and how they are kept."""
+
+    listen: tuple[str, int] | None = None  # a listener of their own (else engine.listen serves them)
+    public_url: str | None = None  # the base of the URLs `poller webhooks` prints
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    dedupe_hours: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     state_path: str | None = None
     lookback_seconds: float = 60.0
@@ -82,6 +97,7 @@ class EngineConfig:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    webhooks: WebhooksEngineConfig = field(default_factory=WebhooksEngineConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +152,49 @@ class ResourceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyConfig:
+    """``event.webhook.verify``: how a generic element's request proves where it comes from."""
+
+    type: str = "none"  # hmac | standardwebhooks | basic | none
+    header: str | None = None  # hmac: the header carrying the signature
+    algorithm: str = "sha256"  # hmac: sha1 | sha256 | sha512
+    encoding: str = "hex"  # hmac: hex | base64
+    prefix: str = ""  # hmac: before the signature in the header, e.g. "sha256="
+    secret: SecretStr | None = None  # hmac, standardwebhooks
+    timestamp_header: str | None = None  # hmac over "{timestamp}.{body}"
+    tolerance_seconds: float = 300.0
+    username: SecretStr | None = None  # basic
+    password: SecretStr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEventsConfig:
+    """``event.webhook.events``: how a generic element's JSON body becomes events."""
+
+    path: tuple[Segment, ...] | None = None  # to the array of events; None: the body (or [body])
+    id_path: tuple[tuple[Segment, ...], ...] = (("event_object_id",), ("id",))  # the first present
+    type_path: tuple[tuple[Segment, ...], ...] = (("event_type",), ("type",))
+    types: tuple[tuple[str, str], ...] = ()  # provider value -> CREATED | UPDATED | DELETED
+    object_type: str = "events"
+    object_type_path: tuple[Segment, ...] | None = ("event_object_type",)
+    date_path: tuple[tuple[Segment, ...], ...] = (("event_date",), ("date",))
+    date_format: DateFormat | None = None  # None: ISO-8601 or epoch numbers
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """What a webhook instance (DESIGN §10) receives: ``kind`` campaignmonitor, mailchimp or generic."""
+
+    kind: str
+    token: SecretStr | None = None  # event.webhook.token; None: generated once, kept in the state file
+    time_zone: str = "UTC"  # event.webhook.timeZone: of dates that carry no zone
+    list_ids: tuple[str, ...] = ()  # events.list.ids; empty: every list
+    events: WebhookEventsConfig = field(default_factory=WebhookEventsConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    hub_key: str = "marketing"
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceConfig:
     id: str
     name: str
@@ -149,11 +208,17 @@ class InstanceConfig:
     refresh_interval_minutes: float = 15.0
     api: ApiConfig = field(default_factory=ApiConfig)
     resources: tuple[ResourceConfig, ...] = ()
+    webhook: WebhookConfig | None = None  # set for webhook instances (DESIGN §10), enabled or not
+
+    @property
+    def receives_webhooks(self) -> bool:
+        """True when the inbound route accepts this instance's webhooks (enabled webhook instance)."""
+        return self.enabled and self.webhook is not None
 
     @property
     def polled(self) -> bool:
         """True when the engine polls this instance (enabled, and of vendor type polling)."""
-        return self.enabled and self.vendor_type == "polling"
+        return self.enabled and self.vendor_type == "polling" and self.webhook is None
 
     @property
     def refresh_interval_seconds(self) -> float:
