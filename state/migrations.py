@@ -113,6 +113,45 @@ def _paused_resources_and_retention(db: Database) -> None:
     """)
 
 
+@_step("0005_inbound_webhooks")
+def _inbound_webhooks(db: Database) -> None:
+    # webhook_tokens: the generated last part of each webhook instance's URL, kept so the URL
+    # never changes. inbound_requests: every request that was read (accepted, duplicate or
+    # rejected) with its body, for `poller webhooks requests` and `replay`. inbound_events: the
+    # ids of the events announced, so a retried request or a second batch announces nothing new.
+    db.executescript("""
+        CREATE TABLE webhook_tokens (
+            instance_id TEXT PRIMARY KEY,
+            token TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE inbound_requests (
+            id INTEGER PRIMARY KEY,
+            instance_id TEXT NOT NULL,
+            received_ms INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            content_type TEXT,
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            sha256 TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            reason TEXT,
+            events INTEGER NOT NULL DEFAULT 0,
+            notification_ids TEXT NOT NULL DEFAULT '[]'
+        );
+        CREATE INDEX inbound_requests_received ON inbound_requests (received_ms);
+        CREATE INDEX inbound_requests_rejected ON inbound_requests (id) WHERE outcome = 'rejected';
+        CREATE TABLE inbound_events (
+            instance_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            received_ms INTEGER NOT NULL,
+            PRIMARY KEY (instance_id, event_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX inbound_events_received ON inbound_events (received_ms)
+    """)
+
+
 def applied_steps(db: Database) -> list[str]:
     """Names of the steps applied to this file, oldest first (read-only)."""
     return [m.name for m in migrations.applied(db)]

@@ -35,6 +35,7 @@ __all__ = [
     "pending",
     "body",
     "record_results",
+    "max_seq",
 ]
 
 # Well under SQLite's limit on bound parameters (32766 since 3.32, 999 before).
@@ -181,6 +182,12 @@ def insert_notifications(db: Database, notifications: Sequence[Notification]) ->
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         rows,
     )
+
+
+def max_seq(db: Database, resource_key: str) -> int | None:
+    """The highest notification sequence number of a resource (new ones go after it)."""
+    row = db.execute("SELECT max(seq) FROM outbox WHERE resource_key = ?", [resource_key]).fetchone()
+    return row[0] if row else None
 
 
 def mark_delivered(db: Database, notification_id: str, *, now_ms: int, status_code: int, duration_ms: int) -> bool:

@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from sqlite_utils import Database
 
-from state import outbox, watermarks
+from state import inbound, outbox, watermarks
 from state.checkpoint import Checkpointer
 from state.db import open_db
 from state.errors import StateError
-from state.types import Attempt, AttemptResult, Notification, OutboxEntry, Pending, ResourceState, SeenVersion
+from state.types import (
+    Attempt,
+    AttemptResult,
+    InboundRequest,
+    Notification,
+    OutboxEntry,
+    Pending,
+    ResourceState,
+    SeenVersion,
+    StoredRequest,
+)
 
-__all__ = ["Store", "open_store", "default_state_path"]
+__all__ = ["Store", "open_store", "default_state_path", "InboundResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What :meth:`Store.record_inbound` committed."""
+
+    request_id: int
+    outcome: str  # accepted | duplicate
+    events: int  # new events announced
+    notification_ids: tuple[str, ...]
 
 _SCAN_FROM_IDS = 32  # fewer ids: their one lookup query costs less than a pass might fail to save
 
@@ -262,8 +283,7 @@ class Store:
     def max_seq(self, key: str) -> int | None:
         """The highest notification sequence number of a resource (new ones must go after it)."""
         with self._errors("cannot read the outbox"):
-            row = self.db.execute("SELECT max(seq) FROM outbox WHERE resource_key = ?", [key]).fetchone()
-            return row[0] if row else None
+            return outbox.max_seq(self.db, key)
 
     def retarget_callbacks(self, urls: dict[str, str]) -> int:
         """Pending notifications follow their instance's callback URL (instance id -> URL) as it is
@@ -294,6 +314,72 @@ class Store:
         naming them, and nothing changes."""
         with self._transaction("cannot replay notifications"):
             return outbox.replay(self.db, ids, dead=dead, now_ms=now_ms)
+
+    # inbound webhooks (DESIGN §10)
+
+    def webhook_tokens(self) -> dict[str, str]:
+        """The generated URL tokens, by instance id."""
+        with self._errors("cannot read webhook tokens"):
+            return inbound.tokens(self.db)
+
+    def ensure_webhook_tokens(self, instance_ids: Iterable[str], make: Callable[[], str], *,
+                              now_ms: int) -> dict[str, str]:
+        """Every token, with one made (``make()``) and kept for each of ``instance_ids`` that had
+        none: an instance's URL never changes once it is printed."""
+        found = self.webhook_tokens()
+        missing = {i: make() for i in dict.fromkeys(instance_ids) if i not in found}
+        if missing:
+            with self._transaction("cannot store webhook tokens"):
+                inbound.add_tokens(self.db, missing, now_ms)
+            found = self.webhook_tokens()
+        return found
+
+    def record_inbound(self, request: InboundRequest, *, resource_key: str, event_ids: Sequence[str],
+                       build: Callable[[list[str], int], Sequence[Notification]],
+                       replay_of: int | None = None) -> InboundResult:
+        """Keep an accepted request with its new events' notifications, in one transaction.
+
+        ``event_ids`` are the ids of every event the request holds; those this instance announced
+        already are left out, and ``build(new ids in order, first seq)`` makes the notifications
+        of the rest. ``replay_of``: the stored request normalised again (its row is updated)."""
+        with self._transaction(f"cannot record an inbound request of {request.instance_id}"):
+            known = inbound.known_events(self.db, request.instance_id, event_ids)
+            new = [e for e in dict.fromkeys(event_ids) if e not in known]
+            notes = list(build(new, (outbox.max_seq(self.db, resource_key) or 0) + 1)) if new else []
+            outbox.insert_notifications(self.db, notes)
+            inbound.add_events(self.db, request.instance_id, new, request.received_ms)
+            outcome = "duplicate" if event_ids and not new else "accepted"
+            ids = tuple(n.id for n in notes)
+            fields = {"outcome": outcome, "status": 200, "reason": None, "events": len(new), "notification_ids": ids}
+            if replay_of is None:
+                request_id = inbound.insert_request(self.db, request, **fields)  # type: ignore[arg-type]
+            else:
+                inbound.update_request(self.db, replay_of, **fields)  # type: ignore[arg-type]
+                request_id = replay_of
+        return InboundResult(request_id, outcome, len(new), ids)
+
+    def record_rejected(self, request: InboundRequest, *, status: int, reason: str,
+                        replay_of: int | None = None) -> int:
+        """Keep a request that was refused (unreadable, unknown list, bad signature) with its reason."""
+        with self._transaction(f"cannot record an inbound request of {request.instance_id}"):
+            if replay_of is None:
+                return inbound.insert_request(self.db, request, outcome="rejected", status=status, reason=reason,
+                                              events=0, notification_ids=())
+            inbound.update_request(self.db, replay_of, outcome="rejected", status=status, reason=reason, events=0,
+                                   notification_ids=())
+            return replay_of
+
+    def inbound_requests(self, *, ids: Sequence[int] = (), rejected: bool = False, instance_id: str | None = None,
+                         limit: int | None = None) -> list[StoredRequest]:
+        """Stored inbound requests, newest first (``ids``: those, in that order)."""
+        with self._errors("cannot read inbound requests"):
+            return inbound.list_requests(self.db, ids=ids, rejected=rejected, instance_id=instance_id, limit=limit)
+
+    def prune_inbound(self, *, requests_before_ms: int, events_before_ms: int, limit: int = 500) -> int:
+        """One small batch of inbound retention: old requests, and event ids past the dedupe window."""
+        with self._transaction("cannot prune inbound requests"):
+            return inbound.prune(self.db, requests_before_ms=requests_before_ms, events_before_ms=events_before_ms,
+                                 limit=limit)
 
     def check_writable(self) -> None:
         """Raise StateError unless the last write committed and a write transaction can start now

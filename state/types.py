@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "Attempt", "Pending", "AttemptResult",
-           "OUTBOX_STATUSES"]
+           "OUTBOX_STATUSES", "INBOUND_OUTCOMES", "InboundRequest", "StoredRequest"]
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
 
@@ -108,3 +108,32 @@ class AttemptResult:
     error: str | None
     duration_ms: int
     next_attempt_ms: int | None = None
+
+
+INBOUND_OUTCOMES = ("accepted", "duplicate", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    """One inbound webhook request as it arrived (headers without secrets)."""
+
+    instance_id: str
+    received_ms: int
+    method: str
+    content_type: str | None
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRequest:
+    """An inbound request as the state file keeps it, with what became of it."""
+
+    id: int
+    request: InboundRequest
+    sha256: str
+    outcome: str  # accepted | duplicate | rejected
+    status: int  # the HTTP status it was answered with
+    reason: str | None  # why it was rejected
+    events: int  # events it announced (new ones)
+    notification_ids: tuple[str, ...]

@@ -1,0 +1,126 @@
+"""Inbound webhooks in the state file: the instances' URL tokens, the requests as received, and
+the ids of the events they announced (DESIGN §10).
+
+Writers never commit: they run inside the store's transaction and refuse otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from sqlite_utils import Database
+
+from state.db import require_transaction
+from state.types import InboundRequest, StoredRequest
+
+__all__ = ["tokens", "add_tokens", "known_events", "add_events", "insert_request", "update_request",
+           "list_requests", "prune"]
+
+_CHUNK = 500
+_COLUMNS = ("id", "instance_id", "received_ms", "method", "content_type", "headers", "body", "sha256", "outcome",
+            "status", "reason", "events", "notification_ids")
+
+
+def tokens(db: Database) -> dict[str, str]:
+    """Every stored token, by instance id."""
+    return {row[0]: row[1] for row in db.execute("SELECT instance_id, token FROM webhook_tokens")}
+
+
+def add_tokens(db: Database, new: dict[str, str], now_ms: int) -> None:
+    """Store tokens for instances that have none (one already stored is kept)."""
+    require_transaction(db)
+    db.conn.executemany("INSERT OR IGNORE INTO webhook_tokens (instance_id, token, created_ms) VALUES (?, ?, ?)",
+                        [(i, t, now_ms) for i, t in new.items()])
+
+
+def known_events(db: Database, instance_id: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of ``event_ids`` this instance has announced already (within the dedupe window)."""
+    found: set[str] = set()
+    ids = list(dict.fromkeys(event_ids))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        found.update(row[0] for row in db.execute(
+            f"SELECT event_id FROM inbound_events WHERE instance_id = ? AND event_id IN ({', '.join('?' * len(chunk))})",
+            [instance_id, *chunk]))
+    return found
+
+
+def add_events(db: Database, instance_id: str, event_ids: Iterable[str], now_ms: int) -> None:
+    require_transaction(db)
+    db.conn.executemany("INSERT OR IGNORE INTO inbound_events (instance_id, event_id, received_ms) VALUES (?, ?, ?)",
+                        [(instance_id, e, now_ms) for e in event_ids])
+
+
+def insert_request(db: Database, request: InboundRequest, *, outcome: str, status: int, reason: str | None,
+                   events: int, notification_ids: Sequence[str]) -> int:
+    """Keep a request with what became of it; returns its id."""
+    require_transaction(db)
+    cursor = db.conn.execute(
+        """INSERT INTO inbound_requests (instance_id, received_ms, method, content_type, headers, body, sha256,
+               outcome, status, reason, events, notification_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (request.instance_id, request.received_ms, request.method, request.content_type,
+         json.dumps([list(h) for h in request.headers]), request.body, hashlib.sha256(request.body).hexdigest(),
+         outcome, status, reason, events, json.dumps(list(notification_ids))))
+    return int(cursor.lastrowid or 0)
+
+
+def update_request(db: Database, request_id: int, *, outcome: str, status: int, reason: str | None, events: int,
+                   notification_ids: Sequence[str]) -> None:
+    """What became of a request normalised again (``poller webhooks replay``): its new events add up."""
+    require_transaction(db)
+    row = db.execute("SELECT events, notification_ids FROM inbound_requests WHERE id = ?", [request_id]).fetchone()
+    if row is None:
+        raise KeyError(request_id)
+    ids = list(dict.fromkeys(json.loads(row[1]) + list(notification_ids)))
+    db.execute("UPDATE inbound_requests SET outcome = ?, status = ?, reason = ?, events = ?, notification_ids = ? "
+               "WHERE id = ?", [outcome, status, reason, row[0] + events, json.dumps(ids), request_id])
+
+
+def list_requests(db: Database, *, ids: Sequence[int] = (), rejected: bool = False, instance_id: str | None = None,
+                  limit: int | None = None) -> list[StoredRequest]:
+    """Requests newest first; ``ids``: those (in the order given, unknown ones left out)."""
+    where, params = [], []
+    if ids:
+        where.append(f"id IN ({', '.join('?' * len(ids))})")
+        params += list(ids)
+    if rejected:
+        where.append("outcome = 'rejected'")
+    if instance_id is not None:
+        where.append("instance_id = ?")
+        params.append(instance_id)
+    sql = f"SELECT {', '.join(_COLUMNS)} FROM inbound_requests"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    rows = [_stored(row) for row in db.execute(sql, params)]
+    if ids:
+        by_id = {r.id: r for r in rows}
+        rows = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+    return rows
+
+
+def prune(db: Database, *, requests_before_ms: int, events_before_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` requests received before ``requests_before_ms`` and up to ``limit``
+    event ids older than ``events_before_ms`` (the dedupe window); returns the rows deleted."""
+    require_transaction(db)
+    gone = db.execute(
+        "DELETE FROM inbound_requests WHERE id IN (SELECT id FROM inbound_requests INDEXED BY inbound_requests_received "
+        "WHERE received_ms < ? ORDER BY received_ms LIMIT ?)", [requests_before_ms, limit]).rowcount
+    gone += db.execute(
+        "DELETE FROM inbound_events WHERE (instance_id, event_id) IN (SELECT instance_id, event_id FROM inbound_events "
+        "INDEXED BY inbound_events_received WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
+        [events_before_ms, limit]).rowcount
+    return gone
+
+
+def _stored(row: Sequence) -> StoredRequest:
+    (rid, instance_id, received_ms, method, content_type, headers, body, sha, outcome, status, reason, events,
+     notification_ids) = row
+    request = InboundRequest(instance_id, received_ms, method, content_type,
+                             tuple((str(a), str(b)) for a, b in json.loads(headers)), bytes(body))
+    return StoredRequest(rid, request, sha, outcome, status, reason, events, tuple(json.loads(notification_ids)))
