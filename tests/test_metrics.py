@@ -65,11 +65,26 @@ def test_a_fresh_registry_has_every_family_and_nothing_else() -> None:
         "poller_date_fallbacks": "counter", "poller_provider_anomalies": "counter", "poller_cursor_lag_seconds": "gauge",
         "poller_provider_clock_skew_seconds": "gauge", "poller_deliveries": "counter",
         "poller_delivery_duration_seconds": "histogram", "poller_outbox_notifications": "gauge",
-        "poller_outbox_resource_notifications": "gauge",
+        "poller_outbox_resource_notifications": "gauge", "poller_inbound_requests": "counter",
+        "poller_inbound_events": "counter", "poller_inbound_ack_seconds": "histogram",
     }
     assert samples(metrics) == {("poller_outbox_notifications", frozenset({("status", "pending")})): 0,
                                 ("poller_outbox_notifications", frozenset({("status", "dead")})): 0}
     assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+
+
+def test_inbound_requests_events_and_ack_latency_are_counted() -> None:
+    metrics = Metrics()
+    metrics.observe_inbound("cm", "accepted", {"CREATED": 2, "UPDATED": 1}, 0.004)
+    metrics.observe_inbound("cm", "duplicate", {}, 0.002)
+    metrics.observe_inbound("", "not_found", {}, 0.0001)
+    assert value(metrics, "poller_inbound_requests_total", instance="cm", outcome="accepted") == 1
+    assert value(metrics, "poller_inbound_requests_total", instance="cm", outcome="duplicate") == 1
+    assert value(metrics, "poller_inbound_requests_total", instance="", outcome="not_found") == 1
+    assert value(metrics, "poller_inbound_events_total", instance="cm", type="CREATED") == 2
+    assert value(metrics, "poller_inbound_events_total", instance="cm", type="UPDATED") == 1
+    assert value(metrics, "poller_inbound_ack_seconds_count") == 3
+    assert value(metrics, "poller_inbound_ack_seconds_bucket", le="0.0025") == 2
 
 
 def test_each_metrics_has_its_own_registry_and_the_global_one_is_untouched() -> None:

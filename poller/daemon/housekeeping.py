@@ -69,6 +69,9 @@ class Housekeeping:
     before_shift: Callable[[], None] | None = None
     # a failed write (the daemon logs one line per kind of failure and counts it in health)
     on_write_failure: Callable[[StateError, str], None] | None = None
+    # engine.webhooks.dedupeHours: inbound event ids are kept at least this long (and as long as
+    # the requests themselves, so that replaying a kept request never announces its events again)
+    dedupe_hours: Callable[[], float] = lambda: 24.0
     summary: Summary = field(default_factory=Summary)
     blocked: tuple[float, float] | None = None  # (when, how long) the loop was last blocked
     _offset: float | None = None
@@ -145,17 +148,22 @@ class Housekeeping:
         """One round of retention: batches with a yield between each, then space given back."""
         r = self.retention()
         now_ms = to_ms(self.clock())
-        total = [0, 0]
+        total = [0, 0, 0]
         try:
             for _ in range(RETENTION_BATCHES):
                 notes, resources = self.store.prune(
                     now_ms=now_ms, delivered_before_ms=now_ms - int(r.delivered_days * DAY_MS),
                     dead_before_ms=now_ms - int(r.dead_days * DAY_MS),
                     removed_before_ms=now_ms - int(r.removed_days * DAY_MS), limit=PRUNE_BATCH)
+                inbound = self.store.prune_inbound(
+                    requests_before_ms=now_ms - int(r.inbound_days * DAY_MS),
+                    events_before_ms=now_ms - int(max(r.inbound_days * DAY_MS, self.dedupe_hours() * 3_600_000)),
+                    limit=PRUNE_BATCH)
                 total[0] += notes
                 total[1] += resources
+                total[2] += inbound
                 await asyncio.sleep(0)
-                if notes < PRUNE_BATCH and resources < PRUNE_BATCH:
+                if notes < PRUNE_BATCH and resources < PRUNE_BATCH and inbound < PRUNE_BATCH:
                     break
             for _ in range(50):  # 1,000 pages a step, with yields, until nothing is left free
                 if not self.store.give_space_back(1000):
@@ -164,5 +172,6 @@ class Housekeeping:
         except StateError as exc:
             self._write_failed(exc, "retention")
         if any(total):
-            log.info("retention.pruned", extra={"notifications": total[0], "resources": total[1]})
+            log.info("retention.pruned", extra={"notifications": total[0], "resources": total[1],
+                                                "inbound": total[2]})
         return total[0], total[1]

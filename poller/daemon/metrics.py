@@ -48,6 +48,10 @@ OUTBOX_STATUSES = ("pending", "dead")
 # few buckets: per resource, a histogram is most of the exposition
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 DELIVERY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# inbound webhooks: outcomes of a request, and how long it took to answer it
+INBOUND_OUTCOMES = ("accepted", "duplicate", "handshake", "rejected", "unauthorized", "not_found", "too_large",
+                    "unsupported", "timeout", "unavailable")
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class PollOutcomeLike(Protocol):
@@ -113,6 +117,16 @@ class _Row:
                     dict(self.deliveries), None if self.outbox is None else dict(self.outbox), dict(self.anomalies))
 
 
+@dataclass
+class _Inbound:
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (instance, outcome)
+    events: dict[tuple[str, str], int] = field(default_factory=dict)  # (instance, type)
+    ack: _Histogram = field(default_factory=lambda: _Histogram(ACK_BUCKETS))
+
+    def copy(self) -> _Inbound:
+        return _Inbound(dict(self.requests), dict(self.events), self.ack.copy())
+
+
 class Metrics:
     """The daemon's metrics, in a registry of their own; see the README for each one."""
 
@@ -122,6 +136,7 @@ class Metrics:
         self._rows: dict[tuple[str, str], _Row] = {}
         self._delivery_durations: dict[str, _Histogram] = {}
         self._outbox: dict[str, int] = dict.fromkeys(OUTBOX_STATUSES, 0)
+        self._inbound = _Inbound()
         self.registry.register(_Collector(self))  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -164,6 +179,17 @@ class Metrics:
                 histogram = self._delivery_durations[instance_id] = _Histogram(DELIVERY_BUCKETS)
             histogram.observe(max(0, result.duration_ms) / 1000)
 
+    def observe_inbound(self, instance_id: str, outcome: str, events: Mapping[str, int], seconds: float) -> None:
+        """Count one inbound request (``instance_id`` "" when the URL named no known instance:
+        a label taken from an unauthenticated URL would let anyone add series)."""
+        with self._lock:
+            inbound = self._inbound
+            key = (instance_id, outcome)
+            inbound.requests[key] = inbound.requests.get(key, 0) + 1
+            for event_type, count in events.items():
+                inbound.events[(instance_id, event_type)] = inbound.events.get((instance_id, event_type), 0) + count
+            inbound.ack.observe(max(0.0, seconds))
+
     def set_outbox(self, counts: Mapping[str, int], *,
                    by_resource: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> None:
         """Set the outbox gauges from ``Store.outbox_counts()`` (totals by status). ``by_resource``,
@@ -191,10 +217,11 @@ class Metrics:
         """The text exposition format, version 0.0.4 (:data:`CONTENT_TYPE`)."""
         return generate_latest(self.registry)
 
-    def _snapshot(self) -> tuple[dict[tuple[str, str], _Row], dict[str, _Histogram], dict[str, int]]:
+    def _snapshot(self) -> tuple[dict[tuple[str, str], _Row], dict[str, _Histogram], dict[str, int], _Inbound]:
         with self._lock:
             return ({key: row.copy() for key, row in self._rows.items()},
-                    {key: h.copy() for key, h in self._delivery_durations.items()}, dict(self._outbox))
+                    {key: h.copy() for key, h in self._delivery_durations.items()}, dict(self._outbox),
+                    self._inbound.copy())
 
     def _row(self, instance_id: str, resource: str) -> _Row:
         row = self._rows.get((instance_id, resource))
@@ -222,13 +249,13 @@ class _Collector:
         self.metrics = metrics
 
     def describe(self) -> Iterator[Metric]:
-        return self._families({}, {}, {})
+        return self._families({}, {}, {}, _Inbound())
 
     def collect(self) -> Iterator[Metric]:
         return self._families(*self.metrics._snapshot())
 
     def _families(self, rows: dict[tuple[str, str], _Row], deliveries: dict[str, _Histogram],
-                  outbox: dict[str, int]) -> Iterator[Metric]:
+                  outbox: dict[str, int], inbound: _Inbound) -> Iterator[Metric]:
         labels = list(LABELS)
         items = sorted(rows.items())
 
@@ -293,3 +320,19 @@ class _Collector:
         yield totals
         yield by_label(GaugeMetricFamily("poller_outbox_resource_notifications", "Notifications in the outbox, "
                                          "by status, per resource.", labels=[*labels, "status"]), "outbox")
+        requests = CounterMetricFamily(
+            "poller_inbound_requests", "Inbound webhook requests, by outcome (instance \"\" when the URL named "
+            "no known instance).", labels=["instance", "outcome"])
+        for (instance_id, outcome), count in sorted(inbound.requests.items()):
+            requests.add_metric([instance_id, outcome], count)
+        yield requests
+        events = CounterMetricFamily("poller_inbound_events", "Events announced from inbound webhooks, by type.",
+                                     labels=["instance", "type"])
+        for (instance_id, event_type), count in sorted(inbound.events.items()):
+            events.add_metric([instance_id, event_type], count)
+        yield events
+        ack = HistogramMetricFamily("poller_inbound_ack_seconds", "From an inbound request read to its answer "
+                                    "(persisting included).")
+        if any(inbound.ack.counts):  # (no series at all before the first request, as for the labelled ones)
+            ack.add_metric([], inbound.ack.buckets(), inbound.ack.total)
+        yield ack
