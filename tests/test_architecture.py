@@ -23,6 +23,8 @@ IO_LIBRARIES = ("httpx", "httpcore", "aiohttp", "sqlite3", "sqlite_utils", "asyn
 PURE = ("poller/__init__.py", "poller/errors.py", "poller/jsonpath.py", "poller/jsonio.py", "poller/gcpause.py",
         "poller/redact.py", "poller/config/", "poller/javadate/", "poller/events/", "poller/poll/detect.py",
         "poller/poll/detect_common.py", "poller/poll/records.py", "poller/deliver/signing.py",
+        "poller/inbound/__init__.py", "poller/inbound/forms.py", "poller/inbound/cmxml.py",
+        "poller/inbound/normalise.py", "poller/inbound/verify.py", "poller/inbound/pushed.py",
         # packages whose pure modules sit beside impure ones: their __init__ stays a docstring
         "poller/poll/__init__.py", "poller/deliver/__init__.py")
 # (what, may not import, why)

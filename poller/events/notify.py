@@ -23,8 +23,8 @@ from poller.events.event import Event, uuid5_text
 from poller.javadate.zone import from_ms
 from poller.jsonio import depth, dumps
 
-__all__ = ["MAX_RECORD_DEPTH", "Envelope", "NotificationBody", "RecordsTooDeep", "build_notifications", "hub_key",
-           "iso_z", "notification_id"]
+__all__ = ["MAX_RECORD_DEPTH", "Envelope", "NotificationBody", "RecordsTooDeep", "build_notifications",
+           "created_date", "hub_key", "iso_z", "notification_id"]
 
 _NOTIFICATION_NAMESPACE = uuid.UUID("0e3f1d8a-7c4b-5a2e-8f61-3d9b7a2c4e10")
 _NOTIFICATION_NAMESPACE_BYTES = _NOTIFICATION_NAMESPACE.bytes
@@ -71,6 +71,11 @@ def hub_key(url: str, element_key: str) -> str:
         if part == "hubs" and parts[i + 1]:
             return parts[i + 1]
     return element_key
+
+
+def created_date(ms: int) -> str:
+    """The envelope's ``createdDate``: ``java.util.Date.toString()`` in UTC, as Cloud Elements wrote it."""
+    return _JAVA_DATE.format(from_ms(ms))
 
 
 def iso_z(ms: int) -> str:
@@ -156,7 +161,7 @@ class _Layout:
         instance_id = enc(envelope.instance_id)
         resource = enc(envelope.resource)
         # ids (UUIDs), event types and iso_z dates are printable ASCII without " or \: spliced as they are
-        head = (b'{"severity":"medium","createdDate":' + enc(_JAVA_DATE.format(from_ms(self.created_ms)))
+        head = (b'{"severity":"medium","createdDate":' + enc(created_date(self.created_ms))
                 + b',"topic":' + enc(f"instance-{envelope.instance_id}-{envelope.element_key}-events")
                 + b',"action":"create","id":"')
         message = (b'","message":{"elementKey":' + enc(envelope.element_key)
@@ -206,7 +211,7 @@ def body_dict(envelope: Envelope, nid: str, chunk: Sequence[Event], *, poll_ms: 
     instance_id = envelope.instance_id
     return {
         "severity": "medium",
-        "createdDate": _JAVA_DATE.format(from_ms(created_ms)),
+        "createdDate": created_date(created_ms),
         "topic": f"instance-{instance_id}-{envelope.element_key}-events",
         "action": "create",
         "id": nid,

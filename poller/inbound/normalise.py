@@ -1,0 +1,278 @@
+"""A provider's webhook body -> normalised events (DESIGN §10's table). Pure: ``received_ms`` is given.
+
+:func:`normalise` reads one request's body as its instance's provider sends it (Campaign Monitor
+JSON or XML, Mailchimp's form, the generic element's JSON) and returns a :class:`Parsed`: the
+payload as JSON, its events in order, and how to cut the payload down to some of its events
+(each notification's ``raw`` holds only its own events, as for polling). A body that cannot be
+read raises :class:`Refused` with the HTTP status and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from poller import javadate, jsonpath
+from poller.config.types import WebhookConfig, WebhookEventsConfig
+from poller.config.values import format_path
+from poller.errors import DateFormatError
+from poller.inbound.cmxml import XmlError, read_xml
+from poller.inbound.forms import FormError, decode_form
+from poller.javadate.zone import to_ms
+from poller.jsonio import loads
+
+__all__ = ["CREATED", "UPDATED", "DELETED", "UNKNOWN", "Pushed", "Parsed", "Refused", "normalise", "media_type"]
+
+CREATED, UPDATED, DELETED, UNKNOWN = "CREATED", "UPDATED", "DELETED", "UNKNOWN"
+PROVIDER_DATE = "yyyy-MM-dd HH:mm:ss"  # Campaign Monitor's Date, Mailchimp's fired_at
+JSON_TYPES = ("application/json", "text/json")
+XML_TYPES = ("application/xml", "text/xml")
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_EVENTS = 10_000  # Campaign Monitor sends up to 1,000 a request
+
+
+class Refused(Exception):
+    """A body this instance cannot take: ``status`` 400 (unreadable, unknown list) or 415."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """One normalised event; ``content`` (canonical bytes of the provider's event) names it."""
+
+    event_type: str
+    object_type: str
+    object_id: str
+    stamp_ms: int
+    content: bytes
+
+    @property
+    def version(self) -> str:
+        """The version part of the event's id: a digest of what the provider said."""
+        return "c:" + hashlib.sha1(self.content).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    payload: object  # the provider's payload as JSON
+    events: list[Pushed]
+    # the payload holding only the events at these positions (each notification's message.raw)
+    raw_for: Callable[[Sequence[int]], object] = field(repr=False)
+    handshake: bool = False  # a validation request (Mailchimp's GET, an empty POST): no event
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def normalise(webhook: WebhookConfig, method: str, content_type: str | None, body: bytes,
+              received_ms: int) -> Parsed:
+    if webhook.kind == "campaignmonitor":
+        return _campaign_monitor(webhook, content_type, body, received_ms)
+    if webhook.kind == "mailchimp":
+        return _mailchimp(webhook, method, content_type, body, received_ms)
+    return _generic(webhook, content_type, body, received_ms)
+
+
+# -- Campaign Monitor ---------------------------------------------------------------------------
+
+_CM_TYPES = {"Subscribe": CREATED, "Update": UPDATED}
+
+
+def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: bytes, received_ms: int) -> Parsed:
+    kind = media_type(content_type)
+    looks = body.lstrip()[:1]
+    if kind in XML_TYPES or kind.endswith("+xml") or (not kind and looks == b"<"):
+        try:
+            payload: object = read_xml(body)
+        except XmlError as exc:
+            raise Refused(400, f"not a Campaign Monitor XML body: {exc}") from None
+    elif kind in JSON_TYPES or kind.endswith("+json") or not kind:
+        payload = _json(body, "Campaign Monitor")
+    else:
+        raise Refused(415, f"Campaign Monitor sends JSON or XML, not {kind}")
+    if not isinstance(payload, dict) or not isinstance(payload.get("Events"), list):
+        raise Refused(400, "not a Campaign Monitor body: expected an object with an \"Events\" list")
+    list_id = payload.get("ListID")
+    if webhook.list_ids:
+        if not isinstance(list_id, str) or list_id not in webhook.list_ids:
+            shown = json.dumps(list_id)[:80]
+            raise Refused(400, f"ListID {shown} is not one of events.list.ids")
+    items = payload["Events"]
+    _count(items)
+    date = javadate.compile(PROVIDER_DATE, webhook.time_zone)
+    prefix = _canonical(list_id) + b"\x1f"
+    events = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise Refused(400, f"Events[{i}] is not an object")
+        kind_name = item.get("Type")
+        if kind_name == "Deactivate":
+            event_type = DELETED if str(item.get("State", "")).strip().lower() == "deleted" else UPDATED
+        else:
+            event_type = _CM_TYPES.get(kind_name, UNKNOWN)  # type: ignore[arg-type]
+        events.append(Pushed(event_type, "contacts", _text(item.get("EmailAddress")),
+                             _stamp(date, item.get("Date"), received_ms), prefix + _canonical(item)))
+
+    def raw_for(positions: Sequence[int]) -> object:
+        return {**payload, "Events": [items[i] for i in positions]}  # type: ignore[dict-item]
+
+    return Parsed(payload, events, raw_for)
+
+
+# -- Mailchimp ----------------------------------------------------------------------------------
+
+def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, body: bytes,
+               received_ms: int) -> Parsed:
+    if method == "GET" or not body.strip():  # the URL validator, or an empty POST: answered 200, no event
+        return Parsed({}, [], lambda positions: {}, handshake=True)
+    kind = media_type(content_type)
+    if kind and kind != FORM_TYPE:
+        raise Refused(415, f"Mailchimp sends {FORM_TYPE}, not {kind}")
+    try:
+        payload = decode_form(body)
+    except FormError as exc:
+        raise Refused(400, f"not a Mailchimp form body: {exc}") from None
+    kind_name = payload.get("type")
+    if not isinstance(kind_name, str) or not kind_name:
+        raise Refused(400, "not a Mailchimp form body: it has no \"type\" field")
+    data = payload.get("data")
+    data = data if isinstance(data, dict) else {}
+    object_type, object_id, event_type = "contacts", _text(data.get("id")), UNKNOWN
+    if kind_name == "subscribe":
+        event_type = CREATED
+    elif kind_name == "profile":
+        event_type = UPDATED
+    elif kind_name == "unsubscribe":
+        event_type = DELETED if str(data.get("action", "")).strip().lower() == "delete" else UPDATED
+    elif kind_name == "upemail":
+        event_type, object_id = UPDATED, _text(data.get("new_id"))
+    elif kind_name == "cleaned":
+        event_type, object_id = UPDATED, _text(data.get("email"))
+    elif kind_name == "campaign":
+        event_type, object_type = UPDATED, "campaigns"
+    date = javadate.compile(PROVIDER_DATE, webhook.time_zone)
+    event = Pushed(event_type, object_type, object_id, _stamp(date, payload.get("fired_at"), received_ms),
+                   _canonical(payload))
+    return Parsed(payload, [event], lambda positions: payload)
+
+
+# -- the generic element ------------------------------------------------------------------------
+
+def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, received_ms: int) -> Parsed:
+    kind = media_type(content_type)
+    if kind and kind not in JSON_TYPES and not kind.endswith("+json"):
+        raise Refused(415, f"this element takes JSON, not {kind}")
+    payload = _json(body, "JSON")
+    spec = webhook.events
+    if spec.path is None:
+        items = payload if isinstance(payload, list) else [payload]
+    else:
+        items = jsonpath.get(payload, spec.path)
+        if not isinstance(items, list):
+            raise Refused(400, f"no array of events at {format_path(spec.path)} (event.webhook.events.path)")
+    _count(items)
+    date = spec.date_format or javadate.compile("yyyy-MM-dd'T'HH:mm:ssXXX", webhook.time_zone)
+    types = dict(spec.types)
+    events = [_generic_event(spec, types, date, item, received_ms) for item in items]
+
+    def raw_for(positions: Sequence[int]) -> object:
+        chosen = [items[i] for i in positions]
+        if spec.path is None:
+            return chosen if isinstance(payload, list) else payload
+        return _replace_at(payload, spec.path, chosen)
+
+    return Parsed(payload, events, raw_for)
+
+
+def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javadate.DateFormat, item: object,
+                   received_ms: int) -> Pushed:
+    provider_type = _first(item, spec.type_path)
+    event_type = UNKNOWN
+    if provider_type is not None:
+        text = _text(provider_type)
+        event_type = types.get(text) or (text.strip().upper() if not types and text.strip().upper() in
+                                         (CREATED, UPDATED, DELETED) else UNKNOWN)
+    object_type = spec.object_type
+    if spec.object_type_path is not None:
+        found = jsonpath.get(item, spec.object_type_path)
+        if isinstance(found, str) and found.strip():
+            object_type = found.strip()
+    stamp = _first(item, spec.date_path)
+    return Pushed(event_type, object_type, _text(_first(item, spec.id_path)),
+                  _stamp(date, stamp, received_ms) if stamp is not None else received_ms, _canonical(item))
+
+
+def _first(item: object, paths: tuple[tuple, ...]) -> object:
+    for path in paths:
+        value = jsonpath.get(item, path)
+        if value is not jsonpath.MISSING and value is not None:
+            return value
+    return None
+
+
+def _replace_at(value: object, path: tuple, replacement: object) -> object:
+    if not path:
+        return replacement
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict) and head in value:
+        return {**value, head: _replace_at(value[head], rest, replacement)}
+    if isinstance(value, list) and isinstance(head, int) and -len(value) <= head < len(value):
+        copy = list(value)
+        copy[head] = _replace_at(copy[head], rest, replacement)
+        return copy
+    return value
+
+
+# -- shared -------------------------------------------------------------------------------------
+
+def _json(body: bytes, what: str) -> object:
+    try:
+        return loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, f"not a {what} body: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _count(items: list) -> None:
+    if len(items) > MAX_EVENTS:
+        raise Refused(400, f"{len(items)} events in one request: at most {MAX_EVENTS} are taken")
+
+
+def _text(value: object) -> str:
+    """An object id as text: strings as they are, numbers as JSON writes them, nothing as ""."""
+    if value is None or value is jsonpath.MISSING:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return _canonical(value).decode("utf-8", "replace")
+
+
+def _stamp(date: javadate.DateFormat, value: object, received_ms: int) -> int:
+    """The event's date in epoch ms; the receive time when it has none that can be read."""
+    if value is None or value == "":
+        return received_ms
+    try:
+        instant, _ = date.parse_lenient(value.strip() if isinstance(value, str) else value)
+    except (DateFormatError, OverflowError, ValueError):
+        return received_ms
+    return to_ms(instant)
+
+
+def _canonical(value: object) -> bytes:
+    """The same bytes for the same JSON content, whatever its key order or spacing."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a lone surrogate
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")

@@ -1,0 +1,272 @@
+"""poller.inbound: provider bodies -> normalised events, signatures, and persist-then-answer with a real state file.
+
+The example bodies in tests/data/webhooks/ are the ones of ../shared/reference/webhooks.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import pytest
+
+from poller.config import load_config_text
+from poller.config.types import InstanceConfig, SecretStr, VerifyConfig, WebhookConfig
+from poller.inbound.cmxml import XmlError, read_xml
+from poller.inbound.forms import FormError, decode_form
+from poller.inbound.normalise import Refused, normalise
+from poller.inbound.receive import Receiver
+from poller.inbound.verify import check
+from state import open_store
+
+DATA = Path(__file__).parent / "data" / "webhooks"
+NOW_MS = 1_700_000_000_000
+CM = WebhookConfig(kind="campaignmonitor")
+MC = WebhookConfig(kind="mailchimp")
+
+
+def body(name: str) -> bytes:
+    return (DATA / name).read_bytes()
+
+
+def cm_body(*events: dict, list_id: str = "L1") -> bytes:
+    return json.dumps({"Events": list(events), "ListID": list_id}).encode()
+
+
+# -- normalisation, one row per rule of DESIGN §10's table ---------------------------------------
+
+@pytest.mark.parametrize("event, expected", [
+    ({"Type": "Subscribe", "EmailAddress": "a@x", "Date": "2010-12-14 11:32:00"},
+     ("CREATED", "contacts", "a@x", "2010-12-14T11:32:00Z")),
+    ({"Type": "Update", "OldEmailAddress": "old@x", "EmailAddress": "new@x", "Date": "2010-12-14 11:32:00"},
+     ("UPDATED", "contacts", "new@x", "2010-12-14T11:32:00Z")),
+    ({"Type": "Deactivate", "State": "Deleted", "EmailAddress": "a@x", "Date": "2011-04-27 09:41:00"},
+     ("DELETED", "contacts", "a@x", "2011-04-27T09:41:00Z")),
+    ({"Type": "Deactivate", "State": "Unsubscribed", "EmailAddress": "a@x", "Date": "2011-04-27 09:41:00"},
+     ("UPDATED", "contacts", "a@x", "2011-04-27T09:41:00Z")),
+    ({"Type": "Bounce", "EmailAddress": "a@x", "Date": "2011-04-27 09:41:00"},
+     ("UNKNOWN", "contacts", "a@x", "2011-04-27T09:41:00Z")),
+], ids=["subscribe", "update", "deactivate-deleted", "deactivate-other", "unknown"])
+def test_campaign_monitor_rules(event: dict, expected: tuple) -> None:
+    from poller.events.notify import iso_z
+
+    parsed = normalise(CM, "POST", "application/json; charset=utf-8", cm_body(event), NOW_MS)
+    [e] = parsed.events
+    assert (e.event_type, e.object_type, e.object_id, iso_z(e.stamp_ms)) == expected
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("mc_subscribe.form", ("CREATED", "contacts", "8a25ff1d98", "2009-03-26T21:35:57Z")),
+    ("mc_unsubscribe.form", ("UPDATED", "contacts", "8a25ff1d98", "2009-03-26T21:40:57Z")),
+    ("mc_profile.form", ("UPDATED", "contacts", "8a25ff1d98", "2009-03-26T21:31:21Z")),
+    ("mc_upemail.form", ("UPDATED", "contacts", "51da8c3259", "2009-03-26T22:15:09Z")),
+])
+def test_mailchimp_rules_on_the_reference_bodies(name: str, expected: tuple) -> None:
+    from poller.events.notify import iso_z
+
+    parsed = normalise(MC, "POST", "application/x-www-form-urlencoded", body(name), NOW_MS)
+    [e] = parsed.events
+    assert (e.event_type, e.object_type, e.object_id, iso_z(e.stamp_ms)) == expected
+
+
+@pytest.mark.parametrize("form, expected", [
+    (b"type=unsubscribe&fired_at=2009-03-26+21%3A40%3A57&data%5Baction%5D=delete&data%5Bid%5D=x1",
+     ("DELETED", "contacts", "x1")),
+    (b"type=cleaned&fired_at=2009-03-26+21%3A40%3A57&data%5Bemail%5D=a%40x&data%5Breason%5D=hard",
+     ("UPDATED", "contacts", "a@x")),
+    (b"type=campaign&fired_at=2009-03-26+21%3A40%3A57&data%5Bid%5D=c9&data%5Bstatus%5D=sent",
+     ("UPDATED", "campaigns", "c9")),
+    (b"type=sms_subscribe&fired_at=2009-03-26+21%3A40%3A57&data%5Bid%5D=s1", ("UNKNOWN", "contacts", "s1")),
+], ids=["unsubscribe-delete", "cleaned", "campaign", "unknown"])
+def test_mailchimp_rules(form: bytes, expected: tuple) -> None:
+    [e] = normalise(MC, "POST", "application/x-www-form-urlencoded", form, NOW_MS).events
+    assert (e.event_type, e.object_type, e.object_id) == expected
+
+
+def test_dates_without_a_zone_are_read_in_the_configured_zone() -> None:
+    from poller.events.notify import iso_z
+
+    webhook = WebhookConfig(kind="campaignmonitor", time_zone="America/New_York")
+    [e] = normalise(webhook, "POST", "application/json", body("cm_subscribe.json"), NOW_MS).events
+    assert iso_z(e.stamp_ms) == "2010-12-14T16:32:00Z"  # 11:32 EST
+
+
+def test_campaign_monitor_xml_reads_as_the_json_names() -> None:
+    from_xml = normalise(CM, "POST", "application/xml", body("cm_subscribe.xml"), NOW_MS)
+    from_json = normalise(CM, "POST", "application/json", body("cm_subscribe.json"), NOW_MS)
+    assert from_xml.payload == json.loads(body("cm_subscribe.json"))
+    assert [e.content for e in from_xml.events] == [e.content for e in from_json.events]  # the same event ids
+
+
+def test_a_batch_keeps_its_order_and_each_raw_holds_only_its_own_events() -> None:
+    events = [{"Type": "Subscribe", "EmailAddress": f"u{i}@x", "Date": "2010-12-14 11:32:00"} for i in range(1000)]
+    parsed = normalise(CM, "POST", "application/json", cm_body(*events), NOW_MS)
+    assert [e.object_id for e in parsed.events] == [f"u{i}@x" for i in range(1000)]
+    assert parsed.raw_for([3, 4]) == {"Events": events[3:5], "ListID": "L1"}
+
+
+def test_list_ids_are_checked() -> None:
+    webhook = WebhookConfig(kind="campaignmonitor", list_ids=("L1", "L2"))
+    assert normalise(webhook, "POST", "application/json", cm_body({"Type": "Subscribe"}, list_id="L2"), NOW_MS).events
+    with pytest.raises(Refused, match=r'ListID "L3" is not one of events.list.ids') as info:
+        normalise(webhook, "POST", "application/json", cm_body({"Type": "Subscribe"}, list_id="L3"), NOW_MS)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("webhook, content_type, data, status, reason", [
+    (CM, "application/json", b"{not json", 400, "not a Campaign Monitor body: not valid JSON"),
+    (CM, "application/json", b'{"Events": 3}', 400, 'expected an object with an "Events" list'),
+    (CM, "application/x-www-form-urlencoded", b"a=b", 415, "Campaign Monitor sends JSON or XML"),
+    (CM, "text/xml", b'<!DOCTYPE x [<!ENTITY a "aaa">]><x>&a;</x>', 400, "document type declaration is refused"),
+    (MC, "application/json", b'{"type": "subscribe"}', 415, "Mailchimp sends application/x-www-form-urlencoded"),
+    (MC, "application/x-www-form-urlencoded", b"fired_at=x", 400, 'it has no "type" field'),
+    (MC, "application/x-www-form-urlencoded", b"type=a&type=b", 400, "'type' is given more than once"),
+])
+def test_unreadable_bodies_are_refused_with_the_reason(webhook: WebhookConfig, content_type: str, data: bytes,
+                                                       status: int, reason: str) -> None:
+    with pytest.raises(Refused) as info:
+        normalise(webhook, "POST", content_type, data, NOW_MS)
+    assert info.value.status == status and reason in info.value.reason
+
+
+def test_mailchimp_get_and_empty_post_are_handshakes() -> None:
+    assert normalise(MC, "GET", None, b"", NOW_MS).handshake
+    assert normalise(MC, "POST", "application/x-www-form-urlencoded", b"", NOW_MS).handshake
+
+
+# -- forms and XML ------------------------------------------------------------------------------
+
+def test_forms_nest_indices_make_lists_and_empty_values_are_kept() -> None:
+    form = (b"data%5Bmerges%5D%5BGROUPINGS%5D%5B1%5D%5Bid%5D=2&data[merges][GROUPINGS][0][id]=1"
+            b"&data%5bmerges%5d%5bFNAME%5d=&type=profile")
+    assert decode_form(form) == {"data": {"merges": {"GROUPINGS": [{"id": "1"}, {"id": "2"}], "FNAME": ""}},
+                                 "type": "profile"}
+
+
+def test_conflicting_form_keys_are_refused() -> None:
+    with pytest.raises(FormError, match="nests under 'data\\[a\\]', which has a value"):
+        decode_form(b"data[a]=1&data[a][b]=2")
+
+
+def test_xml_that_is_not_well_formed_names_the_place() -> None:
+    with pytest.raises(XmlError, match="line 1, column"):
+        read_xml(b"<ListEvents><Events></ListEvents>")
+
+
+# -- signatures of the generic element ------------------------------------------------------------
+
+def _hmac_config(**extra: object) -> VerifyConfig:
+    return VerifyConfig(type="hmac", header="x-sig", secret=SecretStr("s3cret"), **extra)  # type: ignore[arg-type]
+
+
+def test_hmac_hex_with_a_prefix() -> None:
+    data = b'{"id": 1}'
+    good = "sha256=" + hmac.new(b"s3cret", data, hashlib.sha256).hexdigest()
+    verify = _hmac_config(prefix="sha256=")
+    assert check(verify, {"x-sig": good}, data, 0) is None
+    assert check(verify, {"x-sig": good.upper().replace("SHA256=", "sha256=")}, data, 0) is None
+    assert check(verify, {"x-sig": good}, data + b" ", 0) == "the x-sig signature does not match the body"
+    assert check(verify, {}, data, 0) == "no x-sig header (event.webhook.verify.header)"
+
+
+def test_hmac_base64_over_a_timestamp_within_its_tolerance() -> None:
+    data = b"[]"
+    stamp = "1700000000"
+    good = base64.b64encode(hmac.new(b"s3cret", stamp.encode() + b"." + data, hashlib.sha512).digest()).decode()
+    verify = _hmac_config(algorithm="sha512", encoding="base64", timestamp_header="x-ts")
+    assert check(verify, {"x-sig": good, "x-ts": stamp}, data, 1_700_000_100) is None
+    assert "more than 300 s" in str(check(verify, {"x-sig": good, "x-ts": stamp}, data, 1_700_000_400))
+
+
+def test_standard_webhooks_as_the_reference_library_signs() -> None:
+    from standardwebhooks import Webhook
+
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    data = b'{"type": "x"}'
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(1_700_000_000, timezone.utc)
+    signature = Webhook(secret).sign("msg_1", when, data.decode())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": "1700000000", "webhook-signature": signature}
+    verify = VerifyConfig(type="standardwebhooks", secret=SecretStr(secret))
+    assert check(verify, headers, data, 1_700_000_010) is None
+    assert check(verify, {**headers, "webhook-id": "msg_2"}, data, 1_700_000_010) is not None
+
+
+def test_basic_auth() -> None:
+    verify = VerifyConfig(type="basic", username=SecretStr("u"), password=SecretStr("p"))
+    assert check(verify, {"authorization": "Basic " + base64.b64encode(b"u:p").decode()}, b"", 0) is None
+    assert check(verify, {"authorization": "Basic " + base64.b64encode(b"u:q").decode()}, b"", 0) is not None
+    assert check(verify, {}, b"", 0) == "no Basic Authorization header"
+
+
+# -- persist, then answer: a real state file --------------------------------------------------------
+
+def _config(element: str, **conf: object) -> tuple[object, InstanceConfig]:
+    body = {"element": {"key": element}, "name": "hooks", "configuration": {
+        "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/cb", **conf}}
+    config = load_config_text(json.dumps(body), "config.json", {}).config
+    [instance] = config.instances
+    return config, instance
+
+
+def test_a_request_is_kept_with_its_notifications_and_a_retry_announces_nothing(tmp_path: Path) -> None:
+    config, instance = _config("campaignmonitor", **{"events.list.ids": "L1"})
+    assert instance.receives_webhooks and not instance.polled
+    with open_store(tmp_path / "poller.db") as store:
+        receiver = Receiver(store, config)  # type: ignore[arg-type]
+        events = [{"Type": "Subscribe", "EmailAddress": f"u{i}@x", "Date": "2010-12-14 11:32:00"} for i in range(25)]
+        first = receiver.receive(instance, "POST", "application/json", [("Content-Type", "application/json"),
+                                                                         ("Authorization", "secret")],
+                                 cm_body(*events), NOW_MS)
+        assert (first.status, first.outcome, first.notifications, dict(first.events)) == (200, "accepted", 3,
+                                                                                            {"CREATED": 25})
+        again = receiver.receive(instance, "POST", "application/json", [], cm_body(*events), NOW_MS + 1000)
+        assert (again.status, again.outcome, again.notifications) == (200, "duplicate", 0)
+        # the same events in a bigger batch: only the new one is announced
+        more = receiver.receive(instance, "POST", "application/json", [],
+                                cm_body(*events, {"Type": "Update", "EmailAddress": "u0@x"}), NOW_MS + 2000)
+        assert (more.outcome, more.notifications, dict(more.events)) == ("accepted", 1, {"UPDATED": 1})
+        wrong = receiver.receive(instance, "POST", "application/json", [], cm_body(*events, list_id="L9"), NOW_MS)
+        assert (wrong.status, wrong.outcome) == (400, "rejected")
+        notes = store.notifications()
+        assert len(notes) == 4
+        message = json.loads(notes[0].notification.body)["message"]
+        assert message["raw"] == {"Events": events[:10], "ListID": "L1"}
+        assert [e["eventType"] for e in message["events"]] == ["CREATED"] * 10
+        assert {e["hubKey"] for e in message["events"]} == {"marketing"}
+        assert message["events"][0]["date"] == "2010-12-14T11:32:00Z"
+        kept = store.inbound_requests()
+        assert [r.outcome for r in kept] == ["rejected", "accepted", "duplicate", "accepted"]
+        assert kept[0].reason == 'ListID "L9" is not one of events.list.ids'
+        assert ("authorization", "secret") not in kept[-1].request.headers  # secrets are not kept
+        assert kept[-1].notification_ids == tuple(n.notification.id for n in notes[:3])
+
+
+def test_replay_after_a_config_fix_accepts_a_rejected_request(tmp_path: Path) -> None:
+    config, instance = _config("campaignmonitor", **{"events.list.ids": "L1"})
+    with open_store(tmp_path / "poller.db") as store:
+        answer = Receiver(store, config).receive(instance, "POST", "application/json", [],  # type: ignore[arg-type]
+                                                 cm_body({"Type": "Subscribe", "EmailAddress": "a@x"}, list_id="L2"),
+                                                 NOW_MS)
+        assert answer.status == 400
+        fixed, _ = _config("campaignmonitor", **{"events.list.ids": "L1,L2"})
+        [stored] = store.inbound_requests(rejected=True)
+        replayed = Receiver(store, fixed).replay(stored, NOW_MS + 5)  # type: ignore[arg-type]
+        assert (replayed.status, replayed.outcome, replayed.notifications) == (200, "accepted", 1)
+        [after] = store.inbound_requests()
+        assert (after.id, after.outcome, after.events) == (stored.id, "accepted", 1)
+
+
+def test_config_makes_webhook_instances_and_checks_their_keys() -> None:
+    _, mc = _config("mailchimpv3")
+    assert mc.webhook is not None and mc.webhook.kind == "mailchimp" and mc.webhook.hub_key == "marketing"
+    with pytest.raises(Exception) as info:
+        _config("github", **{"event.webhook.verify": {"type": "hmac", "header": "x-sig"},
+                             "event.webhook.timeZone": "Mars/Olympus"})
+    problems = "\n".join(info.value.problems)  # type: ignore[attr-defined]
+    assert 'configuration."event.webhook.verify": secret is missing' in problems
+    assert 'configuration."event.webhook.timeZone"' in problems
