@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path as FilePath
 
-from poller.config import templates
 from poller.config.instance import build_instance
 from poller.config.types import (
     Config,
@@ -37,7 +36,6 @@ from poller.config.types import (
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError
 from poller.gcpause import collector_paused
-from poller.javadate.zone import ZoneError, java_zone
 
 __all__ = ["ConfigLoadError", "load_config", "load_config_text"]  # the package's other names: poller.config
 
@@ -161,7 +159,7 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
         if key in obj:
             out[name] = ctx.integer(obj[key], path + (key,))
     if "serverTimeZone" in obj:
-        out["server_time_zone"] = _zone(ctx, obj["serverTimeZone"], path + ("serverTimeZone",))
+        out["server_time_zone"] = ctx.zone(obj["serverTimeZone"], path + ("serverTimeZone",))
     if "listen" in obj:
         out["listen"] = _listen(ctx, obj["listen"], path + ("listen",))
     if "delivery" in obj:
@@ -173,18 +171,6 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
     if "webhooks" in obj:
         out["webhooks"] = _webhooks(ctx, obj["webhooks"], path + ("webhooks",))
     return EngineConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
-
-
-def _zone(ctx: Context, value: object, path: Path) -> str | None:
-    zone = ctx.text(value, path)
-    if zone is None:
-        return None
-    try:
-        java_zone(zone.strip())
-    except ZoneError as exc:
-        ctx.error(path, templates.zone_problem(zone, exc))
-        return None
-    return zone.strip()
 
 
 def _listen(ctx: Context, value: object, path: Path) -> tuple[str, int] | None:

@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from poller.config.templates import zone_problem
 from poller.config.types import SecretStr
+from poller.javadate.zone import ZoneError, java_zone
 
 __all__ = ["Context", "JsonObject", "Path", "close_match", "decode_json", "describe", "format_path", "json_error",
            "kind"]
@@ -274,6 +276,18 @@ class Context:
             pos = match.end()
         out.append(text[pos:])
         return ("".join(out), tuple(spans)) if ok else None
+
+    def zone(self, value: object, path: Path) -> str | None:
+        """A time zone id (IANA, GMT/UTC, a Java short id, an offset), stripped; checked now."""
+        zone = self.text(value, path)
+        if zone is None:
+            return None
+        try:
+            java_zone(zone.strip())
+        except ZoneError as exc:
+            self.error(path, zone_problem(zone, exc))
+            return None
+        return zone.strip()
 
     def boolean(self, value: object, path: Path) -> bool | None:
         if isinstance(value, str):

@@ -11,11 +11,10 @@ import base64
 import re
 
 from poller import javadate, jsonpath
-from poller.config import templates
 from poller.config.types import SecretStr, VerifyConfig, WebhookConfig, WebhookEventsConfig
 from poller.config.values import Context, Path, describe
 from poller.errors import DateFormatError
-from poller.javadate.zone import ZoneError, java_zone
+from poller.javadate.zone import ZoneError
 
 __all__ = ["WEBHOOK_KEYS", "EVENTS_KEYS", "VERIFY_KEYS", "VERIFY_TYPES", "LIST_IDS", "build_webhook",
            "webhook_kind"]
@@ -52,7 +51,7 @@ def build_webhook(ctx: Context, conf: dict, conf_path: Path, element_key: str) -
     if TOKEN in conf:
         out["token"] = _token(ctx, conf[TOKEN], conf_path + (TOKEN,))
     if TIME_ZONE in conf:
-        out["time_zone"] = _zone(ctx, conf[TIME_ZONE], conf_path + (TIME_ZONE,)) or "UTC"
+        out["time_zone"] = ctx.zone(conf[TIME_ZONE], conf_path + (TIME_ZONE,)) or "UTC"
     if LIST_IDS in conf:
         out["list_ids"] = _list_ids(ctx, conf[LIST_IDS], conf_path + (LIST_IDS,))
     zone = str(out.get("time_zone", "UTC"))
@@ -89,18 +88,6 @@ def _token(ctx: Context, value: object, where: Path) -> SecretStr | None:
     if len(text) < MIN_TOKEN_LENGTH:
         ctx.warn(where, f"is {len(text)} characters long: a token of fewer than {MIN_TOKEN_LENGTH} is easy to guess")
     return SecretStr(text)
-
-
-def _zone(ctx: Context, value: object, where: Path) -> str | None:
-    zone = ctx.text(value, where)
-    if zone is None:
-        return None
-    try:
-        java_zone(zone.strip())
-    except ZoneError as exc:
-        ctx.error(where, templates.zone_problem(zone, exc))
-        return None
-    return zone.strip()
 
 
 def _list_ids(ctx: Context, value: object, where: Path) -> tuple[str, ...]:
