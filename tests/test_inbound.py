@@ -270,3 +270,63 @@ def test_config_makes_webhook_instances_and_checks_their_keys() -> None:
     problems = "\n".join(info.value.problems)  # type: ignore[attr-defined]
     assert 'configuration."event.webhook.verify": secret is missing' in problems
     assert 'configuration."event.webhook.timeZone"' in problems
+
+
+# -- the generic element, tokens, retention ----------------------------------------------------------
+
+def test_the_generic_element_maps_events_by_its_configuration() -> None:
+    config, instance = _config("github", **{"event.webhook.events": {
+        "path": "data.items", "idField": "key", "typeField": "action", "types": {"opened": "CREATED"},
+        "objectTypeField": "kind", "dateField": "at", "dateFormat": "yyyy-MM-dd HH:mm:ss"}})
+    assert instance.webhook is not None
+    payload = {"data": {"items": [{"key": 7, "action": "opened", "kind": "issues", "at": "2024-05-01 12:00:00"},
+                                  {"key": "b", "action": "closed", "at": "nonsense"}]}, "other": 1}
+    parsed = normalise(instance.webhook, "POST", "application/json", json.dumps(payload).encode(), NOW_MS)
+    assert [(e.event_type, e.object_type, e.object_id) for e in parsed.events] == [
+        ("CREATED", "issues", "7"), ("UNKNOWN", "events", "b")]
+    assert parsed.events[0].stamp_ms == 1_714_564_800_000 and parsed.events[1].stamp_ms == NOW_MS
+    assert parsed.raw_for([1]) == {"data": {"items": [payload["data"]["items"][1]]}, "other": 1}
+    with pytest.raises(Refused, match=r"no array of events at data.items"):
+        normalise(instance.webhook, "POST", "application/json", b'{"data": {}}', NOW_MS)
+
+
+def test_without_a_mapping_cloud_elements_event_fields_are_read() -> None:
+    _, instance = _config("anything")
+    assert instance.webhook is not None
+    data = b'{"event_object_id": "42", "event_type": "deleted", "event_object_type": "deals"}'
+    [e] = normalise(instance.webhook, "POST", None, data, NOW_MS).events
+    assert (e.event_type, e.object_type, e.object_id, e.stamp_ms) == ("DELETED", "deals", "42", NOW_MS)
+
+
+def test_tokens_are_made_once_and_a_configured_one_wins(tmp_path: Path) -> None:
+    from poller.inbound.tokens import resolve_tokens, stored_tokens, token_matches, webhook_url
+
+    body = {"engine": {"webhooks": {"publicUrl": "https://hooks.example.com/in/"}}, "instances": [
+        {"element": {"key": "mailchimpv3"}, "name": "mc one", "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/cb"}},
+        {"element": {"key": "campaignmonitor"}, "name": "cm", "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/cb",
+            "event.webhook.token": "configured-token-0123"}}]}
+    config = load_config_text(json.dumps(body), "config.json", {}).config
+    with open_store(tmp_path / "poller.db") as store:
+        assert stored_tokens(store, config) == {"cm": "configured-token-0123"}  # nothing made yet
+        first = resolve_tokens(store, config, NOW_MS)
+        assert first == resolve_tokens(store, config, NOW_MS + 1) == stored_tokens(store, config)
+    made = first["mc one"]
+    assert len(made) == 22 and first["cm"] == "configured-token-0123"
+    assert token_matches(made, made) and not token_matches(made, made[:-1] + "x") and not token_matches(None, "")
+    mc = config.instances[0]
+    assert webhook_url(config, mc, first) == f"https://hooks.example.com/in/webhooks/mc%20one/{made}"
+
+
+def test_retention_prunes_old_requests_and_event_ids(tmp_path: Path) -> None:
+    config, instance = _config("campaignmonitor")
+    with open_store(tmp_path / "poller.db") as store:
+        receiver = Receiver(store, config)  # type: ignore[arg-type]
+        old = cm_body({"Type": "Subscribe", "EmailAddress": "old@x"})
+        receiver.receive(instance, "POST", "application/json", [], old, NOW_MS)
+        receiver.receive(instance, "POST", "application/json", [], cm_body({"Type": "Subscribe"}), NOW_MS + 10_000)
+        assert store.prune_inbound(requests_before_ms=NOW_MS + 1, events_before_ms=NOW_MS + 1) == 2
+        assert len(store.inbound_requests()) == 1
+        # its event id is gone with it: the old event is announced again
+        assert receiver.receive(instance, "POST", "application/json", [], old, NOW_MS + 20_000).outcome == "accepted"

@@ -199,8 +199,10 @@ def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javad
     event_type = UNKNOWN
     if provider_type is not None:
         text = _text(provider_type)
-        event_type = types.get(text) or (text.strip().upper() if not types and text.strip().upper() in
-                                         (CREATED, UPDATED, DELETED) else UNKNOWN)
+        if types:  # the configured mapping, and nothing else
+            event_type = types.get(text, UNKNOWN)
+        elif text.strip().upper() in (CREATED, UPDATED, DELETED):  # Cloud Elements' own names
+            event_type = text.strip().upper()
     object_type = spec.object_type
     if spec.object_type_path is not None:
         found = jsonpath.get(item, spec.object_type_path)

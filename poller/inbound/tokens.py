@@ -14,7 +14,8 @@ from urllib.parse import quote
 from poller.config.types import Config, InstanceConfig
 from state import Store
 
-__all__ = ["new_token", "resolve_tokens", "webhook_path", "webhook_url", "base_url", "token_matches"]
+__all__ = ["new_token", "resolve_tokens", "stored_tokens", "webhook_path", "webhook_url", "base_url",
+           "token_matches"]
 
 
 def new_token() -> str:
@@ -69,12 +70,9 @@ def base_url(config: Config) -> str | None:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def webhook_url(config: Config, instance: InstanceConfig, tokens: Mapping[str, str], *,
-                port: int | None = None) -> str | None:
+def webhook_url(config: Config, instance: InstanceConfig, tokens: Mapping[str, str]) -> str | None:
     token = tokens.get(instance.id)
     base = base_url(config)
     if token is None or base is None:
         return None
-    if port is not None and not config.engine.webhooks.public_url:
-        base = base.rsplit(":", 1)[0] + f":{port}"
     return base + webhook_path(instance, token)
