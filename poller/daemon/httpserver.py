@@ -1,15 +1,23 @@
-"""The daemon's small HTTP/1.1 listener (``engine.listen``): ``/metrics`` and ``/healthz``.
+"""The daemon's HTTP listeners, served by aiohttp in the daemon's own event loop.
 
-Built on ``asyncio.start_server``; no framework. One request per connection (every response
-says ``Connection: close``), GET and HEAD only, the request head bounded in size and time, a
-body never parsed (what the client still sends is dropped after the response, up to a bound,
-so that closing does not reset the connection under the response). Rendering the metrics runs in a worker thread, so a big scrape never stalls
-the polls; the health callable runs on the event loop (it may touch the store, whose SQLite
-connection belongs to this thread), so it must be quick.
+``engine.listen`` serves ``/metrics`` and ``/healthz`` and, unless ``engine.webhooks.listen``
+is set, the inbound webhook routes; with it, that second listener serves the inbound routes
+alone (so it can be exposed through a reverse proxy while the rest stays private).
 
-Statuses: 200; 404 unknown path; 405 other methods on a known path; 400 a request that is not
-HTTP/1.x; 408 a head not finished within the timeout; 431 a head over the size bound; 500
-metrics that failed to render; 503 unhealthy (the reason is the body), or too many connections.
+aiohttp parses the requests (chunked bodies, ``Expect: 100-continue``, keep-alive, bounded
+request lines and headers). On top of it, for a hostile client:
+
+* a connection must deliver a whole request head within ``timeout_s`` of opening (or of its
+  last response): aiohttp's keep-alive timer, which data trickling in does not reset, closes
+  it otherwise, so a slowloris holds a connection for ``timeout_s`` at most;
+* at most ``max_connections`` per listener; when full, the oldest connection that is not in
+  the middle of a request is closed to make room, so slow or idle clients never shut out a
+  new one (only ``max_connections`` requests in progress at once do: the newcomer gets 503);
+* no access log (a webhook URL holds its token).
+
+Rendering the metrics runs in a worker thread, so a big scrape never stalls the polls; the
+health callable runs on the event loop (it may touch the store, whose SQLite connection belongs
+to this thread), so it must be quick.
 """
 
 from __future__ import annotations
@@ -18,74 +26,123 @@ import asyncio
 import gzip
 import inspect
 import logging
+import resource
+import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import Protocol
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from poller.daemon.metrics import CONTENT_TYPE
 
-__all__ = ["MetricsServer", "HealthCheck", "MAX_REQUEST_BYTES", "REQUEST_TIMEOUT_S", "MAX_CONNECTIONS"]
+__all__ = ["HttpServer", "HealthCheck", "MAX_LINE_BYTES", "REQUEST_TIMEOUT_S", "max_connections"]
 
 log = logging.getLogger(__name__)
-MAX_REQUEST_BYTES = 8192  # request line + headers
-REQUEST_TIMEOUT_S = 10.0  # to read the head, and again to write the response
-MAX_CONNECTIONS = 64
-LINGER_S = 1.0  # after a response, how long to read what the client still sends (see _linger)
-LINGER_BYTES = 1 << 20
+MAX_LINE_BYTES = 8190  # request line, and each header (aiohttp's defaults)
+MAX_HEADERS = 100
+REQUEST_TIMEOUT_S = 10.0  # to send a whole request head, from connecting or from the last response
 TEXT = "text/plain; charset=utf-8"
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
-ROUTES = ("/metrics", "/healthz")
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n")
 
 HealthCheck = Callable[[], tuple[bool, str] | Awaitable[tuple[bool, str]]]
+Routes = Callable[[web.Application], None]
+
+
+class _ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's connection logger. A malformed request is the client's fault, and anyone can
+    send one: one DEBUG line without the traceback (which would quote the request, token
+    included) instead of an ERROR each time. Our own handlers' failures stay errors."""
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: object) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.logger.debug("http.bad_request", extra={"status": exc_info.code,
+                                                         "reason": str(exc_info.message).split(":")[0][:80]})
+            return
+        self.logger.error(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]
+
+
+_PROTOCOL_LOG = _ProtocolLog(logging.getLogger("poller.daemon.http"), {})
 
 
 class Renderer(Protocol):
     def render(self) -> bytes: ...
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+def max_connections() -> int:
+    """Per listener: a quarter of the open-file limit (the polls and the state file need theirs),
+    between 64 and 4,096."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        soft = 1024
+    if soft == resource.RLIM_INFINITY:
+        soft = 65536
+    return max(64, min(4096, soft // 4))
 
 
-class MetricsServer:
-    """Serves ``metrics.render()`` at ``/metrics`` and ``health()`` at ``/healthz``.
+def text(status: int, body: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=body if body.endswith("\n") or not body else body + "\n",
+                        content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store", **headers})
 
-    ``health`` returns ``(ok, reason)`` (or an awaitable of it): 200 "ok" when ok, else 503
-    with the reason.
-    """
 
-    def __init__(self, metrics: Renderer, health: HealthCheck, *, max_request_bytes: int = MAX_REQUEST_BYTES,
-                 timeout_s: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
+class HttpServer:
+    """One listener. ``metrics`` and ``health``: serve ``/metrics`` and ``/healthz``; ``routes``:
+    add more (the inbound webhooks). Start with :meth:`start`, stop with :meth:`close`."""
+
+    def __init__(self, metrics: Renderer | None = None, health: HealthCheck | None = None, *,
+                 routes: Routes | None = None, timeout_s: float = REQUEST_TIMEOUT_S,
+                 max_connections: int | None = None, name: str = "http") -> None:
         self.metrics = metrics
         self.health = health
-        self.max_request_bytes = max_request_bytes
         self.timeout_s = timeout_s
-        self.max_connections = max_connections
-        self.server: asyncio.Server | None = None
-        self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.max_connections = max_connections or globals()["max_connections"]()
+        self.name = name
+        self.app = web.Application(middlewares=[self._track])
+        if metrics is not None:
+            self.app.router.add_get("/metrics", self._metrics)
+        if health is not None:
+            self.app.router.add_get("/healthz", self._healthz)
+        if routes is not None:
+            routes(self.app)
+        self.runner: web.AppRunner | None = None
+        self.site: _GuardedSite | None = None
+        # (aiohttp's handlers take no weak references: entries of closed connections are dropped in admit)
+        self.busy: dict[RequestHandler, int] = {}
+        self.opened: dict[RequestHandler, float] = {}
+        self.evicted = 0
+        self.refused = 0
 
     def __repr__(self) -> str:
-        where = f" {self.address[0]}:{self.port}" if self.server is not None else ""
-        return f"<MetricsServer{where}>"
+        where = f" {self.address[0]}:{self.port}" if self.site is not None else ""
+        return f"<HttpServer {self.name}{where}>"
 
-    async def start(self, host: str, port: int) -> asyncio.Server:
+    async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` (port 0: any free port, see :attr:`port`)."""
-        if self.server is not None:
-            raise RuntimeError("the metrics server is already started")
-        # the limit bounds one line of the head; _read_head bounds the head as a whole
-        self.server = await asyncio.start_server(self._handle, host, port, limit=self.max_request_bytes)
-        return self.server
+        if self.runner is not None:
+            raise RuntimeError("the HTTP server is already started")
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, keepalive_timeout=self.timeout_s,
+                               max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES, max_headers=MAX_HEADERS,
+                               auto_decompress=False, lingering_time=1.0, shutdown_timeout=self.timeout_s,
+                               logger=_PROTOCOL_LOG)
+        await runner.setup()
+        site = _GuardedSite(runner, host, port, guard=self)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.runner, self.site = runner, site
 
     @property
     def address(self) -> tuple[str, int]:
         """The first bound address (host, port)."""
-        if self.server is None or not self.server.sockets:
-            raise RuntimeError("the metrics server is not listening")
-        name = self.server.sockets[0].getsockname()
+        server = self.site.listener if self.site is not None else None
+        if server is None or not server.sockets:
+            raise RuntimeError("the HTTP server is not listening")
+        name = server.sockets[0].getsockname()
         return str(name[0]), int(name[1])
 
     @property
@@ -93,104 +150,52 @@ class MetricsServer:
         return self.address[1]
 
     async def close(self) -> None:
-        """Stop listening, end the connections in progress, and wait until all is closed.
+        """Stop listening, end the connections (a request in progress gets ``timeout_s``)."""
+        runner, self.runner, self.site = self.runner, None, None
+        if runner is not None:
+            await runner.cleanup()
 
-        Connections are aborted rather than their handlers cancelled: a handler then sees the
-        end of its stream and returns (a cancelled one would be logged as an error by asyncio's
-        streams); one still rendering gets ``timeout_s`` before it is cancelled after all."""
-        server, self.server = self.server, None
-        if server is None:
-            return
-        server.close()
-        for writer in self._handlers.values():
-            writer.transport.abort()
-        handlers = list(self._handlers)
-        if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=self.timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        await server.wait_closed()
+    # -- connections ----------------------------------------------------------------------------
 
-    # -- one connection -------------------------------------------------------------------------
+    def admit(self, handler: RequestHandler) -> bool:
+        """A new connection: make room if the listener is full. False: refuse it."""
+        assert self.runner is not None and self.runner.server is not None
+        connections = self.runner.server.connections
+        if len(self.opened) > 2 * len(connections) + 64:
+            live = set(connections)
+            self.opened = {c: t for c, t in self.opened.items() if c in live}
+            self.busy = {c: n for c, n in self.busy.items() if c in live and n}
+        if len(connections) >= self.max_connections:
+            idle = [c for c in connections if not self.busy.get(c)]
+            if not idle:
+                self.refused += 1
+                return False
+            oldest = min(idle, key=lambda c: self.opened.get(c, 0.0))
+            oldest.force_close()
+            self.evicted += 1
+        self.opened[handler] = time.monotonic()
+        return True
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        if self.server is None:  # accepted just before close()
-            writer.transport.abort()
-            return
-        self._handlers[task] = writer  # type: ignore[index]
+    @web.middleware
+    async def _track(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+        protocol = request.protocol
+        self.busy[protocol] = self.busy.get(protocol, 0) + 1
         try:
-            method, path = "GET", None
-            if len(self._handlers) > self.max_connections:
-                status, body, content_type, extra = 503, b"too many connections\n", TEXT, {}
-            else:
-                try:
-                    lines = await asyncio.wait_for(self._read_head(reader), self.timeout_s)
-                    method, path, headers = _parse_head(lines)
-                    status, body, content_type, extra = await self._route(method, path, headers)
-                except _BadRequest as exc:
-                    status, body, content_type, extra = exc.status, f"{exc.reason}\n".encode(), TEXT, {}
-                except asyncio.TimeoutError:
-                    status, body, content_type, extra = 408, b"request head not received in time\n", TEXT, {}
-            log.debug("http.request", extra={"method": method, "path": path, "status": status})
-            await self._send(writer, method, status, body, content_type, extra)
-            await self._linger(reader, writer)
-        except (ConnectionError, asyncio.TimeoutError):
-            pass  # the client went away, or does not read its response
+            return await handler(request)
         finally:
-            self._handlers.pop(task, None)  # type: ignore[call-overload]
-            writer.close()
-            with suppress(Exception):
-                await writer.wait_closed()
+            self.busy[protocol] -= 1
+            if not self.busy[protocol]:
+                del self.busy[protocol]
 
-    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Half-close, then read and drop what the client still sends (a body, the rest of an
-        oversized head) until it closes: closing a socket with unread input sends a reset,
-        which can destroy the response before the client reads it."""
-        if writer.can_write_eof():
-            writer.write_eof()
-        with suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(_discard(reader, LINGER_BYTES), LINGER_S)
+    # -- routes ---------------------------------------------------------------------------------
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> list[bytes]:
-        """The request line and header lines, up to the empty line (CRLF or bare LF)."""
-        lines: list[bytes] = []
-        size = 0
-        while True:
-            try:
-                line = await reader.readline()
-            except ValueError:  # one line over the stream's limit
-                raise _BadRequest(431, "request head too large") from None
-            size += len(line)
-            if size > self.max_request_bytes:
-                raise _BadRequest(431, "request head too large")
-            if not line.endswith(b"\n"):  # end of stream before the head ended
-                raise _BadRequest(400, "incomplete request")
-            if line in (b"\r\n", b"\n"):
-                return lines
-            lines.append(line)
-
-    async def _route(self, method: str, path: str,
-                     headers: dict[str, str]) -> tuple[int, bytes, str, dict[str, str]]:
-        if path not in ROUTES:
-            return 404, b"not found\n", TEXT, {}
-        if method not in ("GET", "HEAD"):
-            return 405, b"method not allowed\n", TEXT, {"Allow": "GET, HEAD"}
-        if path == "/healthz":
-            ok, reason = await self._health()
-            return (200, b"ok\n", TEXT, {}) if ok else (503, f"{reason}\n".encode(), TEXT, {})
-        try:
-            body = await asyncio.to_thread(self.metrics.render)
-        except Exception:
-            log.exception("http.metrics_failed")
-            return 500, b"metrics could not be rendered\n", TEXT, {}
-        if _accepts_gzip(headers.get("accept-encoding", "")):
-            return 200, await asyncio.to_thread(gzip.compress, body, 6), CONTENT_TYPE, {"Content-Encoding": "gzip"}
-        return 200, body, CONTENT_TYPE, {}
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok, reason = await self._health()
+        return text(200, "ok") if ok else text(503, reason)
 
     async def _health(self) -> tuple[bool, str]:
+        assert self.health is not None
         try:
             result = self.health()
             if inspect.isawaitable(result):
@@ -201,44 +206,56 @@ class MetricsServer:
             return False, f"health check failed: {type(exc).__name__}: {exc}"
         return bool(ok), str(reason)
 
-    async def _send(self, writer: asyncio.StreamWriter, method: str, status: int, body: bytes, content_type: str,
-                    extra: dict[str, str] | None = None) -> None:
-        head = [f"HTTP/1.1 {status} {REASONS[status]}", f"Content-Type: {content_type}",
-                f"Content-Length: {len(body)}", "Cache-Control: no-store", "Connection: close"]
-        head += [f"{name}: {value}" for name, value in (extra or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if method != "HEAD":
-            writer.write(body)
-        await asyncio.wait_for(writer.drain(), self.timeout_s)
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        try:
+            body = await asyncio.to_thread(self.metrics.render)
+        except Exception:
+            log.exception("http.metrics_failed")
+            return text(500, "metrics could not be rendered")
+        headers = {"Cache-Control": "no-store", "Content-Type": CONTENT_TYPE}
+        if _accepts_gzip(request.headers.get("Accept-Encoding", "")):
+            body = await asyncio.to_thread(gzip.compress, body, 6)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(status=200, body=body, headers=headers)
 
 
-async def _discard(reader: asyncio.StreamReader, limit: int) -> None:
-    while limit > 0:
-        chunk = await reader.read(min(limit, 65536))
-        if not chunk:
-            return
-        limit -= len(chunk)
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap: a 503, then closed (after the client has had time to read it)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_BUSY)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._closer = asyncio.get_running_loop().call_later(1.0, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # dropped: closing with unread input would reset the connection under the 503
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closer.cancel()
 
 
-def _parse_head(lines: list[bytes]) -> tuple[str, str, dict[str, str]]:
-    """(method, path without query, headers with lower-case names) or :class:`_BadRequest`."""
-    if not lines:
-        raise _BadRequest(400, "empty request")
-    parts = lines[0].decode("latin-1").rstrip("\r\n").split(" ")
-    if len(parts) != 3:
-        raise _BadRequest(400, "malformed request line")
-    method, target, version = parts
-    if not method.isascii() or not method.isalpha() or not method.isupper():
-        raise _BadRequest(400, "malformed request method")
-    if not version.startswith("HTTP/1.") or not target.startswith("/"):
-        raise _BadRequest(400, "not an HTTP/1.x request for a path")
-    headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        name, colon, value = raw.decode("latin-1").partition(":")
-        if not colon or not name or name != name.strip():
-            raise _BadRequest(400, "malformed header line")
-        headers[name.lower()] = value.strip()
-    return method, target.split("?", 1)[0], headers
+class _GuardedSite(web.TCPSite):
+    """aiohttp's TCPSite with the connection cap of :meth:`HttpServer.admit` in its protocol factory."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, guard: HttpServer) -> None:
+        super().__init__(runner, host, port)
+        self.guard = guard
+        self.listener: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+
+        def factory() -> asyncio.Protocol:
+            handler = server()
+            return handler if self.guard.admit(handler) else _Refuse()
+
+        self.listener = self._server = await asyncio.get_running_loop().create_server(
+            factory, self._host, self._port, backlog=self._backlog)
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
