@@ -381,6 +381,12 @@ class Store:
             return inbound.prune(self.db, requests_before_ms=requests_before_ms, events_before_ms=events_before_ms,
                                  limit=limit)
 
+    def data_version(self) -> int:
+        """A number that changes when another connection (``poller replay``, ``poller webhooks
+        replay`` beside the daemon) commits to the file; this connection's own commits leave it."""
+        with self._errors("cannot read the data version"):
+            return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def check_writable(self) -> None:
         """Raise StateError unless the last write committed and a write transaction can start now
         (for health checks). Starting one is not enough on its own: a full disk lets it start."""

@@ -113,7 +113,8 @@ class Daemon:
         self.clients: HttpClients | None = None
         self.store_health = _StoreHealth()
         self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono,
-                                         on_write_failure=self.store_health.failed)
+                                         on_write_failure=self.store_health.failed,
+                                         dedupe_hours=lambda: self.config.engine.webhooks.dedupe_hours)
         self.delivery_error: str | None = None
         self.last_poll: tuple[str, bool] | None = None  # (key, ok) of the newest poll
         self._reloading: asyncio.Task | None = None
@@ -121,6 +122,9 @@ class Daemon:
         self._status_sent = -STATUS_INTERVAL_S
         self.metrics = None
         self.http = None
+        self.webhooks_http = None  # engine.webhooks.listen: the inbound routes on a listener of their own
+        self.receiver = None
+        self.tokens: dict[str, str] = {}
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -166,20 +170,57 @@ class Daemon:
         return 0
 
     async def _start_observability(self, stack: AsyncExitStack) -> None:
-        listen = self.config.engine.listen
-        if listen is None:
+        """The listeners: engine.listen (metrics, health and, unless they have their own, the
+        inbound webhooks) and engine.webhooks.listen."""
+        engine = self.config.engine
+        listen, hooks = engine.listen, engine.webhooks.listen
+        if listen is None and hooks is None:
             return
-        from poller.daemon.httpserver import MetricsServer
+        from poller.daemon.httpserver import HttpServer
         from poller.daemon.metrics import Metrics
+        from poller.inbound.receive import Receiver
+        from poller.inbound.routes import InboundRoutes
 
-        self.metrics = Metrics()
-        self.http = MetricsServer(self.metrics, self.healthy)
+        self.receiver = Receiver(self.store, self.config, on_committed=self._inbound_committed,
+                                 on_write_failure=self.store_health.failed)
+        self._refresh_tokens()
+        self.metrics = Metrics() if listen is not None else None
+        inbound = InboundRoutes(lambda: self.receiver, lambda: self.tokens,  # type: ignore[arg-type,return-value]
+                                lambda: self.config.engine.webhooks.max_body_bytes, lambda: to_ms(self.clock()),
+                                observe=self.metrics.observe_inbound if self.metrics is not None else None)
+        if listen is not None:
+            self.http = HttpServer(self.metrics, self.healthy, routes=inbound.add if hooks is None else None)
+            await self._listen(stack, self.http, listen, "engine.listen")
+        if hooks is not None:
+            self.webhooks_http = HttpServer(routes=inbound.add, name="webhooks")
+            await self._listen(stack, self.webhooks_http, hooks, "engine.webhooks.listen")
+
+    async def _listen(self, stack: AsyncExitStack, server: object, address: tuple[str, int], key: str) -> None:
         try:
-            await self.http.start(*listen)
+            await server.start(*address)  # type: ignore[attr-defined]
         except OSError as exc:
-            raise ListenError(f"cannot listen on {listen[0]}:{listen[1]} (engine.listen): {exc.strerror or exc}") from exc
-        stack.push_async_callback(self.http.close)
-        log.info("daemon.listening", extra={"address": f"{listen[0]}:{self.http.port}"})
+            raise ListenError(f"cannot listen on {address[0]}:{address[1]} ({key}): {exc.strerror or exc}") from exc
+        stack.push_async_callback(server.close)  # type: ignore[attr-defined]
+        log.info("daemon.listening", extra={"address": f"{address[0]}:{server.port}", "key": key})  # type: ignore
+
+    def _refresh_tokens(self) -> None:
+        """Every webhook instance's URL token (made once, kept in the state file)."""
+        from poller.inbound.tokens import resolve_tokens
+
+        try:
+            self.tokens = resolve_tokens(self.store, self.config, to_ms(self.clock()))
+        except StateError as exc:
+            self.store_health.failed(exc, "webhook tokens")
+        if self.receiver is not None:
+            self.receiver.configure(self.config)
+        hooks = [i.id for i in self.config.instances if i.receives_webhooks]
+        if hooks:
+            log.info("webhooks.ready", extra={"instances": len(hooks)})
+
+    def _inbound_committed(self) -> None:
+        if self.delivery is not None:
+            self.delivery.wake()
+        self._status_soon()
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -398,6 +439,7 @@ class Daemon:
                 self.metrics.forget(old[key][0].id, old[key][1].name)
         # kept, paused: a resource that comes back within engine.retention.removedDays resumes
         self._write(lambda: self.store.mark_removed(removed, now_ms=to_ms(now)), "reload")
+        previous = self.config.engine
         self.config = loaded.config
         self.resources = new  # a kept resource's new interval applies from its next run
         if added:
@@ -408,6 +450,13 @@ class Daemon:
         if self._slots(loaded.config).active != self.slots.active:
             log.warning("config.restart_needed", extra={"key": "engine.maxConcurrentPolls",
                                                         "note": "takes effect when the daemon restarts"})
+        for key, before, after in (("engine.listen", previous.listen, loaded.config.engine.listen),
+                                   ("engine.webhooks.listen", previous.webhooks.listen,
+                                    loaded.config.engine.webhooks.listen)):
+            if before != after:
+                log.warning("config.restart_needed", extra={"key": key, "note": "takes effect when the daemon restarts"})
+        if self.receiver is not None:
+            self._refresh_tokens()
         log.info("config.reloaded", extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
         freeze_long_lived()  # the new configuration lives until the next reload
         self.notifier.ready(self.status_line())

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 FLUSH_AFTER_S = 0.0  # attempts are recorded at the loop's next turn after they ended (together)...
 FLUSH_COUNT = 200  # ...or as soon as this many wait
 RESYNC_S = 60.0  # the outbox is read again whole this often (replays from another process)
-MAX_SLEEP_S = 60.0
+ELSEWHERE_S = 1.0  # how often to look for commits by another process (a replay beside the daemon)
 MAX_LOADED = 200_000  # pending notifications held in memory; more are read as these go
 
 
@@ -73,6 +73,7 @@ class DeliveryEngine:
         self.random = random
         self.on_result = on_result
         self._wake = asyncio.Event()
+        self._version: int | None = None  # the store's data_version at the last turn
         self._sends: set[asyncio.Task[None]] = set()
         self._results: list[AttemptResult] = []
         self._first_result_at: float | None = None
@@ -309,6 +310,10 @@ class DeliveryEngine:
                 if self.before_sending is not None:
                     self.before_sending()
                 loop = asyncio.get_running_loop()
+                version = self.store.data_version()
+                if version != self._version:
+                    self._stale |= self._version is not None  # written elsewhere: read the outbox again
+                    self._version = version
                 if self._stale or (not self._sends and loop.time() - self._resynced >= RESYNC_S):
                     self._flush(force=True)
                     if not self._sends:
@@ -327,7 +332,7 @@ class DeliveryEngine:
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         now_ms = to_ms(self.clock())
-        waits = [MAX_SLEEP_S]
+        waits = [ELSEWHERE_S]
         if self.later:
             waits.append((self.later[0][0] - now_ms) / 1000)
         for endpoint in self.endpoints.values():
