@@ -75,6 +75,27 @@ EXPLAIN_HELP = (
     "page fetched and, for every record, the event it would produce or why it is skipped. "
     "Changes nothing (the state file is only read)."
 )
+WEBHOOKS_HELP = (
+    "Print each webhook instance (DESIGN §10) with the URL to give its provider: "
+    "engine.webhooks.publicUrl (else the listener) + /webhooks/{instanceId}/{token}. A token that is "
+    "not configured (event.webhook.token) is made once and kept in the state file. Subcommands: "
+    "requests, replay, register."
+)
+WEBHOOK_REQUESTS_HELP = (
+    "List the inbound requests kept in the state file (newest first) with their outcome (accepted, "
+    "duplicate, rejected), status and reason; --json prints a JSON array. Reads the state file only."
+)
+WEBHOOK_REPLAY_HELP = (
+    "Normalise kept requests again with the configuration as it is now (after fixing events.list.ids, "
+    "the mapping or the signature secret): new events are announced, known ones are not. Exit 0 when "
+    "every request was accepted."
+)
+WEBHOOK_REGISTER_HELP = (
+    "Create the provider-side webhooks (Campaign Monitor, Mailchimp: one per list of events.list.ids) "
+    "through the instance's api (baseUrl and headers), pointing at the URL that `poller webhooks` prints; "
+    "lists them first, so none is created twice. --remove deletes them. Without INSTANCE: every "
+    "Campaign Monitor and Mailchimp instance."
+)
 CONFIG_HELP = "the configuration file (JSON)"
 STATE_HELP = (
     "the state file (SQLite); default: engine.statePath, else $STATE_DIRECTORY/poller.db, else ./poller.db"
@@ -118,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dead", action="store_true", help="every dead letter")
     replay.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP + " (to find the state file)")
     replay.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    _webhooks_parser(commands, logging_options)
     demo = commands.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP)
     demo.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (default: run until Ctrl-C)")
     explain = commands.add_parser("explain", help=EXPLAIN_HELP, description=EXPLAIN_HELP, parents=[logging_options])
@@ -126,6 +148,60 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("resource", metavar="RESOURCE", help="the resource name")
     explain.add_argument("--state", metavar="PATH", help=STATE_HELP)
     return parser
+
+
+def _webhooks_parser(commands: argparse._SubParsersAction, logging_options: argparse.ArgumentParser) -> None:
+    # -c and --state before or after the subcommand (the subcommands' defaults must not hide the first)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    where.add_argument("--state", metavar="PATH", default=argparse.SUPPRESS, help=STATE_HELP)
+    webhooks = commands.add_parser("webhooks", help=WEBHOOKS_HELP, description=WEBHOOKS_HELP,
+                                   parents=[logging_options])
+    webhooks.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP)
+    webhooks.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    webhooks.add_argument("--json", action="store_true", help="print JSON")
+    actions = webhooks.add_subparsers(dest="action", metavar="SUBCOMMAND")
+    requests = actions.add_parser("requests", help=WEBHOOK_REQUESTS_HELP, description=WEBHOOK_REQUESTS_HELP,
+                                  parents=[where])
+    requests.add_argument("--rejected", action="store_true", help="only the rejected ones")
+    requests.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print a JSON array")
+    requests.add_argument("--limit", type=_positive_int, metavar="N", help="at most N requests")
+    replay = actions.add_parser("replay", help=WEBHOOK_REPLAY_HELP, description=WEBHOOK_REPLAY_HELP, parents=[where])
+    replay.add_argument("ids", nargs="+", metavar="ID", help="request ids (as `poller webhooks requests` shows them)")
+    register = actions.add_parser("register", help=WEBHOOK_REGISTER_HELP, description=WEBHOOK_REGISTER_HELP,
+                                  parents=[where])
+    register.add_argument("instance", nargs="?", metavar="INSTANCE", help="the instance id (default: all)")
+    register.add_argument("--remove", action="store_true", help="delete the webhooks instead")
+
+
+def webhooks_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """poller webhooks [requests | replay | register]: requests needs only the state file."""
+    from poller.cli import webhooks
+
+    action = args.action
+    if action != "requests" and not args.config:
+        parser.error(f"webhooks{' ' + action if action else ''} needs -c CONFIG")
+    config = None
+    if args.config:
+        loaded = load(args.config)
+        if loaded is None:
+            return EXIT_USAGE
+        config = loaded.config
+    path = Path(args.state) if args.state else default_state_path(
+        os.environ, config.engine.state_path if config is not None else None)
+    logconfig.setup(args.log_format or "text", args.log_level or "WARNING")
+    try:
+        if action == "requests":
+            return webhooks.requests(path, rejected=args.rejected, as_json=args.json, limit=args.limit)
+        assert config is not None
+        if action == "replay":
+            return webhooks.replay(config, path, args.ids)
+        if action == "register":
+            return webhooks.register(config, path, args.instance, remove=args.remove)
+        return webhooks.list_urls(config, path, as_json=args.json)
+    except (PollerError, StateError) as exc:
+        print(f"poller webhooks: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_commands.check(args.config) if args.command == "check" else config_commands.schema()
     if args.command in ("events", "replay", "status"):
         return state_command(parser, args)
+    if args.command == "webhooks":
+        return webhooks_command(parser, args)
     if args.command == "demo":
         from poller.cli.daemon import demo
 
