@@ -70,6 +70,19 @@ def _pairs(pairs: list[tuple[str, object]]) -> JsonObject:
     return obj
 
 
+def _missing_comma(exc: json.JSONDecodeError) -> str:
+    """Where the comma goes, when a line ends a value and the next begins one (a mistake in some
+    published Cloud Elements bodies): the parser only sees the next line."""
+    if exc.msg not in ("Expecting ',' delimiter", "Expecting property name enclosed in double quotes"):
+        return ""
+    before = exc.doc[:exc.pos].rstrip()
+    if exc.msg.startswith("Expecting ','") and "\n" in exc.doc[len(before):exc.pos] and before:
+        return f" (is a comma missing at the end of line {before.count(chr(10)) + 1}?)"
+    if exc.msg.startswith("Expecting property") and before.endswith(",") and exc.doc[exc.pos:exc.pos + 1] == "}":
+        return " (a comma before a closing brace is not allowed in JSON)"
+    return ""
+
+
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -84,7 +97,7 @@ def decode_json(text: str) -> object:
 
 def json_error(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}"
+        return f"line {exc.lineno} column {exc.colno}: not valid JSON: {exc.msg}{_missing_comma(exc)}"
     if isinstance(exc, RecursionError):
         return "not valid JSON: nested too deeply"
     return f"not valid JSON: {exc}"
