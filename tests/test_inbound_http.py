@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +29,7 @@ from tests.test_metrics import value
 NOW_MS = 1_700_000_000_000
 TOKEN = "t0ken-for-the-tests-0123456789"
 EVENT = {"Type": "Subscribe", "EmailAddress": "a@x", "Date": "2010-12-14 11:32:00"}
+SECRET = "generic-element-signing-secret"
 
 
 def config_text(**engine: Any) -> str:
@@ -37,6 +40,9 @@ def config_text(**engine: Any) -> str:
     return json.dumps({"engine": engine, "instances": [
         {**instance("cm", "campaignmonitor", **{"events.list.ids": "L1,96c0bbdaa54760c8d9e62a2b7ffa2e13"}), "id": "cm"},
         {**instance("mc", "mailchimp"), "id": "mc"},
+        {**instance("shop", "shopify", **{"event.webhook.verify": {
+            "type": "hmac", "header": "X-Signature", "algorithm": "sha256", "encoding": "hex", "prefix": "sha256=",
+            "secret": SECRET}}), "id": "shop"},
     ]})
 
 
@@ -234,3 +240,51 @@ def test_a_failed_commit_answers_503_with_retry_after(tmp_path: Path) -> None:
                 assert real.notifications() == []
 
     asyncio.run(main())
+
+
+def test_a_bad_signature_is_401_and_kept_without_its_secret_header(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    body = json.dumps([{"id": "o1", "type": "created", "date": "2024-01-02T03:04:05Z"}]).encode()
+    good = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    async def test(h: Harness) -> None:
+        json_type = {"Content-Type": "application/json"}
+        for signature in (None, "sha256=" + "0" * 64, good[:-1] + ("0" if good[-1] != "0" else "1")):
+            headers = dict(json_type, **({"X-Signature": signature} if signature else {}))
+            response = await h.client.post(h.url("shop"), content=body, headers=headers)
+            assert response.status_code == 401, signature
+        accepted = await h.client.post(h.url("shop"), content=body, headers=dict(json_type, **{"X-Signature": good}))
+        assert accepted.status_code == 200, accepted.text
+        kept = h.store.inbound_requests()
+        assert [(r.outcome, r.status) for r in kept] == [("accepted", 200)] + [("rejected", 401)] * 3
+        [note] = h.store.notifications()
+        [event] = json.loads(note.notification.body)["message"]["events"]
+        assert (event["eventType"], event["objectId"]) == ("CREATED", "o1")
+        assert h.outcome_count("shop", "unauthorized") == 3
+
+    with caplog.at_level(logging.DEBUG):
+        run(tmp_path, test)
+    server_side = "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records if r.name.startswith("poller"))
+    assert SECRET not in server_side and good not in server_side
+
+
+def test_a_slowloris_of_200_connections_does_not_deny_the_webhook_route(tmp_path: Path) -> None:
+    async def test(h: Harness) -> None:
+        h.server.max_connections = 64
+        slow = []
+        try:
+            for _ in range(200):
+                reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+                writer.write(f"POST {h.url('cm')} HTTP/1.1\r\nHost: x\r\nContent-Le".encode())
+                slow.append(writer)
+            for i in range(5):
+                response = await h.client.post(h.url("cm"), content=cm_body({**EVENT, "EmailAddress": f"u{i}@x"}),
+                                               headers={"Content-Type": "application/json"})
+                assert response.status_code == 200
+            assert h.server.evicted >= 200 - 64
+        finally:
+            for writer in slow:
+                writer.close()
+        assert len(h.store.notifications()) == 5
+
+    run(tmp_path, test)
