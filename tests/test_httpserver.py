@@ -69,6 +69,7 @@ def test_metrics_are_served_in_the_text_format() -> None:
             response = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
             assert response.status_code == 200
             assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert response.headers["server"] == "poller"  # no library name and version for scanners
             assert "content-encoding" not in response.headers
             families = {f.name: f for f in text_string_to_metric_families(response.text)}
             [ok] = [s for s in families["poller_polls"].samples if s.labels["outcome"] == "ok"]

@@ -101,6 +101,7 @@ class HttpServer:
         self.max_connections = max_connections or globals()["max_connections"]()
         self.name = name
         self.app = web.Application(middlewares=[self._track])
+        self.app.on_response_prepare.append(_server_header)
         if metrics is not None:
             self.app.router.add_get("/metrics", self._metrics)
         if health is not None:
@@ -256,6 +257,10 @@ class _GuardedSite(web.TCPSite):
 
         self.listener = self._server = await asyncio.get_running_loop().create_server(
             factory, self._host, self._port, backlog=self._backlog)
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "poller"  # not aiohttp's, with its version, to anyone who asks
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
