@@ -152,6 +152,32 @@ def _inbound_webhooks(db: Database) -> None:
     """)
 
 
+@_step("0006_api_instances")
+def _api_instances(db: Database) -> None:
+    # api_instances: instances created through the management API (DESIGN §11), with the body as
+    # posted and patched, the token given back (also the inbound webhook token), enabled (PUT /
+    # DELETE .../enabled) and deleted_ms (DELETE: stopped; kept, so the number is never given
+    # again and its pending notifications can still be signed and delivered).
+    # instance_numbers: the integer ids the API shows for the configuration file's instances,
+    # drawn from the same numbers as the API's own, so no two instances ever share one.
+    db.executescript("""
+        CREATE TABLE api_instances (
+            number INTEGER PRIMARY KEY,
+            body TEXT NOT NULL,
+            token TEXT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            deleted_ms INTEGER
+        );
+        CREATE TABLE instance_numbers (
+            instance_id TEXT PRIMARY KEY,
+            number INTEGER NOT NULL UNIQUE
+        );
+        CREATE INDEX outbox_instance ON outbox (instance_id, created_ms, seq, id)
+    """)
+
+
 def applied_steps(db: Database) -> list[str]:
     """Names of the steps applied to this file, oldest first (read-only)."""
     return [m.name for m in migrations.applied(db)]

@@ -90,17 +90,28 @@ def get_notification(db: Database, notification_id: str) -> OutboxEntry | None:
 
 
 def list_notifications(db: Database, status: str | None = None, limit: int | None = None, *,
-                       newest_first: bool = False) -> list[OutboxEntry]:
+                       newest_first: bool = False, instance_id: str | None = None,
+                       after: tuple[int, int, str] | None = None) -> list[OutboxEntry]:
     """Notifications, oldest first (``created_ms``, then ``seq``, then ``id``) or newest first,
-    optionally of one status."""
+    optionally of one status and one instance; ``after``: only those past this (created_ms, seq,
+    id) in that order (the next page)."""
     if status is not None and status not in OUTBOX_STATUSES:
         raise ValueError(f"unknown outbox status {status!r}; expected one of {', '.join(OUTBOX_STATUSES)}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     order = " DESC" if newest_first else ""
-    sql = (_SELECT + (" WHERE status = ?" if status is not None else "")
+    where, params = [], []  # type: ignore[var-annotated]
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if instance_id is not None:
+        where.append("instance_id = ?")
+        params.append(instance_id)
+    if after is not None:
+        where.append(f"(created_ms, seq, id) {'<' if newest_first else '>'} (?, ?, ?)")
+        params.extend(after)
+    sql = (_SELECT + (" WHERE " + " AND ".join(where) if where else "")
            + f" ORDER BY created_ms{order}, seq{order}, id{order}")
-    params: list[Any] = [status] if status is not None else []
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
@@ -223,13 +234,13 @@ def mark_failed(db: Database, notification_id: str, *, now_ms: int, status_code:
     return changed
 
 
-def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int) -> list[str]:
+def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int, instance_id: str | None = None) -> list[str]:
     """Put notifications back to pending, as new: ``attempts`` 0, due at ``now_ms``, no error.
 
     ``ids`` may be of any status; ``dead`` adds every dead letter. Their attempt history is
     kept. Returns the ids replayed: those given (in that order, once each), then the dead
-    letters not among them, oldest first. Raises :class:`UnknownNotifications`, before
-    changing anything, when an id names no notification.
+    letters not among them (``instance_id``: of that instance only), oldest first. Raises
+    :class:`UnknownNotifications`, before changing anything, when an id names no notification.
     """
     require_transaction(db)
     if isinstance(ids, str):
@@ -240,8 +251,11 @@ def replay(db: Database, ids: Sequence[str], *, dead: bool, now_ms: int) -> list
         raise UnknownNotifications(missing)
     if dead:
         given = set(wanted)
-        wanted += [row[0] for row in db.execute("SELECT id FROM outbox WHERE status = 'dead' "
-                                                "ORDER BY created_ms, seq, id") if row[0] not in given]
+        mine = " AND instance_id = ?" if instance_id is not None else ""
+        wanted += [row[0] for row in db.execute(f"SELECT id FROM outbox WHERE status = 'dead'{mine} "
+                                                "ORDER BY created_ms, seq, id",
+                                                [instance_id] if instance_id is not None else [])
+                   if row[0] not in given]
     db.conn.executemany(
         """UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = ?, last_error = NULL,
                delivered_ms = NULL, finished_ms = NULL

@@ -17,11 +17,12 @@ from types import TracebackType
 
 from sqlite_utils import Database
 
-from state import inbound, outbox, watermarks
+from state import apiinstances, inbound, outbox, watermarks
 from state.checkpoint import Checkpointer
 from state.db import open_db
 from state.errors import StateError
 from state.types import (
+    ApiInstance,
     Attempt,
     AttemptResult,
     InboundRequest,
@@ -135,10 +136,13 @@ class Store:
             return watermarks.seen_count(self.db, key)
 
     def notifications(self, status: str | None = None, limit: int | None = None, *,
-                      newest_first: bool = False) -> list[OutboxEntry]:
-        """Notifications oldest first (``created_ms``, ``seq``, ``id``), or newest first."""
+                      newest_first: bool = False, instance_id: str | None = None,
+                      after: tuple[int, int, str] | None = None) -> list[OutboxEntry]:
+        """Notifications oldest first (``created_ms``, ``seq``, ``id``), or newest first; of one
+        instance, and past ``after`` (a page's last (created_ms, seq, id)), when given."""
         with self._errors("cannot read the outbox"):
-            return outbox.list_notifications(self.db, status, limit, newest_first=newest_first)
+            return outbox.list_notifications(self.db, status, limit, newest_first=newest_first,
+                                             instance_id=instance_id, after=after)
 
     def notification(self, id: str) -> OutboxEntry | None:  # noqa: A002 (the interface's name)
         """The notification with this id, or ``None``."""
@@ -308,12 +312,56 @@ class Store:
             outbox.mark_failed(self.db, id, now_ms=now_ms, status_code=status_code, error=error,
                                duration_ms=duration_ms, next_attempt_ms=next_attempt_ms)
 
-    def replay(self, ids: Sequence[str] = (), *, dead: bool = False, now_ms: int) -> list[str]:
-        """Put ``ids`` (any status) and, with ``dead``, every dead letter back to pending with
-        attempts reset, due at ``now_ms``. Returns the ids replayed. Unknown ids raise StateError
-        naming them, and nothing changes."""
+    def replay(self, ids: Sequence[str] = (), *, dead: bool = False, now_ms: int,
+               instance_id: str | None = None) -> list[str]:
+        """Put ``ids`` (any status) and, with ``dead``, every dead letter (of ``instance_id``, when
+        given) back to pending with attempts reset, due at ``now_ms``. Returns the ids replayed.
+        Unknown ids raise StateError naming them, and nothing changes."""
         with self._transaction("cannot replay notifications"):
-            return outbox.replay(self.db, ids, dead=dead, now_ms=now_ms)
+            return outbox.replay(self.db, ids, dead=dead, now_ms=now_ms, instance_id=instance_id)
+
+    # instances created through the management API (DESIGN §11)
+
+    def api_instances(self, *, deleted: bool = True) -> list[ApiInstance]:
+        """Every API instance by number (``deleted``: those stopped by DELETE too)."""
+        with self._errors("cannot read API instances"):
+            return apiinstances.list_instances(self.db, deleted=deleted)
+
+    def api_instance(self, number: int) -> ApiInstance | None:
+        with self._errors(f"cannot read API instance {number}"):
+            return apiinstances.get_instance(self.db, number)
+
+    def create_api_instance(self, make: Callable[[int], tuple[dict, str]], *, file_ids: Iterable[str],
+                            now_ms: int) -> ApiInstance:
+        """A new API instance: its number is drawn (never one given before, nor the text of a file
+        instance's id), then ``make(number)`` gives its (body, token); stored in one transaction."""
+        with self._transaction("cannot store a new API instance"):
+            number = apiinstances.next_number(self.db, file_ids)
+            body, token = make(number)
+            apiinstances.insert(self.db, number, body, token, now_ms)
+            found = apiinstances.get_instance(self.db, number)
+        assert found is not None
+        return found
+
+    def update_api_instance(self, number: int, *, now_ms: int, body: dict | None = None,
+                            enabled: bool | None = None, deleted: bool = False) -> ApiInstance:
+        with self._transaction(f"cannot update API instance {number}"):
+            apiinstances.update(self.db, number, now_ms=now_ms, body=body, enabled=enabled, deleted=deleted)
+            found = apiinstances.get_instance(self.db, number)
+        if found is None:
+            raise StateError(f"{self.path}: API instance {number} does not exist")
+        return found
+
+    def instance_numbers(self, file_ids: Sequence[str]) -> dict[str, int]:
+        """The integer id of every instance: the file's (given one now where missing) and the API's."""
+        with self._errors("cannot read instance numbers"):
+            known = apiinstances.file_numbers(self.db)
+            api = {a.instance_id: a.number for a in apiinstances.list_instances(self.db)}
+        if any(i not in known for i in file_ids) and self.writer:
+            with self._transaction("cannot number the instances"):
+                apiinstances.number_files(self.db, file_ids, api)
+                known = apiinstances.file_numbers(self.db)
+        return {**known, **api}
 
     # inbound webhooks (DESIGN §10)
 

@@ -126,6 +126,24 @@ class InboundRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiInstance:
+    """An instance created through the management API: ``body`` as posted and patched (a Cloud
+    Elements instance body), ``token`` given back at creation."""
+
+    number: int
+    body: dict
+    token: str
+    enabled: bool
+    created_ms: int
+    updated_ms: int
+    deleted_ms: int | None = None
+
+    @property
+    def instance_id(self) -> str:
+        return str(self.number)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredRequest:
     """An inbound request as the state file keeps it, with what became of it."""
 
