@@ -524,6 +524,7 @@ def test_the_schema_is_in_step_with_the_loader() -> None:
     assert set(defs["resource"]["properties"]["pagination"]["properties"]) == set(KEY_LISTS["pagination"])
     assert set(SCHEMA["anyOf"][0]["properties"]) == set(KEY_LISTS["top"])
     assert set(engine["webhooks"]["properties"]) == set(KEY_LISTS["webhooks"])
+    assert set(engine["api"]["properties"]) == set(KEY_LISTS["managementApi"])
     conf = defs["configuration"]["properties"]
     assert set(conf["event.webhook.events"]["properties"]) == set(KEY_LISTS["webhookEvents"])
     assert set(conf["event.webhook.verify"]["properties"]) == set(KEY_LISTS["webhookVerify"])
@@ -596,3 +597,21 @@ def test_loading_makes_no_reference_cycles() -> None:
     finally:
         gc.enable()
 
+
+
+def test_engine_api_needs_both_secrets_and_long_ones() -> None:
+    def engine(api: object, **environ: str) -> str:
+        text = json.dumps({"engine": {"listen": "127.0.0.1:0", "api": api}, "instances": []})
+        try:
+            loaded = load_config_text(text, "c.json", environ)
+        except ConfigLoadError as exc:
+            return "; ".join(exc.problems)
+        assert loaded.config.engine.api is not None
+        return str(loaded.config.engine.api.user_secret)
+
+    good = "u" * 16
+    assert engine({"userSecret": "${env:U}", "organizationSecret": "o" * 20}, U=good) == good
+    assert engine({"userSecret": good}) == 'c.json: engine.api: organizationSecret is missing'
+    assert engine({"userSecret": "short", "organizationSecret": "o" * 20}) == (
+        "c.json: engine.api.userSecret: is 5 characters long: a secret of fewer than 16 is easy to guess "
+        "(use ${env:...})")

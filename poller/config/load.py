@@ -30,7 +30,9 @@ from poller.config.types import (
     InstanceConfig,
     LoadResult,
     LogConfig,
+    ManagementApiConfig,
     RetentionConfig,
+    SecretStr,
     WebhooksEngineConfig,
 )
 from poller.config.values import Context, Path, decode_json, describe, json_error, kind
@@ -42,8 +44,10 @@ __all__ = ["ConfigLoadError", "load_config", "load_config_text"]  # the package'
 TOP_KEYS = ("engine", "instances", "$schema")
 ENGINE_KEYS = ("statePath", "lookbackSeconds", "serverTimeZone", "maxConcurrentPolls",
                "shutdownTimeoutSeconds", "listen", "maxResponseBytes", "maxClockSkewSeconds", "delivery", "log",
-               "retention", "webhooks")
+               "retention", "webhooks", "api")
 WEBHOOKS_KEYS = ("listen", "publicUrl", "maxBodyBytes", "dedupeHours")
+MANAGEMENT_API_KEYS = ("userSecret", "organizationSecret")
+MIN_API_SECRET_LENGTH = 16
 RETENTION_KEYS = ("deliveredDays", "deadDays", "inboundDays", "removedDays")
 DELIVERY_KEYS = ("batchSize", "timeoutSeconds", "concurrencyPerEndpoint", "retrySchedule", "standardWebhooks")
 LOG_KEYS = ("format", "level")
@@ -54,9 +58,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class ConfigLoadError(ConfigError):
     """A configuration is invalid: ``problems`` are the errors, ``warnings`` what else was noticed."""
 
-    def __init__(self, problems: list[str], warnings: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, problems: list[str], warnings: list[str] | tuple[str, ...] = (),
+                 details: list[tuple[str, str]] | tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(problems)
         self.warnings = tuple(warnings)
+        self.details = tuple(details)  # (JSON path, message) of each problem, when known
 
 
 def load_config(path: str | FilePath, environ: Mapping[str, str]) -> LoadResult:
@@ -170,6 +176,10 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
         out["retention"] = _retention(ctx, obj["retention"], path + ("retention",))
     if "webhooks" in obj:
         out["webhooks"] = _webhooks(ctx, obj["webhooks"], path + ("webhooks",))
+    if "api" in obj:
+        out["api"] = _management_api(ctx, obj["api"], path + ("api",))
+        if out["api"] is not None and "listen" not in obj:
+            ctx.warn(path + ("api",), "is set but engine.listen is not: the management API is served on engine.listen")
     return EngineConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
 
 
@@ -238,6 +248,25 @@ def _webhooks(ctx: Context, value: object, path: Path) -> WebhooksEngineConfig |
         out["dedupe_hours"] = ctx.number(obj["dedupeHours"], path + ("dedupeHours",), "a number of hours",
                                          positive=True)
     return WebhooksEngineConfig(**{k: v for k, v in out.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _management_api(ctx: Context, value: object, path: Path) -> ManagementApiConfig | None:
+    obj = ctx.obj(value, path)
+    if obj is None:
+        return None
+    if not ctx.check_keys(obj, path, known=MANAGEMENT_API_KEYS, required=MANAGEMENT_API_KEYS):
+        return None
+    secrets: list[SecretStr] = []
+    for key in MANAGEMENT_API_KEYS:
+        text = ctx.text(obj[key], path + (key,))
+        if text is None:
+            return None
+        if len(text) < MIN_API_SECRET_LENGTH:
+            ctx.error(path + (key,), f"is {len(text)} characters long: a secret of fewer than "
+                                     f"{MIN_API_SECRET_LENGTH} is easy to guess (use ${{env:...}})")
+            return None
+        secrets.append(SecretStr(text))
+    return ManagementApiConfig(*secrets)
 
 
 def _schedule(ctx: Context, value: object, path: Path) -> tuple[float, ...] | None:

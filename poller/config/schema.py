@@ -30,6 +30,7 @@ from poller.config.load import (
     RETENTION_KEYS,
     TOP_KEYS,
     WEBHOOKS_KEYS,
+    MANAGEMENT_API_KEYS,
 )
 from poller.config.webhook import EVENTS, EVENTS_KEYS, LIST_IDS, TIME_ZONE, TOKEN, VERIFY, VERIFY_KEYS, VERIFY_TYPES
 from poller.config.resource import DATES_KEYS, PAGINATION_COMMON, PAGINATION_TYPES, RESOURCE_KEYS, TIME_ZONE_KEYS
@@ -261,6 +262,15 @@ ENGINE = {
                 "dedupeHours": _number("A repeated inbound event is dropped within (default 24).", positive=True),
             },
         },
+        "api": {
+            "type": "object",
+            "description": "The management API (Cloud Elements /instances) on engine.listen, served when set.",
+            "required": ["userSecret", "organizationSecret"],
+            "properties": {
+                "userSecret": _string("Authorization: User <userSecret>, ... (at least 16 characters; ${env:...})."),
+                "organizationSecret": _string("..., Organization <organizationSecret> (at least 16 characters)."),
+            },
+        },
     },
 }
 
@@ -289,7 +299,8 @@ SCHEMA: dict = {
 KEY_LISTS = {
     "top": TOP_KEYS, "engine": ENGINE_KEYS, "delivery": DELIVERY_KEYS, "log": LOG_KEYS, "retention": RETENTION_KEYS,
     "instance": INSTANCE_KEYS + CE_INSTANCE_KEYS, "configuration": CONFIGURATION_KEYS + (LIST_IDS,), "api": API_KEYS,
-    "resource": RESOURCE_KEYS, "dates": DATES_KEYS, "webhooks": WEBHOOKS_KEYS, "webhookEvents": EVENTS_KEYS,
+    "resource": RESOURCE_KEYS, "dates": DATES_KEYS, "webhooks": WEBHOOKS_KEYS, "managementApi": MANAGEMENT_API_KEYS,
+    "webhookEvents": EVENTS_KEYS,
     "webhookVerify": ("type",) + tuple(dict.fromkeys(k for keys in VERIFY_KEYS.values() for k in keys)),
     "pagination": PAGINATION_COMMON + tuple(k for keys in PAGINATION_TYPES.values() for k in keys),
 }

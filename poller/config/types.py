@@ -98,6 +98,15 @@ class EngineConfig:
     log: LogConfig = field(default_factory=LogConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     webhooks: WebhooksEngineConfig = field(default_factory=WebhooksEngineConfig)
+    api: ManagementApiConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementApiConfig:
+    """engine.api: the management API (DESIGN §11) is served only when both secrets are set."""
+
+    user_secret: SecretStr
+    organization_secret: SecretStr
 
 
 @dataclass(frozen=True, slots=True)

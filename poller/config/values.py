@@ -157,6 +157,7 @@ class Context:
         self.environ = environ
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        self.details: list[tuple[str, str]] = []  # (JSON path, message) of each error, for the API's 400
         self.defaulted: dict[str, list[Path]] = {}  # env variables that fell back to their default
         self._memo: dict[tuple[str, str], object] = {}
 
@@ -194,6 +195,7 @@ class Context:
 
     def error(self, path: Path, message: str) -> None:
         self.errors.append(f"{self.where(path)}: {message}")
+        self.details.append((format_path(path), message))
 
     def warn(self, path: Path, message: str) -> None:
         self.warnings.append(f"{self.where(path)}: {message}")
