@@ -9,7 +9,7 @@ from pathlib import Path
 
 from poller.cli.common import EXIT_FAILURE, EXIT_OK, open_reader
 from poller.config import Config
-from state import open_store
+from state import StateError, Store, open_store
 
 __all__ = ["demo", "run", "status"]
 
@@ -50,6 +50,22 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
         return asyncio.run(Daemon(config_path, config, store, early=early).run())
 
 
+def _with_api_instances(store: Store, config: Config | None) -> Config:
+    """The file's instances (when -c was given) and those created through the management API."""
+    import os
+
+    from poller.config import EngineConfig
+    from poller.config.apibody import ApiBody, merge
+
+    base = config if config is not None else Config("", EngineConfig(), ())
+    try:
+        rows = store.api_instances()
+    except StateError:
+        return base  # an older state file, read-only: it has none
+    bodies = [ApiBody(r.number, r.body, r.token, r.enabled, r.deleted_ms is not None) for r in rows]
+    return merge(base, bodies, os.environ)[0] if bodies else base
+
+
 def status(path: Path, config: Config | None, *, as_json: bool) -> int:
     from poller.daemon.schedule import longest_wait_s
     from poller.events.notify import iso_z
@@ -57,10 +73,11 @@ def status(path: Path, config: Config | None, *, as_json: bool) -> int:
     def when(ms: int | None) -> str | None:
         return iso_z(ms) if ms is not None else None
 
-    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()} if config else {}
     with open_reader(path) as store:
         states = store.resource_states()
         open_counts = store.open_counts_by_resource()
+        config = _with_api_instances(store, config)
+    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()}
     rows = []
     for st in sorted(states, key=lambda s: s.key):
         interval = intervals.get(st.key)

@@ -66,6 +66,11 @@ class ListenError(PollerError):
     """engine.listen cannot be bound (address in use, no permission)."""
 
 
+def _identity(resource: ResourceConfig) -> tuple[str, str]:
+    """What makes a resource the same collection: its URL without the query, and its idField."""
+    return resource.url.display.split("?", 1)[0], resource.id_field
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -95,23 +100,24 @@ class Daemon:
                  transport: httpx.AsyncBaseTransport | None = None, early: StartRequests | None = None,
                  mono: Callable[[], float] = time.monotonic) -> None:
         self.config_path = config_path
-        self.config = config
         self.store = store
         self.environ = environ
+        self.store_health = _StoreHealth()
+        self.file_config = config  # the configuration file's; self.config adds the API's instances
+        self.config = self._merged(config)
         self.clock = clock
         self.mono = mono
         self.random = random
         self.transport = transport
         self.early = early
-        self.resources = self._polled(config)
-        self.slots = self._slots(config)
+        self.resources = self._polled(self.config)
+        self.slots = self._slots(self.config)
         self.dispatcher = Dispatcher(self._poll_job, workers=self.slots.workers, clock=mono)
         self.failures: dict[str, int] = {}  # consecutive failures of the resources failing now
         self.stop = asyncio.Event()
         self.delivery: DeliveryEngine | None = None
         self.notifier = Notifier(environ)
         self.clients: HttpClients | None = None
-        self.store_health = _StoreHealth()
         self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono,
                                          on_write_failure=self.store_health.failed,
                                          dedupe_hours=lambda: self.config.engine.webhooks.dedupe_hours)
@@ -188,8 +194,18 @@ class Daemon:
         inbound = InboundRoutes(lambda: self.receiver, lambda: self.tokens,  # type: ignore[arg-type,return-value]
                                 lambda: self.config.engine.webhooks.max_body_bytes, lambda: to_ms(self.clock()),
                                 observe=self.metrics.observe_inbound if self.metrics is not None else None)
+        from poller.api.manager import Manager
+        from poller.api.routes import ApiRoutes
+
+        management = ApiRoutes(lambda: self.config.engine.api, Manager(self))
+
+        def routes(app: object) -> None:
+            if hooks is None:
+                inbound.add(app)  # type: ignore[arg-type]
+            management.add(app)  # type: ignore[arg-type]
+
         if listen is not None:
-            self.http = HttpServer(self.metrics, self.healthy, routes=inbound.add if hooks is None else None)
+            self.http = HttpServer(self.metrics, self.healthy, routes=routes)
             await self._listen(stack, self.http, listen, "engine.listen")
         if hooks is not None:
             self.webhooks_http = HttpServer(routes=inbound.add, name="webhooks")
@@ -202,6 +218,15 @@ class Daemon:
             raise ListenError(f"cannot listen on {address[0]}:{address[1]} ({key}): {exc.strerror or exc}") from exc
         stack.push_async_callback(server.close)  # type: ignore[attr-defined]
         log.info("daemon.listening", extra={"address": f"{address[0]}:{server.port}", "key": key})  # type: ignore
+
+    # -- the management API (poller.api.manager.Host) ---------------------------------------------
+
+    def now_ms(self) -> int:
+        return to_ms(self.clock())
+
+    def api_changed(self) -> None:
+        """An instance was created, changed, paused or deleted through the API: run with it now."""
+        self.apply(self._merged(self.file_config), "api.applied")
 
     def _refresh_tokens(self) -> None:
         """Every webhook instance's URL token (made once, kept in the state file)."""
@@ -250,7 +275,9 @@ class Daemon:
         self.dispatcher.plan_many((key, self._mono_at(when, now)) for key, when in plans)
 
     def _first_runs(self, keys: object, states: Mapping[str, ResourceState],
-                    now: datetime) -> list[tuple[str, datetime]]:
+                    now: datetime, *, running: bool = False) -> list[tuple[str, datetime]]:
+        """``running``: resources added while the daemon runs (a reload, the API): no start burst
+        to soften, so they are spread only as far as the pool needs, and begin at once."""
         keys = list(keys)  # type: ignore[call-overload]
         rate = sum(1.0 / self.resources[k][0].refresh_interval_seconds for k in keys)
         overdue = 0
@@ -261,6 +288,8 @@ class Daemon:
                 overdue += 1
         # spread at the steady rate, or at one poll a second per slot when that is faster
         window = start_window_s(overdue, max(rate, float(self.slots.active)))
+        if running:
+            window = overdue / max(rate, float(self.slots.active))
         plans = []
         for key in keys:
             state = states.get(key)
@@ -419,6 +448,26 @@ class Daemon:
         if self._reloading is None or self._reloading.done():
             self._reloading = asyncio.ensure_future(self.reload())
 
+    def _merged(self, file_config: Config) -> Config:
+        """The file's instances and those created through the management API (DESIGN §11)."""
+        from poller.config.apibody import ApiBody, merge
+
+        try:
+            if file_config.engine.api is not None and self.store.writer:
+                # the file's instances are numbered first, in file order (their ids in the API)
+                self.store.instance_numbers([i.id for i in file_config.instances])
+            rows = self.store.api_instances()
+        except StateError as exc:
+            self.store_health.failed(exc, "api instances")
+            return file_config
+        if not rows:
+            return file_config
+        merged, problems = merge(file_config, [ApiBody(r.number, r.body, r.token, r.enabled, r.deleted_ms is not None)
+                                               for r in rows], self.environ)
+        for number, problem in sorted(problems.items()):
+            log.error("api.instance_not_loaded", extra={"instance": number, "problems": problem})
+        return merged
+
     async def reload(self) -> bool:
         """Apply the configuration file again; an invalid one changes nothing."""
         self.notifier.reloading()
@@ -428,7 +477,15 @@ class Daemon:
             log.error("config.reload_rejected", extra={"problems": "; ".join(exc.problems)})
             self.notifier.ready(self.status_line())
             return False
-        new = self._polled(loaded.config)
+        self.file_config = loaded.config
+        self.apply(self._merged(loaded.config), "config.reloaded")
+        return True
+
+    def apply(self, config: Config, event: str = "config.applied") -> None:
+        """Run with ``config`` from now on: resources added are planned, removed ones paused (their
+        state kept), callbacks, keys and tokens as configured now. A reload and every change made
+        through the management API end here."""
+        new = self._polled(config)
         old = self.resources
         now = self.clock()
         removed, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
@@ -439,31 +496,40 @@ class Daemon:
                 self.metrics.forget(old[key][0].id, old[key][1].name)
         # kept, paused: a resource that comes back within engine.retention.removedDays resumes
         self._write(lambda: self.store.mark_removed(removed, now_ms=to_ms(now)), "reload")
+        kept = sorted(old.keys() & new.keys())
+        # another collection under the same name (its URL's path or idField changed): what was
+        # remembered of the old one would hide or invent changes, so it starts with a baseline
+        moved = [k for k in kept if _identity(old[k][1]) != _identity(new[k][1])]
+        for key in moved:
+            self._write(lambda key=key: self.store.forget_resource(key), "reload")
+        # a new interval (a PATCH, a reload) applies now, counted from the last poll
+        retimed = [k for k in kept if k in moved or
+                   old[k][0].refresh_interval_seconds != new[k][0].refresh_interval_seconds]
         previous = self.config.engine
-        self.config = loaded.config
-        self.resources = new  # a kept resource's new interval applies from its next run
+        self.config = config
+        self.resources = new
         if added:
             self._write(lambda: self.store.resume(added), "reload")
+        if added or retimed:
             states = {s.key: s for s in self.store.resource_states()}
-            for key, when in self._first_runs(added, states, now):
+            for key, when in self._first_runs(added + retimed, states, now, running=True):
                 self.dispatcher.plan(key, self._mono_at(when, now))
-        if self._slots(loaded.config).active != self.slots.active:
+        if self._slots(config).active != self.slots.active:
             log.warning("config.restart_needed", extra={"key": "engine.maxConcurrentPolls",
                                                         "note": "takes effect when the daemon restarts"})
-        for key, before, after in (("engine.listen", previous.listen, loaded.config.engine.listen),
+        for key, before, after in (("engine.listen", previous.listen, config.engine.listen),
                                    ("engine.webhooks.listen", previous.webhooks.listen,
-                                    loaded.config.engine.webhooks.listen)):
+                                    config.engine.webhooks.listen)):
             if before != after:
                 log.warning("config.restart_needed", extra={"key": key, "note": "takes effect when the daemon restarts"})
         if self.receiver is not None:
             self._refresh_tokens()
-        log.info("config.reloaded", extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
+        log.info(event, extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
         freeze_long_lived()  # the new configuration lives until the next reload
         self.notifier.ready(self.status_line())
         if self.delivery is not None:
-            self.delivery.configure(loaded.config)  # callback URLs, keys and limits as configured now
+            self.delivery.configure(config)  # callback URLs, keys and limits as configured now
             self.delivery.wake()
-        return True
 
     # -- health ---------------------------------------------------------------------------------
 
