@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from sqlite_utils import Database
 
 from state.db import require_transaction
 from state.types import InboundRequest, StoredRequest
 
-__all__ = ["tokens", "add_tokens", "known_events", "add_events", "insert_request", "update_request",
+__all__ = ["tokens", "add_tokens", "claim_events", "insert_request", "update_request",
            "list_requests", "prune"]
 
-_CHUNK = 500
+_CLAIM_CHUNK = 5_000
 _COLUMNS = ("id", "instance_id", "received_ms", "method", "content_type", "headers", "body", "sha256", "outcome",
             "status", "reason", "events", "notification_ids")
 
@@ -35,22 +35,32 @@ def add_tokens(db: Database, new: dict[str, str], now_ms: int) -> None:
                         [(i, t, now_ms) for i, t in new.items()])
 
 
-def known_events(db: Database, instance_id: str, event_ids: Sequence[str]) -> set[str]:
-    """Which of ``event_ids`` this instance has announced already (within the dedupe window)."""
-    found: set[str] = set()
-    ids = list(dict.fromkeys(event_ids))
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        found.update(row[0] for row in db.execute(
-            f"SELECT event_id FROM inbound_events WHERE instance_id = ? AND event_id IN ({', '.join('?' * len(chunk))})",
-            [instance_id, *chunk]))
-    return found
-
-
-def add_events(db: Database, instance_id: str, event_ids: Iterable[str], now_ms: int) -> None:
+def claim_events(db: Database, instance_id: str, events: Sequence[tuple[int, str]], now_ms: int) -> set[str]:
+    """Record ``events`` ((date_ms, event id) pairs) as announced by this instance; returns the ids
+    of those that were not already (within the dedupe window, or earlier in ``events``). One
+    statement per chunk finds and adds them: a lookup and then an insert would walk the same index
+    pages twice. An event's ``date_ms`` must be the same each time it comes (see migration 0007)."""
     require_transaction(db)
-    db.conn.executemany("INSERT OR IGNORE INTO inbound_events (instance_id, event_id, received_ms) VALUES (?, ?, ?)",
-                        [(instance_id, e, now_ms) for e in event_ids])
+    new: set[str] = set()
+    pairs = list(dict.fromkeys(events))
+    legacy = db.execute("SELECT EXISTS (SELECT 1 FROM inbound_events WHERE instance_id = ? AND date_ms = ?)",
+                        [instance_id, UNDATED]).fetchone()[0]
+    statement = _CLAIM_BESIDE_UNDATED if legacy else _CLAIM
+    for start in range(0, len(pairs), _CLAIM_CHUNK):
+        new.update(row[0] for row in db.conn.execute(
+            statement, [instance_id, now_ms, json.dumps(pairs[start:start + _CLAIM_CHUNK])]).fetchall())
+    return new
+
+
+UNDATED = -1  # date_ms of the rows kept before migration 0007, when ids were keyed without a date
+_CLAIM = ("INSERT INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
+          "SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?2 FROM json_each(?3) "
+          "WHERE true ON CONFLICT DO NOTHING RETURNING event_id")  # (WHERE: SQLite's upsert-after-SELECT rule)
+_CLAIM_BESIDE_UNDATED = (
+    "INSERT INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
+    "SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?2 FROM json_each(?3) "
+    f"WHERE NOT EXISTS (SELECT 1 FROM inbound_events WHERE instance_id = ?1 AND date_ms = {UNDATED} "
+    "AND event_id = json_extract(value, '$[1]')) ON CONFLICT DO NOTHING RETURNING event_id")
 
 
 def insert_request(db: Database, request: InboundRequest, *, outcome: str, status: int, reason: str | None,
@@ -112,7 +122,8 @@ def prune(db: Database, *, requests_before_ms: int, events_before_ms: int, limit
         "DELETE FROM inbound_requests WHERE id IN (SELECT id FROM inbound_requests INDEXED BY inbound_requests_received "
         "WHERE received_ms < ? ORDER BY received_ms LIMIT ?)", [requests_before_ms, limit]).rowcount
     gone += db.execute(
-        "DELETE FROM inbound_events WHERE (instance_id, event_id) IN (SELECT instance_id, event_id FROM inbound_events "
+        "DELETE FROM inbound_events WHERE (instance_id, date_ms, event_id) IN (SELECT instance_id, date_ms, event_id "
+        "FROM inbound_events "
         "INDEXED BY inbound_events_received WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
         [events_before_ms, limit]).rowcount
     return gone

@@ -178,6 +178,31 @@ def _api_instances(db: Database) -> None:
     """)
 
 
+@_step("0007_inbound_events_by_date")
+def _inbound_events_by_date(db: Database) -> None:
+    # inbound_events keyed by (instance, the event's date, id) instead of (instance, id): event
+    # ids are hashes, so a batch of 1,000 wrote 1,000 rows scattered over the whole table (and as
+    # many pages to the WAL at its commit); a batch's events are dated close together, so under
+    # their date they are written side by side. date_ms: the date as the provider wrote it, read
+    # as UTC (the same text always gives the same key), 0 when the event has none. Rows kept so
+    # far have no date: -1, which state.inbound.claim_events looks under as well while any are
+    # left (retention removes them within the dedupe window).
+    db.executescript("""
+        CREATE TABLE inbound_events_by_date (
+            instance_id TEXT NOT NULL,
+            date_ms INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            received_ms INTEGER NOT NULL,
+            PRIMARY KEY (instance_id, date_ms, event_id)
+        ) WITHOUT ROWID;
+        INSERT INTO inbound_events_by_date (instance_id, date_ms, event_id, received_ms)
+            SELECT instance_id, -1, event_id, received_ms FROM inbound_events;
+        DROP TABLE inbound_events;
+        ALTER TABLE inbound_events_by_date RENAME TO inbound_events;
+        CREATE INDEX inbound_events_received ON inbound_events (received_ms)
+    """)
+
+
 def applied_steps(db: Database) -> list[str]:
     """Names of the steps applied to this file, oldest first (read-only)."""
     return [m.name for m in migrations.applied(db)]

@@ -26,6 +26,7 @@ from state.types import (
     Attempt,
     AttemptResult,
     InboundRequest,
+    InboundWrite,
     Notification,
     OutboxEntry,
     Pending,
@@ -34,7 +35,7 @@ from state.types import (
     StoredRequest,
 )
 
-__all__ = ["Store", "open_store", "default_state_path", "InboundResult"]
+__all__ = ["Store", "open_store", "default_state_path", "InboundResult", "InboundWrite"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,26 +385,43 @@ class Store:
 
     def record_inbound(self, request: InboundRequest, *, resource_key: str, event_ids: Sequence[str],
                        build: Callable[[list[str], int], Sequence[Notification]],
-                       replay_of: int | None = None) -> InboundResult:
+                       replay_of: int | None = None, event_dates: Sequence[int] = ()) -> InboundResult:
         """Keep an accepted request with its new events' notifications, in one transaction.
 
         ``event_ids`` are the ids of every event the request holds; those this instance announced
         already are left out, and ``build(new ids in order, first seq)`` makes the notifications
-        of the rest. ``replay_of``: the stored request normalised again (its row is updated)."""
-        with self._transaction(f"cannot record an inbound request of {request.instance_id}"):
-            known = inbound.known_events(self.db, request.instance_id, event_ids)
-            new = [e for e in dict.fromkeys(event_ids) if e not in known]
-            notes = list(build(new, (outbox.max_seq(self.db, resource_key) or 0) + 1)) if new else []
-            outbox.insert_notifications(self.db, notes)
-            inbound.add_events(self.db, request.instance_id, new, request.received_ms)
-            outcome = "duplicate" if event_ids and not new else "accepted"
-            ids = tuple(n.id for n in notes)
-            fields = {"outcome": outcome, "status": 200, "reason": None, "events": len(new), "notification_ids": ids}
-            if replay_of is None:
-                request_id = inbound.insert_request(self.db, request, **fields)  # type: ignore[arg-type]
-            else:
-                inbound.update_request(self.db, replay_of, **fields)  # type: ignore[arg-type]
-                request_id = replay_of
+        of the rest. ``replay_of``: the stored request normalised again (its row is updated).
+        ``event_dates``: see :class:`~state.types.InboundWrite`."""
+        write = InboundWrite(request, resource_key, event_ids, build, replay_of, event_dates)
+        return self.record_inbound_many([write])[0]
+
+    def record_inbound_many(self, writes: Sequence[InboundWrite]) -> list[InboundResult]:
+        """:meth:`record_inbound` for several requests in one transaction (a group commit: the
+        requests that arrived together cost one commit), in order, so a later one sees the events
+        and notifications of those before it. All of them commit, or none."""
+        if not writes:
+            return []
+        first = writes[0].request.instance_id
+        with self._transaction(f"cannot record an inbound request of {first}"):
+            return [self._record_inbound(w) for w in writes]
+
+    def _record_inbound(self, write: InboundWrite) -> InboundResult:
+        request, event_ids = write.request, write.event_ids
+        dates = write.event_dates or [0] * len(event_ids)
+        if len(dates) != len(event_ids):
+            raise ValueError(f"{len(event_ids)} event ids and {len(dates)} dates")
+        new_set = inbound.claim_events(self.db, request.instance_id, list(zip(dates, event_ids)), request.received_ms)
+        new = [e for e in dict.fromkeys(event_ids) if e in new_set]
+        notes = list(write.build(new, (outbox.max_seq(self.db, write.resource_key) or 0) + 1)) if new else []
+        outbox.insert_notifications(self.db, notes)
+        outcome = "duplicate" if event_ids and not new else "accepted"
+        ids = tuple(n.id for n in notes)
+        fields = {"outcome": outcome, "status": 200, "reason": None, "events": len(new), "notification_ids": ids}
+        if write.replay_of is None:
+            request_id = inbound.insert_request(self.db, request, **fields)  # type: ignore[arg-type]
+        else:
+            inbound.update_request(self.db, write.replay_of, **fields)  # type: ignore[arg-type]
+            request_id = write.replay_of
         return InboundResult(request_id, outcome, len(new), ids)
 
     def record_rejected(self, request: InboundRequest, *, status: int, reason: str,

@@ -5,10 +5,11 @@ Every instant is an integer of epoch milliseconds (fields named ``*_ms``); calle
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["ResourceState", "SeenVersion", "Notification", "OutboxEntry", "Attempt", "Pending", "AttemptResult",
-           "OUTBOX_STATUSES", "INBOUND_OUTCOMES", "InboundRequest", "StoredRequest"]
+           "OUTBOX_STATUSES", "INBOUND_OUTCOMES", "InboundRequest", "InboundWrite", "StoredRequest"]
 
 OUTBOX_STATUSES = ("pending", "delivered", "dead")
 
@@ -123,6 +124,20 @@ class InboundRequest:
     content_type: str | None
     headers: tuple[tuple[str, str], ...]
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InboundWrite:
+    """An accepted request to keep (:meth:`state.Store.record_inbound`): ``event_ids`` every
+    event's id, ``event_dates`` their dates as keys (see migration 0007; empty: all 0),
+    ``build(new ids in order, first seq)`` the notifications of the new ones."""
+
+    request: InboundRequest
+    resource_key: str
+    event_ids: Sequence[str]
+    build: Callable[[list[str], int], Sequence[Notification]]
+    replay_of: int | None = None
+    event_dates: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)

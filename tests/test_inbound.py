@@ -330,3 +330,43 @@ def test_retention_prunes_old_requests_and_event_ids(tmp_path: Path) -> None:
         assert len(store.inbound_requests()) == 1
         # its event id is gone with it: the old event is announced again
         assert receiver.receive(instance, "POST", "application/json", [], old, NOW_MS + 20_000).outcome == "accepted"
+
+
+def test_an_events_dedupe_key_is_its_date_as_written_whatever_the_zone() -> None:
+    data = cm_body({"Type": "Subscribe", "EmailAddress": "a@x", "Date": "2024-03-01 10:00:00"},
+                   {"Type": "Subscribe", "EmailAddress": "b@x"})
+    utc = normalise(CM, "POST", "application/json", data, NOW_MS).events
+    zoned = normalise(WebhookConfig(kind="campaignmonitor", time_zone="Asia/Tokyo"), "POST", "application/json",
+                      data, NOW_MS + 5).events
+    assert utc[0].stamp_ms != zoned[0].stamp_ms  # the announced date follows event.webhook.timeZone ...
+    assert utc[0].date_ms == zoned[0].date_ms == 1_709_287_200_000  # ... the key does not
+    assert utc[1].date_ms == zoned[1].date_ms == 0  # no date: 0, not the receive time
+
+
+def test_event_ids_kept_before_migration_0007_still_count_as_announced(tmp_path: Path) -> None:
+    config, instance = _config("campaignmonitor")
+    old = cm_body({"Type": "Subscribe", "EmailAddress": "old@x", "Date": "2024-03-01 10:00:00"})
+    path = tmp_path / "poller.db"
+    with open_store(path) as store:
+        assert Receiver(store, config).receive(instance, "POST", "application/json", [], old,  # type: ignore[arg-type]
+                                               NOW_MS).outcome == "accepted"
+        with store.db.atomic():  # the file as 0006 left it: event ids keyed without a date
+            store.db.executescript("""
+                CREATE TABLE old_events (instance_id TEXT NOT NULL, event_id TEXT NOT NULL,
+                    received_ms INTEGER NOT NULL, PRIMARY KEY (instance_id, event_id)) WITHOUT ROWID;
+                INSERT INTO old_events SELECT instance_id, event_id, received_ms FROM inbound_events;
+                DROP TABLE inbound_events;
+                ALTER TABLE old_events RENAME TO inbound_events;
+                CREATE INDEX inbound_events_received ON inbound_events (received_ms);
+                DELETE FROM _sqlite_migrations WHERE name = '0007_inbound_events_by_date';
+            """)
+    with open_store(path) as store:
+        assert [tuple(r) for r in store.db.execute("SELECT instance_id, date_ms FROM inbound_events")] == [("hooks", -1)]
+        receiver = Receiver(store, config)  # type: ignore[arg-type]
+        assert receiver.receive(instance, "POST", "application/json", [], old, NOW_MS + 1).outcome == "duplicate"
+        new = cm_body({"Type": "Subscribe", "EmailAddress": "new@x", "Date": "2024-03-01 10:00:00"})
+        assert receiver.receive(instance, "POST", "application/json", [], new, NOW_MS + 2).outcome == "accepted"
+        assert receiver.receive(instance, "POST", "application/json", [], new, NOW_MS + 3).outcome == "duplicate"
+        assert sorted(r[0] for r in store.db.execute("SELECT date_ms FROM inbound_events")) == [-1, 1_709_287_200_000]
+        assert store.prune_inbound(requests_before_ms=NOW_MS + 10, events_before_ms=NOW_MS + 10) >= 2
+        assert receiver.receive(instance, "POST", "application/json", [], old, NOW_MS + 20).outcome == "accepted"

@@ -227,7 +227,7 @@ def test_an_unreadable_body_is_kept_as_rejected_with_its_reason(tmp_path: Path) 
 
 def test_a_failed_commit_answers_503_with_retry_after(tmp_path: Path) -> None:
     class Failing(Store):
-        def record_inbound(self, *args: Any, **kwargs: Any) -> Any:
+        def record_inbound_many(self, *args: Any, **kwargs: Any) -> Any:
             raise StateError("disk I/O error")
 
     async def main() -> None:

@@ -53,6 +53,10 @@ class Pushed:
     object_id: str
     stamp_ms: int
     content: bytes
+    # the date as written, read as UTC, 0 when there is none: the same text always gives the same
+    # number (not so stamp_ms, which a changed event.webhook.timeZone moves), so the state file
+    # keys the event's id under it and keeps a batch's ids side by side (migration 0007)
+    date_ms: int = 0
 
     @property
     def version(self) -> str:
@@ -108,7 +112,7 @@ def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: by
             raise Refused(400, f"ListID {shown} is not one of events.list.ids")
     items = payload["Events"]
     _count(items)
-    date = javadate.compile(PROVIDER_DATE, webhook.time_zone)
+    dates = _Dates(webhook.time_zone, received_ms)
     prefix = _canonical(list_id) + b"\x1f"
     events = []
     for i, item in enumerate(items):
@@ -119,8 +123,9 @@ def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: by
             event_type = DELETED if str(item.get("State", "")).strip().lower() == "deleted" else UPDATED
         else:
             event_type = _CM_TYPES.get(kind_name, UNKNOWN)  # type: ignore[arg-type]
-        events.append(Pushed(event_type, "contacts", _text(item.get("EmailAddress")),
-                             _stamp(date, item.get("Date"), received_ms), prefix + _canonical(item)))
+        stamp, key = dates(item.get("Date"))
+        events.append(Pushed(event_type, "contacts", _text(item.get("EmailAddress")), stamp,
+                             prefix + _canonical(item), key))
 
     def raw_for(positions: Sequence[int]) -> object:
         return {**payload, "Events": [items[i] for i in positions]}  # type: ignore[dict-item]
@@ -159,9 +164,8 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
         event_type, object_id = UPDATED, _text(data.get("email"))
     elif kind_name == "campaign":
         event_type, object_type = UPDATED, "campaigns"
-    date = javadate.compile(PROVIDER_DATE, webhook.time_zone)
-    event = Pushed(event_type, object_type, object_id, _stamp(date, payload.get("fired_at"), received_ms),
-                   _canonical(payload))
+    stamp, key = _Dates(webhook.time_zone, received_ms)(payload.get("fired_at"))
+    event = Pushed(event_type, object_type, object_id, stamp, _canonical(payload), key)
     return Parsed(payload, [event], lambda positions: payload)
 
 
@@ -259,6 +263,29 @@ def _text(value: object) -> str:
     if isinstance(value, (int, float)):
         return json.dumps(value)
     return _canonical(value).decode("utf-8", "replace")
+
+
+class _Dates:
+    """The providers' dates (``PROVIDER_DATE``) of one request -> (stamp_ms, date_ms) as
+    :class:`Pushed` has them. A batch repeats a few values: each text is read once."""
+
+    __slots__ = ("zoned", "utc", "received_ms", "seen")
+
+    def __init__(self, time_zone: str, received_ms: int) -> None:
+        self.zoned = javadate.compile(PROVIDER_DATE, time_zone)
+        self.utc = javadate.compile(PROVIDER_DATE, "UTC")
+        self.received_ms = received_ms
+        self.seen: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, value: object) -> tuple[int, int]:
+        known = self.seen.get(value) if isinstance(value, str) else None
+        if known is not None:
+            return known
+        stamp = _stamp(self.zoned, value, self.received_ms)
+        key = _stamp(self.utc, value, 0)
+        if isinstance(value, str):
+            self.seen[value] = (stamp, key)
+        return stamp, key
 
 
 def _stamp(date: javadate.DateFormat, value: object, received_ms: int) -> int:

@@ -97,8 +97,8 @@ class InboundRoutes:
         except asyncio.TimeoutError:
             return self._answer(instance.id, Answer(408, "timeout", f"the body was not received within "
                                                                     f"{self.body_timeout_s:g} s"), started)
-        answer = self.receiver().receive(instance, request.method, request.headers.get("Content-Type"),
-                                         list(request.headers.items()), body, self.clock_ms())
+        answer = await self.receiver().receive_async(instance, request.method, request.headers.get("Content-Type"),
+                                                     list(request.headers.items()), body, self.clock_ms())
         return self._answer(instance.id, answer, started)
 
     def _answer(self, instance_id: str, answer: Answer, started: float) -> web.Response:
