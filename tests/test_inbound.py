@@ -151,6 +151,40 @@ def test_conflicting_form_keys_are_refused() -> None:
         decode_form(b"data[a]=1&data[a][b]=2")
 
 
+@pytest.mark.parametrize("form", [
+    "a=1&&b=&c", "a+b=c+d&e=%2B+%2b", "x=%E2%82%AC%20euro&y=caf%C3%A9", "a==b&c=%", "k=%zz&l=%4", "m=a%2",
+    "emails=a%40b.c&n=100%25", "&&q=1&", "s=%26%3D&t=a&u=+"])
+def test_flat_forms_read_as_parse_qsl_reads_them(form: str) -> None:
+    from urllib.parse import parse_qsl
+
+    assert decode_form(form.encode()) == dict(parse_qsl(form, keep_blank_values=True))
+
+
+@pytest.mark.parametrize("form, problem", [
+    (b"a=%FF", "the form cannot be decoded: 'utf-8' codec can't decode byte 0xff"),
+    (b"%C3=1", "the form cannot be decoded"),
+    (b"=1", "the form field '' is not a name with [bracketed] parts"),
+    (b"a%5Bb=1", "the form field 'a[b' is not a name"),
+    (b"data%5Ba%5D=1&data[a]=2", "the form field 'data[a]' is given more than once"),
+    (b"a=1&" * 10_000, "more than 10000 fields"),
+    (b"a" + b"[b]" * 40 + b"=1", "nests more than 32 levels"),
+])
+def test_forms_that_cannot_be_read_say_why_with_the_decoded_name(form: bytes, problem: str) -> None:
+    with pytest.raises(FormError) as info:
+        decode_form(form)
+    assert problem in str(info.value)
+
+
+def test_a_field_name_seen_before_is_read_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poller.inbound import forms
+
+    monkeypatch.setattr(forms, "_PATHS_KEPT", 2)
+    form = b"data%5Bmerges%5D%5BEMAIL%5D=a%40b&data[id]=1&type=subscribe"
+    assert [decode_form(form) for _ in range(3)] == [
+        {"data": {"merges": {"EMAIL": "a@b"}, "id": "1"}, "type": "subscribe"}] * 3
+    assert len(forms._PATHS) <= 2
+
+
 def test_xml_that_is_not_well_formed_names_the_place() -> None:
     with pytest.raises(XmlError, match="line 1, column"):
         read_xml(b"<ListEvents><Events></ListEvents>")
@@ -370,3 +404,20 @@ def test_event_ids_kept_before_migration_0007_still_count_as_announced(tmp_path:
         assert sorted(r[0] for r in store.db.execute("SELECT date_ms FROM inbound_events")) == [-1, 1_709_287_200_000]
         assert store.prune_inbound(requests_before_ms=NOW_MS + 10, events_before_ms=NOW_MS + 10) >= 2
         assert receiver.receive(instance, "POST", "application/json", [], old, NOW_MS + 20).outcome == "accepted"
+
+
+def test_claiming_event_ids_says_which_are_new(tmp_path: Path) -> None:
+    from state import inbound
+
+    with open_store(tmp_path / "poller.db") as store:
+        with store.db.atomic():
+            assert inbound.claim_new_events(store.db, "i", [(5, "a"), (5, "b"), (0, "c")], NOW_MS)
+        with pytest.raises(LookupError), store.db.atomic():  # (the caller rolls back)
+            assert not inbound.claim_new_events(store.db, "i", [(5, "d"), (5, "a")], NOW_MS)  # a is known
+            assert not inbound.claim_new_events(store.db, "j", [(1, "x"), (1, "x")], NOW_MS)  # a repeat
+            raise LookupError()
+        with store.db.atomic():
+            assert inbound.claim_events(store.db, "i", [(5, "d"), (5, "a"), (0, "c"), (9, "e"), (9, "e")],
+                                        NOW_MS) == {"d", "e"}
+            assert inbound.claim_events(store.db, "j", [(5, "a")], NOW_MS) == {"a"}  # per instance
+        assert store.db.execute("SELECT count(*) FROM inbound_events").fetchone()[0] == 6
