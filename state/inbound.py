@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Sequence
 
 from sqlite_utils import Database
@@ -15,7 +16,7 @@ from sqlite_utils import Database
 from state.db import require_transaction
 from state.types import InboundRequest, StoredRequest
 
-__all__ = ["tokens", "add_tokens", "claim_events", "insert_request", "update_request",
+__all__ = ["tokens", "add_tokens", "claim_events", "claim_new_events", "insert_request", "update_request",
            "list_requests", "prune"]
 
 _CLAIM_CHUNK = 5_000
@@ -37,21 +38,54 @@ def add_tokens(db: Database, new: dict[str, str], now_ms: int) -> None:
 
 def claim_events(db: Database, instance_id: str, events: Sequence[tuple[int, str]], now_ms: int) -> set[str]:
     """Record ``events`` ((date_ms, event id) pairs) as announced by this instance; returns the ids
-    of those that were not already (within the dedupe window, or earlier in ``events``). One
-    statement per chunk finds and adds them: a lookup and then an insert would walk the same index
-    pages twice. An event's ``date_ms`` must be the same each time it comes (see migration 0007)."""
+    of those that were not already (within the dedupe window, or earlier in ``events``). An
+    event's ``date_ms`` must be the same each time it comes (see migration 0007)."""
     require_transaction(db)
-    new: set[str] = set()
     pairs = list(dict.fromkeys(events))
-    legacy = db.execute("SELECT EXISTS (SELECT 1 FROM inbound_events WHERE instance_id = ? AND date_ms = ?)",
-                        [instance_id, UNDATED]).fetchone()[0]
-    statement = _CLAIM_BESIDE_UNDATED if legacy else _CLAIM
+    if not pairs:
+        return set()
+    statement = _CLAIM_BESIDE_UNDATED if _has_undated(db, instance_id) else _CLAIM
+    return _claim_returning(db, statement, instance_id, pairs, now_ms)
+
+
+def claim_new_events(db: Database, instance_id: str, events: Sequence[tuple[int, str]], now_ms: int) -> bool:
+    """:func:`claim_events` for the common case, where every event is new, at about half its cost
+    (rows added one by one need no statement journal, and nothing is returned). False when that
+    is not so: then some were not added, and the caller must roll the transaction back and use
+    :func:`claim_events`."""
+    require_transaction(db)
+    pairs = list(dict.fromkeys(events))
+    if len(pairs) != len(events) or _has_undated(db, instance_id):
+        return False
+    conn = db.conn
+    before = conn.total_changes
+    conn.executemany("INSERT OR IGNORE INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
+                     "VALUES (?, ?, ?, ?)", [(instance_id, date, eid, now_ms) for date, eid in pairs])
+    return conn.total_changes - before == len(pairs)
+
+
+def _has_undated(db: Database, instance_id: str) -> bool:
+    known_dated = _ALL_DATED.setdefault(db, set())
+    if instance_id in known_dated:
+        return False
+    if db.execute("SELECT EXISTS (SELECT 1 FROM inbound_events WHERE instance_id = ? AND date_ms = ?)",
+                  [instance_id, UNDATED]).fetchone()[0]:
+        return True
+    known_dated.add(instance_id)  # (no such row is ever added again)
+    return False
+
+
+def _claim_returning(db: Database, statement: str, instance_id: str, pairs: list[tuple[int, str]],
+                     now_ms: int) -> set[str]:
+    new: set[str] = set()
     for start in range(0, len(pairs), _CLAIM_CHUNK):
         new.update(row[0] for row in db.conn.execute(
             statement, [instance_id, now_ms, json.dumps(pairs[start:start + _CLAIM_CHUNK])]).fetchall())
     return new
 
 
+# per open file, the instances known to have no row from before migration 0007
+_ALL_DATED: weakref.WeakKeyDictionary[Database, set[str]] = weakref.WeakKeyDictionary()
 UNDATED = -1  # date_ms of the rows kept before migration 0007, when ids were keyed without a date
 _CLAIM = ("INSERT INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
           "SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?2 FROM json_each(?3) "

@@ -38,6 +38,10 @@ from state.types import (
 __all__ = ["Store", "open_store", "default_state_path", "InboundResult", "InboundWrite"]
 
 
+class _SomeKnown(Exception):
+    """An inbound write met an event announced before: its transaction is done again with care."""
+
+
 @dataclass(frozen=True, slots=True)
 class InboundResult:
     """What :meth:`Store.record_inbound` committed."""
@@ -401,17 +405,27 @@ class Store:
         and notifications of those before it. All of them commit, or none."""
         if not writes:
             return []
-        first = writes[0].request.instance_id
-        with self._transaction(f"cannot record an inbound request of {first}"):
-            return [self._record_inbound(w) for w in writes]
+        what = f"cannot record an inbound request of {writes[0].request.instance_id}"
+        try:
+            with self._transaction(what):
+                return [self._record_inbound(w, optimistic=True) for w in writes]
+        except _SomeKnown:  # (rolled back: done again, finding out which events are new)
+            with self._transaction(what):
+                return [self._record_inbound(w, optimistic=False) for w in writes]
 
-    def _record_inbound(self, write: InboundWrite) -> InboundResult:
+    def _record_inbound(self, write: InboundWrite, *, optimistic: bool) -> InboundResult:
         request, event_ids = write.request, write.event_ids
         dates = write.event_dates or [0] * len(event_ids)
         if len(dates) != len(event_ids):
             raise ValueError(f"{len(event_ids)} event ids and {len(dates)} dates")
-        new_set = inbound.claim_events(self.db, request.instance_id, list(zip(dates, event_ids)), request.received_ms)
-        new = [e for e in dict.fromkeys(event_ids) if e in new_set]
+        pairs = list(zip(dates, event_ids))
+        if optimistic:
+            if not inbound.claim_new_events(self.db, request.instance_id, pairs, request.received_ms):
+                raise _SomeKnown()
+            new = list(event_ids)
+        else:
+            new_set = inbound.claim_events(self.db, request.instance_id, pairs, request.received_ms)
+            new = [e for e in dict.fromkeys(event_ids) if e in new_set]
         notes = list(write.build(new, (outbox.max_seq(self.db, write.resource_key) or 0) + 1)) if new else []
         outbox.insert_notifications(self.db, notes)
         outcome = "duplicate" if event_ids and not new else "accepted"

@@ -67,6 +67,8 @@ def test_requests_ready_together_share_one_commit_and_keep_their_order(tmp_path:
         assert store.groups == [3]  # type: ignore[attr-defined]
         assert [(a.status, a.outcome, a.notifications) for a in answers] == [
             (200, "accepted", 1), (200, "duplicate", 0), (200, "accepted", 1)]
+        # (b's second coming made the group's commit start again, finding out which are new)
+        assert [dict(a.events) for a in answers] == [{"CREATED": 2}, {}, {"CREATED": 1}]
         notes = store.notifications()
         assert [n.notification.seq for n in notes] == [1, 2]  # one queue, in arrival order
         assert [len(n.notification.event_ids) for n in notes] == [2, 1]

@@ -133,6 +133,7 @@ class Receiver:
         counts: dict[str, int] = {}
 
         def build(new: list[str], seq: int) -> list[Notification]:
+            counts.clear()  # (a transaction done again builds again)
             chosen = [(position[e], e, parsed.events[position[e]]) for e in new]
             for _, _, event in chosen:
                 counts[event.event_type] = counts.get(event.event_type, 0) + 1
