@@ -75,7 +75,15 @@ def hub_key(url: str, element_key: str) -> str:
 
 def created_date(ms: int) -> str:
     """The envelope's ``createdDate``: ``java.util.Date.toString()`` in UTC, as Cloud Elements wrote it."""
-    return _JAVA_DATE.format(from_ms(ms))
+    global _last_created
+    second = ms // 1000  # (the text has seconds: the notifications of one second share it)
+    last = _last_created  # (one read: another thread may replace it meanwhile)
+    if last[0] != second:
+        last = _last_created = (second, _JAVA_DATE.format(from_ms(second * 1000)))
+    return last[1]
+
+
+_last_created: tuple[int | None, str] = (None, "")
 
 
 def iso_z(ms: int) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -44,9 +45,9 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Pushed:
-    """One normalised event; ``content`` (canonical bytes of the provider's event) names it."""
+class Pushed(NamedTuple):
+    """One normalised event; ``content`` (canonical bytes of the provider's event) names it. (A
+    named tuple: a batch makes a thousand of them, at a third of a frozen dataclass's cost.)"""
 
     event_type: str
     object_type: str

@@ -32,22 +32,22 @@ def build_pushed(envelope: Envelope, chosen: Sequence[tuple[int, str, Pushed]],
                  created_ms: int) -> list[NotificationBody]:
     """``chosen``: (position in the request, event id, event) of the events to announce, in order."""
     size = max(1, envelope.batch_size)
+    created, received = created_date(created_ms), iso_z(received_ms)  # (the same for every notification)
     out = []
     for start in range(0, len(chosen), size):
         chunk = chosen[start:start + size]
         ids = tuple(eid for _, eid, _ in chunk)
         nid = notification_id(ids)
-        body = _body(envelope, nid, chunk, raw_for([pos for pos, _, _ in chunk]), received_ms, created_ms)
+        body = _body(envelope, nid, chunk, raw_for([pos for pos, _, _ in chunk]), received, created)
         out.append(NotificationBody(nid, body, ids))
     return out
 
 
-def _body(envelope: Envelope, nid: str, chunk: Sequence[tuple[int, str, Pushed]], raw: object, received_ms: int,
-          created_ms: int) -> bytes:
-    received = iso_z(received_ms)
+def _body(envelope: Envelope, nid: str, chunk: Sequence[tuple[int, str, Pushed]], raw: object, received: str,
+          created: str) -> bytes:
     return dumps({
         "severity": "medium",
-        "createdDate": created_date(created_ms),
+        "createdDate": created,
         "topic": f"instance-{envelope.instance_id}-{envelope.element_key}-events",
         "action": "create",
         "id": nid,
