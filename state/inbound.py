@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlite_utils import Database
 
@@ -45,7 +45,9 @@ def claim_events(db: Database, instance_id: str, events: Sequence[tuple[int, str
     if not pairs:
         return set()
     statement = _CLAIM_BESIDE_UNDATED if _has_undated(db, instance_id) else _CLAIM
-    return _claim_returning(db, statement, instance_id, pairs, now_ms)
+    new = _claim_returning(db, statement, instance_id, pairs, now_ms)
+    _touch_dates(db, instance_id, {date for date, eid in pairs if eid in new}, now_ms)
+    return new
 
 
 def claim_new_events(db: Database, instance_id: str, events: Sequence[tuple[int, str]], now_ms: int) -> bool:
@@ -54,14 +56,27 @@ def claim_new_events(db: Database, instance_id: str, events: Sequence[tuple[int,
     is not so: then some were not added, and the caller must roll the transaction back and use
     :func:`claim_events`."""
     require_transaction(db)
-    pairs = list(dict.fromkeys(events))
-    if len(pairs) != len(events) or _has_undated(db, instance_id):
+    if _has_undated(db, instance_id):
         return False
+    # (in key order, each insert lands beside the one before: a sixth cheaper for a batch; an
+    # event given twice is ignored the second time, and so counted as known)
+    pairs = sorted(events)
     conn = db.conn
     before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
                      "VALUES (?, ?, ?, ?)", [(instance_id, date, eid, now_ms) for date, eid in pairs])
-    return conn.total_changes - before == len(pairs)
+    if conn.total_changes - before != len(pairs):
+        return False
+    _touch_dates(db, instance_id, {date for date, _ in pairs}, now_ms)
+    return True
+
+
+def _touch_dates(db: Database, instance_id: str, dates: Iterable[int], now_ms: int) -> None:
+    """The dates that got new events: their rows are kept a window from now (see :func:`prune`)."""
+    db.conn.executemany(
+        "INSERT INTO inbound_event_dates (instance_id, date_ms, received_ms) VALUES (?, ?, ?) "
+        "ON CONFLICT (instance_id, date_ms) DO UPDATE SET received_ms = max(received_ms, excluded.received_ms)",
+        [(instance_id, date, now_ms) for date in dates if date > 0])
 
 
 def _has_undated(db: Database, instance_id: str) -> bool:
@@ -150,17 +165,34 @@ def list_requests(db: Database, *, ids: Sequence[int] = (), rejected: bool = Fal
 
 def prune(db: Database, *, requests_before_ms: int, events_before_ms: int, limit: int) -> int:
     """Delete up to ``limit`` requests received before ``requests_before_ms`` and up to ``limit``
-    event ids older than ``events_before_ms`` (the dedupe window); returns the rows deleted."""
+    event ids older than ``events_before_ms`` (the dedupe window); returns the rows deleted.
+
+    An event id with a date goes with the other ids of its date, once none of them came within
+    the window (a date that keeps getting events is kept whole: the window is a minimum); one
+    without a date goes by its own time."""
     require_transaction(db)
     gone = db.execute(
         "DELETE FROM inbound_requests WHERE id IN (SELECT id FROM inbound_requests INDEXED BY inbound_requests_received "
         "WHERE received_ms < ? ORDER BY received_ms LIMIT ?)", [requests_before_ms, limit]).rowcount
-    gone += db.execute(
+    budget = limit
+    budget -= db.execute(
         "DELETE FROM inbound_events WHERE (instance_id, date_ms, event_id) IN (SELECT instance_id, date_ms, event_id "
-        "FROM inbound_events "
-        "INDEXED BY inbound_events_received WHERE received_ms < ? ORDER BY received_ms LIMIT ?)",
-        [events_before_ms, limit]).rowcount
-    return gone
+        "FROM inbound_events INDEXED BY inbound_events_undated WHERE date_ms <= 0 AND received_ms < ? "
+        "ORDER BY received_ms LIMIT ?)", [events_before_ms, budget]).rowcount
+    old_dates = db.execute(
+        "SELECT instance_id, date_ms FROM inbound_event_dates INDEXED BY inbound_event_dates_received "
+        "WHERE received_ms < ? ORDER BY received_ms LIMIT ?", [events_before_ms, limit]).fetchall()
+    for instance_id, date_ms in old_dates:
+        if budget <= 0:
+            break
+        asked = budget
+        budget -= db.execute(
+            "DELETE FROM inbound_events WHERE (instance_id, date_ms, event_id) IN (SELECT instance_id, date_ms, "
+            "event_id FROM inbound_events WHERE instance_id = ? AND date_ms = ? LIMIT ?)",
+            [instance_id, date_ms, asked]).rowcount
+        if budget > 0:  # (fewer than asked: none of that date is left)
+            db.execute("DELETE FROM inbound_event_dates WHERE instance_id = ? AND date_ms = ?", [instance_id, date_ms])
+    return gone + limit - budget
 
 
 def _stored(row: Sequence) -> StoredRequest:

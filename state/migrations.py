@@ -187,6 +187,9 @@ def _inbound_events_by_date(db: Database) -> None:
     # as UTC (the same text always gives the same key), 0 when the event has none. Rows kept so
     # far have no date: -1, which state.inbound.claim_events looks under as well while any are
     # left (retention removes them within the dedupe window).
+    # Retention: rows with a date go a date at a time, once no event of that date has come within
+    # the window (inbound_event_dates: the last time one did); only the undated need an index of
+    # their own times. (An index of every row's time doubled the table and a batch's cost.)
     db.executescript("""
         CREATE TABLE inbound_events_by_date (
             instance_id TEXT NOT NULL,
@@ -199,7 +202,14 @@ def _inbound_events_by_date(db: Database) -> None:
             SELECT instance_id, -1, event_id, received_ms FROM inbound_events;
         DROP TABLE inbound_events;
         ALTER TABLE inbound_events_by_date RENAME TO inbound_events;
-        CREATE INDEX inbound_events_received ON inbound_events (received_ms)
+        CREATE INDEX inbound_events_undated ON inbound_events (received_ms) WHERE date_ms <= 0;
+        CREATE TABLE inbound_event_dates (
+            instance_id TEXT NOT NULL,
+            date_ms INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL,
+            PRIMARY KEY (instance_id, date_ms)
+        ) WITHOUT ROWID;
+        CREATE INDEX inbound_event_dates_received ON inbound_event_dates (received_ms)
     """)
 
 

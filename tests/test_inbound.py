@@ -390,6 +390,7 @@ def test_event_ids_kept_before_migration_0007_still_count_as_announced(tmp_path:
                     received_ms INTEGER NOT NULL, PRIMARY KEY (instance_id, event_id)) WITHOUT ROWID;
                 INSERT INTO old_events SELECT instance_id, event_id, received_ms FROM inbound_events;
                 DROP TABLE inbound_events;
+                DROP TABLE inbound_event_dates;
                 ALTER TABLE old_events RENAME TO inbound_events;
                 CREATE INDEX inbound_events_received ON inbound_events (received_ms);
                 DELETE FROM _sqlite_migrations WHERE name = '0007_inbound_events_by_date';
@@ -421,3 +422,28 @@ def test_claiming_event_ids_says_which_are_new(tmp_path: Path) -> None:
                                         NOW_MS) == {"d", "e"}
             assert inbound.claim_events(store.db, "j", [(5, "a")], NOW_MS) == {"a"}  # per instance
         assert store.db.execute("SELECT count(*) FROM inbound_events").fetchone()[0] == 6
+
+
+def test_event_ids_of_a_date_are_kept_while_that_date_keeps_getting_events(tmp_path: Path) -> None:
+    config, instance = _config("campaignmonitor")
+
+    def batch(*emails: str, date: str = "2024-03-01 10:00:00") -> bytes:
+        return cm_body(*({"Type": "Subscribe", "EmailAddress": e, "Date": date} for e in emails))
+
+    with open_store(tmp_path / "poller.db") as store:
+        receiver = Receiver(store, config)  # type: ignore[arg-type]
+        post = lambda data, at: receiver.receive(instance, "POST", "application/json", [], data,  # noqa: E731
+                                                 at).outcome
+        assert post(batch("a@x", "b@x"), NOW_MS) == "accepted"
+        assert post(batch("c@x", date="2024-03-02 10:00:00"), NOW_MS + 10) == "accepted"
+        assert post(batch("d@x"), NOW_MS + 100) == "accepted"  # a's date again, later
+        count = lambda: store.db.execute("SELECT count(*) FROM inbound_events").fetchone()[0]  # noqa: E731
+        # past the window of the first two requests but not of the third: a's date is kept whole
+        store.prune_inbound(requests_before_ms=0, events_before_ms=NOW_MS + 50)
+        assert count() == 3
+        assert post(batch("a@x"), NOW_MS + 200) == "duplicate"
+        store.prune_inbound(requests_before_ms=0, events_before_ms=NOW_MS + 101, limit=2)  # in small batches
+        store.prune_inbound(requests_before_ms=0, events_before_ms=NOW_MS + 101, limit=2)
+        assert count() == 0
+        assert store.db.execute("SELECT count(*) FROM inbound_event_dates").fetchone()[0] == 0
+        assert post(batch("a@x"), NOW_MS + 300) == "accepted"  # the window is over: announced again
