@@ -23,7 +23,7 @@ __all__ = ["GroupCommit", "MAX_GROUP_EVENTS", "MAX_WAIT_S"]
 # a group larger than this is cut into several transactions, so one commit never holds the
 # loop for long (1,000-event batches: 20 of them)
 MAX_GROUP_EVENTS = 20_000
-MAX_WAIT_S = 0.002  # the longest a request waits for others to join its commit
+MAX_WAIT_S = 0.010  # the longest a request waits for others to join its commit
 
 
 class GroupCommit:
