@@ -113,6 +113,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from loopserve import ServerProcess, serve_forever  # noqa: E402
+from stats import pct  # noqa: E402
 
 INTERVAL_MIN = 10.0  # minutes: each resource polled once per run; start jitter window min(600 s, 30 s)
 try:
@@ -296,16 +297,6 @@ def cold_window_s(n: int, concurrency: int) -> float:
     except ImportError:  # pragma: no cover (an older tree under --pythonpath)
         return JITTER_S
     return min(interval_s, start_window_s(n, max(n / interval_s, float(concurrency))))
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def span_rate(times: list[float]) -> tuple[float, float]:
