@@ -142,9 +142,15 @@ def test_the_icontact_seed_is_created_polled_patched_paused_and_survives_restart
         # the file's instance is read-only; DELETE stops an API instance
         conflict = api.patch(f"/instances/{listed[0]['id']}", json={"name": "x"})
         assert conflict.status_code == 409 and "config.json" in conflict.json()["message"]
+        # a notification still pending when the instance is deleted is delivered all the same
+        receiver.status = 503
+        provider.records.append(message("m5", provider.now()))
+        wait_until(lambda: any("m5" in r.object_ids for r in receiver.snapshot()), WAIT_S, "m5 attempted", daemon)
         assert api.ok("DELETE", f"/instances/{number}") == {"id": number, "deleted": True}
         assert api.get(f"/instances/{number}").status_code == 404
         seen = polls(provider)
+        receiver.status = 200
+        wait_until(lambda: (str(number), "m5", "CREATED") in delivered(receiver), WAIT_S, "m5 after DELETE", daemon)
         # the CLI reads the same store
         status = run_poller(tmp_path, "status", "--state", str(db), "--json")
         assert status.returncode == 0, status.stderr
