@@ -38,6 +38,13 @@ from state.types import (
 __all__ = ["Store", "open_store", "default_state_path", "InboundResult", "InboundWrite"]
 
 
+def _dated_ids(write: InboundWrite) -> list[tuple[int, str]]:
+    dates = write.event_dates or [0] * len(write.event_ids)
+    if len(dates) != len(write.event_ids):
+        raise ValueError(f"{len(write.event_ids)} event ids and {len(dates)} dates")
+    return list(zip(dates, write.event_ids))
+
+
 class _SomeKnown(Exception):
     """An inbound write met an event announced before: its transaction is done again with care."""
 
@@ -406,26 +413,24 @@ class Store:
         if not writes:
             return []
         what = f"cannot record an inbound request of {writes[0].request.instance_id}"
+        claims = [(w.request.instance_id, _dated_ids(w), w.request.received_ms) for w in writes]
         try:
             with self._transaction(what):
-                return [self._record_inbound(w, optimistic=True) for w in writes]
-        except _SomeKnown:  # (rolled back: done again, finding out which events are new)
+                # first as if every event were new, all of the group's at once (the usual case)
+                if not inbound.claim_new_events(self.db, claims):
+                    raise _SomeKnown()
+                return [self._record_inbound(w, list(w.event_ids)) for w in writes]
+        except _SomeKnown:  # (rolled back: done again, request by request, finding out which are new)
             with self._transaction(what):
-                return [self._record_inbound(w, optimistic=False) for w in writes]
+                results = []
+                for write, (instance_id, pairs, now_ms) in zip(writes, claims):
+                    new_set = inbound.claim_events(self.db, instance_id, pairs, now_ms)
+                    results.append(self._record_inbound(write, [e for e in dict.fromkeys(write.event_ids)
+                                                                if e in new_set]))
+                return results
 
-    def _record_inbound(self, write: InboundWrite, *, optimistic: bool) -> InboundResult:
+    def _record_inbound(self, write: InboundWrite, new: list[str]) -> InboundResult:
         request, event_ids = write.request, write.event_ids
-        dates = write.event_dates or [0] * len(event_ids)
-        if len(dates) != len(event_ids):
-            raise ValueError(f"{len(event_ids)} event ids and {len(dates)} dates")
-        pairs = list(zip(dates, event_ids))
-        if optimistic:
-            if not inbound.claim_new_events(self.db, request.instance_id, pairs, request.received_ms):
-                raise _SomeKnown()
-            new = list(event_ids)
-        else:
-            new_set = inbound.claim_events(self.db, request.instance_id, pairs, request.received_ms)
-            new = [e for e in dict.fromkeys(event_ids) if e in new_set]
         notes = list(write.build(new, (outbox.max_seq(self.db, write.resource_key) or 0) + 1)) if new else []
         outbox.insert_notifications(self.db, notes)
         outcome = "duplicate" if event_ids and not new else "accepted"

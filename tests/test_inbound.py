@@ -412,10 +412,10 @@ def test_claiming_event_ids_says_which_are_new(tmp_path: Path) -> None:
 
     with open_store(tmp_path / "poller.db") as store:
         with store.db.atomic():
-            assert inbound.claim_new_events(store.db, "i", [(5, "a"), (5, "b"), (0, "c")], NOW_MS)
+            assert inbound.claim_new_events(store.db, [("i", [(5, "a"), (5, "b")], NOW_MS), ("i", [(0, "c")], NOW_MS)])
         with pytest.raises(LookupError), store.db.atomic():  # (the caller rolls back)
-            assert not inbound.claim_new_events(store.db, "i", [(5, "d"), (5, "a")], NOW_MS)  # a is known
-            assert not inbound.claim_new_events(store.db, "j", [(1, "x"), (1, "x")], NOW_MS)  # a repeat
+            assert not inbound.claim_new_events(store.db, [("i", [(5, "d"), (5, "a")], NOW_MS)])  # a is known
+            assert not inbound.claim_new_events(store.db, [("j", [(1, "x")], NOW_MS), ("j", [(1, "x")], NOW_MS)])
             raise LookupError()
         with store.db.atomic():
             assert inbound.claim_events(store.db, "i", [(5, "d"), (5, "a"), (0, "c"), (9, "e"), (9, "e")],
