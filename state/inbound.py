@@ -19,7 +19,6 @@ from state.types import InboundRequest, StoredRequest
 __all__ = ["tokens", "add_tokens", "claim_events", "claim_new_events", "insert_request", "update_request",
            "list_requests", "prune"]
 
-_CLAIM_CHUNK = 5_000
 _COLUMNS = ("id", "instance_id", "received_ms", "method", "content_type", "headers", "body", "sha256", "outcome",
             "status", "reason", "events", "notification_ids")
 
@@ -39,15 +38,33 @@ def add_tokens(db: Database, new: dict[str, str], now_ms: int) -> None:
 def claim_events(db: Database, instance_id: str, events: Sequence[tuple[int, str]], now_ms: int) -> set[str]:
     """Record ``events`` ((date_ms, event id) pairs) as announced by this instance; returns the ids
     of those that were not already (within the dedupe window, or earlier in ``events``). An
-    event's ``date_ms`` must be the same each time it comes (see migration 0007)."""
+    event's ``date_ms`` must be the same each time it comes (see migration 0007). Event ids are
+    UUIDs (``poller.inbound.pushed.event_ids``), kept as their 16 bytes."""
     require_transaction(db)
-    pairs = list(dict.fromkeys(events))
-    if not pairs:
-        return set()
-    statement = _CLAIM_BESIDE_UNDATED if _has_undated(db, instance_id) else _CLAIM
-    new = _claim_returning(db, statement, instance_id, pairs, now_ms)
-    _touch_dates(db, {(instance_id, date): now_ms for date, eid in pairs if eid in new})
+    conn = db.conn
+    undated = _has_undated(db, instance_id)
+    new: set[str] = set()
+    for date, eid in dict.fromkeys(events):
+        key = event_key(eid)
+        if undated and conn.execute("SELECT 1 FROM inbound_events WHERE instance_id = ? AND date_ms = ? "
+                                    "AND event_id = ?", [instance_id, UNDATED, key]).fetchall():
+            continue
+        if conn.execute("INSERT INTO inbound_events (instance_id, date_ms, event_id, received_ms) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT DO NOTHING RETURNING 1", [instance_id, date, key, now_ms]).fetchall():
+            new.add(eid)
+    _touch_dates(db, {(instance_id, date): now_ms for date, eid in events if eid in new})
     return new
+
+
+def event_key(event_id: str) -> bytes:
+    """How an event id (a UUID's text) is kept: its 16 bytes (a third of the table its text made)."""
+    try:
+        key = bytes.fromhex(event_id.replace("-", ""))
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise ValueError(f"event id {event_id[:60]!r} is not a UUID")
+    return key
 
 
 def claim_new_events(db: Database, claims: Sequence[tuple[str, Sequence[tuple[int, str]], int]]) -> bool:
@@ -62,7 +79,8 @@ def claim_new_events(db: Database, claims: Sequence[tuple[str, Sequence[tuple[in
     # in key order, each insert lands beside the one before: a group's events in one sweep (a
     # third cheaper than a batch at a time); an event given twice is ignored the second time,
     # and so counted as known
-    rows = sorted((instance_id, date, eid, now_ms) for instance_id, events, now_ms in claims for date, eid in events)
+    rows = sorted((instance_id, date, event_key(eid), now_ms) for instance_id, events, now_ms in claims
+                  for date, eid in events)
     conn = db.conn
     before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
@@ -97,26 +115,9 @@ def _has_undated(db: Database, instance_id: str) -> bool:
     return False
 
 
-def _claim_returning(db: Database, statement: str, instance_id: str, pairs: list[tuple[int, str]],
-                     now_ms: int) -> set[str]:
-    new: set[str] = set()
-    for start in range(0, len(pairs), _CLAIM_CHUNK):
-        new.update(row[0] for row in db.conn.execute(
-            statement, [instance_id, now_ms, json.dumps(pairs[start:start + _CLAIM_CHUNK])]).fetchall())
-    return new
-
-
 # per open file, the instances known to have no row from before migration 0007
 _ALL_DATED: weakref.WeakKeyDictionary[Database, set[str]] = weakref.WeakKeyDictionary()
 UNDATED = -1  # date_ms of the rows kept before migration 0007, when ids were keyed without a date
-_CLAIM = ("INSERT INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
-          "SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?2 FROM json_each(?3) "
-          "WHERE true ON CONFLICT DO NOTHING RETURNING event_id")  # (WHERE: SQLite's upsert-after-SELECT rule)
-_CLAIM_BESIDE_UNDATED = (
-    "INSERT INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
-    "SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?2 FROM json_each(?3) "
-    f"WHERE NOT EXISTS (SELECT 1 FROM inbound_events WHERE instance_id = ?1 AND date_ms = {UNDATED} "
-    "AND event_id = json_extract(value, '$[1]')) ON CONFLICT DO NOTHING RETURNING event_id")
 
 
 def insert_request(db: Database, request: InboundRequest, *, outcome: str, status: int, reason: str | None,

@@ -189,17 +189,22 @@ def _inbound_events_by_date(db: Database) -> None:
     # left (retention removes them within the dedupe window).
     # Retention: rows with a date go a date at a time, once no event of that date has come within
     # the window (inbound_event_dates: the last time one did); only the undated need an index of
-    # their own times. (An index of every row's time doubled the table and a batch's cost.)
+    # their own times. (An index of every row's time doubled the table and a batch's cost.) Ids
+    # are kept as their 16 bytes, not their 36 characters.
     db.executescript("""
         CREATE TABLE inbound_events_by_date (
             instance_id TEXT NOT NULL,
             date_ms INTEGER NOT NULL,
-            event_id TEXT NOT NULL,
+            event_id BLOB NOT NULL,
             received_ms INTEGER NOT NULL,
             PRIMARY KEY (instance_id, date_ms, event_id)
-        ) WITHOUT ROWID;
-        INSERT INTO inbound_events_by_date (instance_id, date_ms, event_id, received_ms)
-            SELECT instance_id, -1, event_id, received_ms FROM inbound_events;
+        ) WITHOUT ROWID
+    """)
+    db.conn.executemany(
+        "INSERT INTO inbound_events_by_date (instance_id, date_ms, event_id, received_ms) VALUES (?, -1, ?, ?)",
+        ((instance_id, _uuid_bytes(event_id), received_ms) for instance_id, event_id, received_ms
+         in db.conn.execute("SELECT instance_id, event_id, received_ms FROM inbound_events")))
+    db.executescript("""
         DROP TABLE inbound_events;
         ALTER TABLE inbound_events_by_date RENAME TO inbound_events;
         CREATE INDEX inbound_events_undated ON inbound_events (received_ms) WHERE date_ms <= 0;
@@ -211,6 +216,14 @@ def _inbound_events_by_date(db: Database) -> None:
         ) WITHOUT ROWID;
         CREATE INDEX inbound_event_dates_received ON inbound_event_dates (received_ms)
     """)
+
+
+def _uuid_bytes(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.replace("-", ""))
+    except ValueError:
+        key = b""
+    return key if len(key) == 16 else text.encode()  # (never one: ids were always UUIDs)
 
 
 def applied_steps(db: Database) -> list[str]:

@@ -388,7 +388,9 @@ def test_event_ids_kept_before_migration_0007_still_count_as_announced(tmp_path:
             store.db.executescript("""
                 CREATE TABLE old_events (instance_id TEXT NOT NULL, event_id TEXT NOT NULL,
                     received_ms INTEGER NOT NULL, PRIMARY KEY (instance_id, event_id)) WITHOUT ROWID;
-                INSERT INTO old_events SELECT instance_id, event_id, received_ms FROM inbound_events;
+                INSERT INTO old_events SELECT instance_id, substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-' ||
+                    substr(h, 13, 4) || '-' || substr(h, 17, 4) || '-' || substr(h, 21), received_ms
+                    FROM (SELECT instance_id, lower(hex(event_id)) AS h, received_ms FROM inbound_events);
                 DROP TABLE inbound_events;
                 DROP TABLE inbound_event_dates;
                 ALTER TABLE old_events RENAME TO inbound_events;
@@ -408,20 +410,26 @@ def test_event_ids_kept_before_migration_0007_still_count_as_announced(tmp_path:
 
 
 def test_claiming_event_ids_says_which_are_new(tmp_path: Path) -> None:
+    import uuid
+
     from state import inbound
 
+    a, b, c, d, e, x = (str(uuid.uuid5(uuid.NAMESPACE_URL, n)) for n in "abcdex")
     with open_store(tmp_path / "poller.db") as store:
         with store.db.atomic():
-            assert inbound.claim_new_events(store.db, [("i", [(5, "a"), (5, "b")], NOW_MS), ("i", [(0, "c")], NOW_MS)])
+            assert inbound.claim_new_events(store.db, [("i", [(5, a), (5, b)], NOW_MS), ("i", [(0, c)], NOW_MS)])
         with pytest.raises(LookupError), store.db.atomic():  # (the caller rolls back)
-            assert not inbound.claim_new_events(store.db, [("i", [(5, "d"), (5, "a")], NOW_MS)])  # a is known
-            assert not inbound.claim_new_events(store.db, [("j", [(1, "x")], NOW_MS), ("j", [(1, "x")], NOW_MS)])
+            assert not inbound.claim_new_events(store.db, [("i", [(5, d), (5, a)], NOW_MS)])  # a is known
+            assert not inbound.claim_new_events(store.db, [("j", [(1, x)], NOW_MS), ("j", [(1, x)], NOW_MS)])
             raise LookupError()
         with store.db.atomic():
-            assert inbound.claim_events(store.db, "i", [(5, "d"), (5, "a"), (0, "c"), (9, "e"), (9, "e")],
-                                        NOW_MS) == {"d", "e"}
-            assert inbound.claim_events(store.db, "j", [(5, "a")], NOW_MS) == {"a"}  # per instance
+            assert inbound.claim_events(store.db, "i", [(5, d), (5, a), (0, c), (9, e), (9, e)], NOW_MS) == {d, e}
+            assert inbound.claim_events(store.db, "j", [(5, a)], NOW_MS) == {a}  # per instance
         assert store.db.execute("SELECT count(*) FROM inbound_events").fetchone()[0] == 6
+        assert {bytes(r[0]) for r in store.db.execute("SELECT event_id FROM inbound_events")} == {
+            uuid.UUID(i).bytes for i in (a, b, c, d, e)}  # kept as their 16 bytes
+        with pytest.raises(ValueError, match="event id 'not-a-uuid' is not a UUID"), store.db.atomic():
+            inbound.claim_events(store.db, "i", [(1, "not-a-uuid")], NOW_MS)
 
 
 def test_event_ids_of_a_date_are_kept_while_that_date_keeps_getting_events(tmp_path: Path) -> None:
