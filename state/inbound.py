@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
+from itertools import repeat
 from collections.abc import Sequence
 
 from sqlite_utils import Database
@@ -67,32 +68,49 @@ def event_key(event_id: str) -> bytes:
     return key
 
 
-def claim_new_events(db: Database, claims: Sequence[tuple[str, Sequence[tuple[int, str]], int]]) -> bool:
+def claim_new_events(db: Database, claims: Sequence[tuple[str, Sequence[int], Sequence[str], int]]) -> bool:
     """:func:`claim_events` for the common case, where every event is new, at about half its cost
     (rows added one by one need no statement journal, and nothing is returned), for several
-    requests at once: ``claims`` are (instance id, events, now_ms). False when not every event
-    is new: then some were not added, and the caller must roll the transaction back and use
-    :func:`claim_events`, request by request."""
+    requests at once: ``claims`` are (instance id, dates, event ids, now_ms), dates and ids side
+    by side. False when not every event is new: then some were not added, and the caller must
+    roll the transaction back and use :func:`claim_events`, request by request."""
     require_transaction(db)
     if any(_has_undated(db, instance_id) for instance_id in {c[0] for c in claims}):
         return False
+    rows: list[tuple[str, int, bytes, int]] = []
+    latest: dict[tuple[str, int], int] = {}
+    for instance_id, dates, event_ids, now_ms in claims:
+        if len(dates) != len(event_ids):
+            raise ValueError(f"{len(event_ids)} event ids and {len(dates)} dates")
+        rows.extend(zip(repeat(instance_id), dates, event_keys(event_ids), repeat(now_ms)))
+        for date in set(dates):
+            if date > 0 and latest.get((instance_id, date), -1) < now_ms:
+                latest[instance_id, date] = now_ms
     # in key order, each insert lands beside the one before: a group's events in one sweep (a
     # third cheaper than a batch at a time); an event given twice is ignored the second time,
     # and so counted as known
-    rows = sorted((instance_id, date, event_key(eid), now_ms) for instance_id, events, now_ms in claims
-                  for date, eid in events)
+    rows.sort()
     conn = db.conn
     before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO inbound_events (instance_id, date_ms, event_id, received_ms) "
                      "VALUES (?, ?, ?, ?)", rows)
     if conn.total_changes - before != len(rows):
         return False
-    latest: dict[tuple[str, int], int] = {}
-    for instance_id, date, _, now_ms in rows:
-        if date > 0 and latest.get((instance_id, date), -1) < now_ms:
-            latest[instance_id, date] = now_ms
     _touch_dates(db, latest)
     return True
+
+
+def event_keys(event_ids: Sequence[str]) -> list[bytes]:
+    """:func:`event_key` of each, at once (a batch's thousand ids in one conversion)."""
+    joined = "".join(event_ids)
+    if len(joined) == 36 * len(event_ids) and joined.count("-") == 4 * len(event_ids):
+        try:
+            raw = bytes.fromhex(joined.replace("-", ""))  # (32 digits per id: each id's 16 bytes in turn)
+        except ValueError:
+            pass
+        else:
+            return [raw[i:i + 16] for i in range(0, len(raw), 16)]
+    return [event_key(e) for e in event_ids]  # (names the one that is not a UUID)
 
 
 def _touch_dates(db: Database, latest: dict[tuple[str, int], int]) -> None:

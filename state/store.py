@@ -38,13 +38,6 @@ from state.types import (
 __all__ = ["Store", "open_store", "default_state_path", "InboundResult", "InboundWrite"]
 
 
-def _dated_ids(write: InboundWrite) -> list[tuple[int, str]]:
-    dates = write.event_dates or [0] * len(write.event_ids)
-    if len(dates) != len(write.event_ids):
-        raise ValueError(f"{len(write.event_ids)} event ids and {len(dates)} dates")
-    return list(zip(dates, write.event_ids))
-
-
 class _SomeKnown(Exception):
     """An inbound write met an event announced before: its transaction is done again with care."""
 
@@ -413,7 +406,8 @@ class Store:
         if not writes:
             return []
         what = f"cannot record an inbound request of {writes[0].request.instance_id}"
-        claims = [(w.request.instance_id, _dated_ids(w), w.request.received_ms) for w in writes]
+        claims = [(w.request.instance_id, w.event_dates or [0] * len(w.event_ids), w.event_ids, w.request.received_ms)
+                  for w in writes]
         try:
             with self._transaction(what):
                 # first as if every event were new, all of the group's at once (the usual case)
@@ -423,8 +417,8 @@ class Store:
         except _SomeKnown:  # (rolled back: done again, request by request, finding out which are new)
             with self._transaction(what):
                 results = []
-                for write, (instance_id, pairs, now_ms) in zip(writes, claims):
-                    new_set = inbound.claim_events(self.db, instance_id, pairs, now_ms)
+                for write, (instance_id, dates, event_ids, now_ms) in zip(writes, claims):
+                    new_set = inbound.claim_events(self.db, instance_id, list(zip(dates, event_ids)), now_ms)
                     results.append(self._record_inbound(write, [e for e in dict.fromkeys(write.event_ids)
                                                                 if e in new_set]))
                 return results

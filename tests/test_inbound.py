@@ -417,10 +417,10 @@ def test_claiming_event_ids_says_which_are_new(tmp_path: Path) -> None:
     a, b, c, d, e, x = (str(uuid.uuid5(uuid.NAMESPACE_URL, n)) for n in "abcdex")
     with open_store(tmp_path / "poller.db") as store:
         with store.db.atomic():
-            assert inbound.claim_new_events(store.db, [("i", [(5, a), (5, b)], NOW_MS), ("i", [(0, c)], NOW_MS)])
+            assert inbound.claim_new_events(store.db, [("i", [5, 5], [a, b], NOW_MS), ("i", [0], [c], NOW_MS)])
         with pytest.raises(LookupError), store.db.atomic():  # (the caller rolls back)
-            assert not inbound.claim_new_events(store.db, [("i", [(5, d), (5, a)], NOW_MS)])  # a is known
-            assert not inbound.claim_new_events(store.db, [("j", [(1, x)], NOW_MS), ("j", [(1, x)], NOW_MS)])
+            assert not inbound.claim_new_events(store.db, [("i", [5, 5], [d, a], NOW_MS)])  # a is known
+            assert not inbound.claim_new_events(store.db, [("j", [1], [x], NOW_MS), ("j", [1], [x], NOW_MS)])
             raise LookupError()
         with store.db.atomic():
             assert inbound.claim_events(store.db, "i", [(5, d), (5, a), (0, c), (9, e), (9, e)], NOW_MS) == {d, e}
@@ -430,6 +430,13 @@ def test_claiming_event_ids_says_which_are_new(tmp_path: Path) -> None:
             uuid.UUID(i).bytes for i in (a, b, c, d, e)}  # kept as their 16 bytes
         with pytest.raises(ValueError, match="event id 'not-a-uuid' is not a UUID"), store.db.atomic():
             inbound.claim_events(store.db, "i", [(1, "not-a-uuid")], NOW_MS)
+        odd = ["-" * 36, "0" * 35 + "-", a.replace("-", "") + "----"]  # right lengths, not UUIDs' places
+        assert inbound.event_keys([a, b]) == [uuid.UUID(a).bytes, uuid.UUID(b).bytes]
+        with pytest.raises(ValueError, match="is not a UUID"):
+            inbound.event_keys([a, odd[0]])
+        with pytest.raises(ValueError, match="is not a UUID"):
+            inbound.event_keys([odd[1], a])
+        assert inbound.event_keys([odd[2]]) == [uuid.UUID(a).bytes]  # (as event_key reads it)
 
 
 def test_event_ids_of_a_date_are_kept_while_that_date_keeps_getting_events(tmp_path: Path) -> None:
