@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from itertools import repeat
 from collections.abc import Sequence
+from itertools import repeat
 
 from sqlite_utils import Database
 

@@ -219,11 +219,12 @@ def _inbound_events_by_date(db: Database) -> None:
 
 
 def _uuid_bytes(text: str) -> bytes:
+    from state.inbound import event_key  # (state.inbound opens files through this module)
+
     try:
-        key = bytes.fromhex(text.replace("-", ""))
-    except ValueError:
-        key = b""
-    return key if len(key) == 16 else text.encode()  # (never one: ids were always UUIDs)
+        return event_key(text)
+    except ValueError:  # (never so: ids were always UUIDs; kept as they were, rather than lost)
+        return text.encode()
 
 
 def applied_steps(db: Database) -> list[str]:

@@ -44,7 +44,7 @@ class _SomeKnown(Exception):
 
 @dataclass(frozen=True, slots=True)
 class InboundResult:
-    """What :meth:`Store.record_inbound` committed."""
+    """What :meth:`Store.record_inbound_many` committed for one request."""
 
     request_id: int
     outcome: str  # accepted | duplicate
@@ -387,22 +387,14 @@ class Store:
             found = self.webhook_tokens()
         return found
 
-    def record_inbound(self, request: InboundRequest, *, resource_key: str, event_ids: Sequence[str],
-                       build: Callable[[list[str], int], Sequence[Notification]],
-                       replay_of: int | None = None, event_dates: Sequence[int] = ()) -> InboundResult:
-        """Keep an accepted request with its new events' notifications, in one transaction.
-
-        ``event_ids`` are the ids of every event the request holds; those this instance announced
-        already are left out, and ``build(new ids in order, first seq)`` makes the notifications
-        of the rest. ``replay_of``: the stored request normalised again (its row is updated).
-        ``event_dates``: see :class:`~state.types.InboundWrite`."""
-        write = InboundWrite(request, resource_key, event_ids, build, replay_of, event_dates)
-        return self.record_inbound_many([write])[0]
-
     def record_inbound_many(self, writes: Sequence[InboundWrite]) -> list[InboundResult]:
-        """:meth:`record_inbound` for several requests in one transaction (a group commit: the
-        requests that arrived together cost one commit), in order, so a later one sees the events
-        and notifications of those before it. All of them commit, or none."""
+        """Keep accepted requests with their new events' notifications, in one transaction (a
+        group commit: the requests that arrived together cost one commit), in order, so a later
+        one sees the events and notifications of those before it. All of them commit, or none.
+
+        Of each write's ``event_ids``, those its instance announced already are left out, and
+        ``build(new ids in order, first seq)`` makes the notifications of the rest; ``replay_of``:
+        the stored request normalised again (its row is updated)."""
         if not writes:
             return []
         what = f"cannot record an inbound request of {writes[0].request.instance_id}"

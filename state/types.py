@@ -128,7 +128,7 @@ class InboundRequest:
 
 @dataclass(frozen=True, slots=True)
 class InboundWrite:
-    """An accepted request to keep (:meth:`state.Store.record_inbound`): ``event_ids`` every
+    """An accepted request to keep (:meth:`state.Store.record_inbound_many`): ``event_ids`` every
     event's id, ``event_dates`` their dates as keys (see migration 0007; empty: all 0),
     ``build(new ids in order, first seq)`` the notifications of the new ones."""
 
