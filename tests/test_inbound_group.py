@@ -119,3 +119,25 @@ def test_a_group_is_cut_by_its_number_of_events(tmp_path: Path, max_events: int,
         assert len(store.notifications()) == 3
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("max_wait_s, expected", [(60.0, [2]), (0.0, [1, 1])])
+def test_a_group_waits_while_each_turn_brings_a_request_but_no_longer_than_max_wait(
+        tmp_path: Path, max_wait_s: float, expected: list[int]) -> None:
+    config, instance = _config()
+    store = _counting(tmp_path / "poller.db")
+    try:
+        receiver = Receiver(store, config)
+        receiver._group = GroupCommit(store, max_wait_s=max_wait_s)
+
+        async def main() -> list[Any]:
+            first = asyncio.ensure_future(_post(receiver, instance, _cm("a@x"), NOW_MS))
+            await asyncio.sleep(0)  # a turn later, a second request comes
+            await asyncio.sleep(0)
+            second = asyncio.ensure_future(_post(receiver, instance, _cm("b@x"), NOW_MS))
+            return await asyncio.gather(first, second)
+
+        assert [a.outcome for a in asyncio.run(main())] == ["accepted"] * 2
+        assert store.groups == expected  # type: ignore[attr-defined]
+    finally:
+        store.close()

@@ -141,3 +141,14 @@ def test_an_object_id_needing_escapes_is_escaped_as_orjson_would(odd: str) -> No
     [n] = build_notifications(events, ENVELOPE, poll_ms=POLL_MS, created_ms=POLL_MS)
     assert n.body == jsonio.dumps(body_dict(ENVELOPE, n.id, events, poll_ms=POLL_MS, created_ms=POLL_MS))
     assert json.loads(n.body)["message"]["events"][1]["objectId"] == f"a{odd}b"
+
+
+def test_created_date_is_remade_for_each_second_it_is_asked_for() -> None:
+    from poller.events.notify import created_date
+
+    # (one text is kept for the last second asked: asking across seconds, back and forth, must
+    # never give another second's text)
+    assert created_date(1_534_779_007_000) == created_date(1_534_779_007_999) == "Mon Aug 20 15:30:07 UTC 2018"
+    assert created_date(1_534_779_008_000) == "Mon Aug 20 15:30:08 UTC 2018"
+    assert created_date(1_534_779_007_500) == "Mon Aug 20 15:30:07 UTC 2018"
+    assert created_date(-1) == "Wed Dec 31 23:59:59 UTC 1969"  # (before 1970: the second below)
