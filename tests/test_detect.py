@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -155,6 +156,15 @@ def test_event_ids_are_stable_and_distinct_per_version() -> None:
     assert a == event_id("i1", "contacts", "1", "d:1000")
     assert len({a, event_id("i1", "contacts", "1", "d:2000"), event_id("i2", "contacts", "1", "d:1000"),
                 event_id("i1", "leads", "1", "d:1000")}) == 4
+
+
+def test_event_ids_are_uuid5_and_many_at_once_gives_the_same() -> None:
+    from poller.events.event import _EVENT_NAMESPACE, EventIds
+
+    pairs = [("1", "d:1000"), ("é/x", "c:ab"), ("", ""), ("1", "d:1000")]
+    one_by_one = [event_id("i1", "contacts", oid, v) for oid, v in pairs]
+    assert one_by_one == [str(uuid.uuid5(_EVENT_NAMESPACE, f"i1\x1fcontacts\x1f{oid}\x1f{v}")) for oid, v in pairs]
+    assert EventIds("i1", "contacts").many(iter(pairs)) == one_by_one
 
 
 def test_resources_without_dates_use_content_hashes() -> None:

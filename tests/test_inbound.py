@@ -463,3 +463,15 @@ def test_event_ids_of_a_date_are_kept_while_that_date_keeps_getting_events(tmp_p
         assert count() == 0
         assert store.db.execute("SELECT count(*) FROM inbound_event_dates").fetchone()[0] == 0
         assert post(batch("a@x"), NOW_MS + 300) == "accepted"  # the window is over: announced again
+
+
+def test_a_pushed_event_id_is_named_by_its_object_id_and_content_digest() -> None:
+    from poller.events.event import event_id
+    from poller.inbound.pushed import WEBHOOK_RESOURCE, event_ids
+
+    body = json.dumps({"ListID": "L1", "Events": [
+        {"Type": "Subscribe", "EmailAddress": f"a{i}@example.com", "Date": "2026-12-03 10:00:00"} for i in range(3)]})
+    events = normalise(CM, "POST", "application/json", body.encode(), 0).events
+    assert event_ids("nl", events) == [
+        event_id("nl", WEBHOOK_RESOURCE, e.object_id, "c:" + hashlib.sha1(e.content).hexdigest()) for e in events]
+    assert [e.version for e in events] == ["c:" + hashlib.sha1(e.content).hexdigest() for e in events]

@@ -9,6 +9,7 @@ notification's from its event ids, so the same request normalised twice makes th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from hashlib import sha1
 
 from poller.events.event import EventIds
 from poller.events.notify import Envelope, NotificationBody, created_date, iso_z, notification_id
@@ -23,8 +24,9 @@ WEBHOOK_RESOURCE = "webhook"
 
 
 def event_ids(instance_id: str, events: Sequence[Pushed]) -> list[str]:
-    ids = EventIds(instance_id, WEBHOOK_RESOURCE)
-    return [ids(e.object_id, e.version) for e in events]
+    # (Pushed.version, inline: a batch's thousand property calls cost a tenth of its ids)
+    return EventIds(instance_id, WEBHOOK_RESOURCE).many((e.object_id, "c:" + sha1(e.content).hexdigest())
+                                                        for e in events)
 
 
 def build_pushed(envelope: Envelope, chosen: Sequence[tuple[int, str, Pushed]],
