@@ -176,8 +176,9 @@ def strict_json(body: bytes) -> Any:
 def test_nan_and_infinity_reach_the_receiver_as_null(tmp_path: Path, fake_provider: FakeProvider) -> None:
     now = datetime.now(timezone.utc)
     # n2 also holds an integer beyond 64 bits: its page takes the standard library's paths
-    body = json.dumps([record("n1", now, score=1.5), record("n2", now, score=1.5, big=2 ** 70)])
-    body = body.replace("1.5", "NaN").replace('"created"', '"hi": Infinity, "lo": -Infinity, "created"')
+    # (a score no date can hold: "1.5" was also in a stamp like "16:40:31.510Z" once a minute)
+    body = json.dumps([record("n1", now, score=1234.5678), record("n2", now, score=1234.5678, big=2 ** 70)])
+    body = body.replace("1234.5678", "NaN").replace('"created"', '"hi": Infinity, "lo": -Infinity, "created"')
     fake_provider.fail(200, body=body.encode(), times=None)
     proc = once_proc(tmp_path, write_config(tmp_path, fake_provider, resource=BACKFILL))
     assert proc.returncode == 0, proc.stdout + proc.stderr
