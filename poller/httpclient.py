@@ -8,10 +8,12 @@ import re
 from contextlib import AsyncExitStack
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from poller import USER_AGENT
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HttpClients", "http_date", "parse_retry_after", "retry_after_cap_s"]
 
@@ -31,6 +33,8 @@ class HttpClients:
     async def get(self, verify: bool) -> httpx.AsyncClient:
         client = self._clients.get(verify)
         if client is None:
+            import httpx  # (here: delivery reads Retry-After with this module, and needs no httpx)
+
             client = httpx.AsyncClient(verify=verify, headers={"User-Agent": USER_AGENT}, transport=self._transport,
                                        follow_redirects=False,
                                        # as many connections as polls may be under way, waiting ones too:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 
 from poller.config import Config, load_config_text
+from poller.deliver.client import delivery_session
 from poller.deliver.engine import DeliveryEngine, deliver_due
 from state import Notification, Store, open_store
 from tests.receiver import Receiver
@@ -50,7 +50,7 @@ def test_a_slow_endpoint_never_paces_another(tmp_path: Path, make_receiver: Call
         write(store, "fast", fast.url("/hook"), 30, resources=3)
 
         async def main() -> None:
-            async with httpx.AsyncClient() as client:
+            async with delivery_session() as client:
                 report = await deliver_due(client, store, conf, lambda: datetime.now(UTC))
                 assert report.ok and len(report.results) == 93
 
@@ -72,7 +72,7 @@ def test_each_resource_in_order_and_each_endpoint_at_most_its_concurrency(
         ids = write(store, "crm", receiver.url("/hook"), 10, resources=6)
 
         async def main() -> None:
-            async with httpx.AsyncClient() as client:
+            async with delivery_session() as client:
                 report = await deliver_due(client, store, conf, lambda: datetime.now(UTC))
                 assert report.ok
 
@@ -106,7 +106,7 @@ def test_the_daemon_engine_records_many_attempts_per_transaction(tmp_path: Path,
 
         async def main() -> None:
             stop = asyncio.Event()
-            async with httpx.AsyncClient() as client:
+            async with delivery_session() as client:
                 engine = DeliveryEngine(client, store, conf, lambda: datetime.now(UTC))
                 task = asyncio.create_task(engine.run(stop))
                 while store.outbox_counts()["pending"]:
@@ -129,7 +129,7 @@ def test_notifications_reuse_the_connection(tmp_path: Path, make_receiver: Calla
         write(store, "crm", receiver.url("/hook"), 20, resources=1)
 
         async def main() -> None:
-            async with httpx.AsyncClient() as client:
+            async with delivery_session() as client:
                 assert (await deliver_due(client, store, conf, lambda: datetime.now(UTC))).ok
 
         asyncio.run(main())

@@ -1,10 +1,10 @@
 """The retry schedule and an endpoint down for a simulated day, through the library API under freezegun.
 
 Detection is real (``poll_all`` against a fake provider), delivery is real (``deliver_due`` with an
-httpx client POSTing to a real receiver on 127.0.0.1), and so is the SQLite state file. Only the
+aiohttp client POSTing to a real receiver on 127.0.0.1), and so is the SQLite state file. Only the
 clock is simulated: the test moves frozen time and passes the same instant as ``now``, so
 ``webhook-timestamp`` and the receiver's Standard Webhooks check (which reads ``datetime.now()``,
-frozen too) agree. freezegun runs with ``real_asyncio=True`` so that asyncio and httpx keep real
+frozen too) agree. freezegun runs with ``real_asyncio=True`` so that asyncio and aiohttp keep real
 timeouts. The receiver thread only records; the time it records (``time.time()``) is the frozen
 one, i.e. the simulated instant of each attempt.
 """
@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
 
 from poller.config import Config, load_config_text
 from poller.config.types import DEFAULT_RETRY_SCHEDULE
+from poller.deliver.client import delivery_session
 from poller.deliver.engine import deliver_due
 from poller.deliver.sender import next_attempt_ms
 from poller.poll.runner import poll_all
@@ -137,7 +137,7 @@ class World:
         before = len(self.receiver.requests)
 
         async def run() -> object:
-            async with httpx.AsyncClient(verify=TLS) as client:
+            async with delivery_session(tls=TLS) as client:
                 return await deliver_due(client, self.store, self.config, self.now)
 
         asyncio.run(run())

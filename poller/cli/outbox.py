@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 from poller.cli.common import EXIT_FAILURE, EXIT_OK, now, open_reader
@@ -17,12 +16,12 @@ __all__ = ["deliver", "events", "replay"]
 
 
 def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
+    from poller.deliver.client import delivery_session
     from poller.deliver.engine import deliver_due
-    from poller.httpclient import HttpClients
 
     async def run() -> object:
-        async with AsyncExitStack() as stack:
-            return await deliver_due(await HttpClients(stack).get(True), store, config, now, everything=everything)
+        async with delivery_session() as client:
+            return await deliver_due(client, store, config, now, everything=everything)
 
     with open_store(state_path) as store:
         report = asyncio.run(run())

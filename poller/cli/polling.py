@@ -15,15 +15,15 @@ __all__ = ["explain", "once"]
 
 
 def once(config: Config, state_path: Path) -> int:
+    from poller.deliver.client import delivery_session
     from poller.deliver.engine import deliver_due
-    from poller.httpclient import HttpClients
     from poller.poll.runner import poll_all
 
     async def run() -> tuple[list, object]:
-        async with AsyncExitStack() as stack:
-            outcomes = await poll_all(config, store, now())
-            report = await deliver_due(await HttpClients(stack).get(True), store, config, now)
-            return outcomes, report
+        outcomes = await poll_all(config, store, now())
+        async with delivery_session() as client:
+            report = await deliver_due(client, store, config, now)
+        return outcomes, report
 
     with open_store(state_path) as store:
         outcomes, report = asyncio.run(run())

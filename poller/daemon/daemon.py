@@ -20,6 +20,7 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+import aiohttp
 import httpx
 
 from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
@@ -27,6 +28,7 @@ from poller.daemon.dispatch import Dispatcher, Slots, Ticket
 from poller.daemon.housekeeping import Housekeeping
 from poller.daemon.schedule import first_run, longest_wait_s, next_due, next_due_after_failure, start_window_s
 from poller.daemon.systemd import Notifier, watchdog_interval
+from poller.deliver.client import delivery_session
 from poller.deliver.engine import DeliveryEngine
 from poller.deliver.sender import DeliveryResult
 from poller.errors import PollerError
@@ -118,6 +120,7 @@ class Daemon:
         self.delivery: DeliveryEngine | None = None
         self.notifier = Notifier(environ)
         self.clients: HttpClients | None = None
+        self.delivery_client: aiohttp.ClientSession | None = None
         self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono,
                                          on_write_failure=self.store_health.failed,
                                          dedupe_hours=lambda: self.config.engine.webhooks.dedupe_hours)
@@ -147,6 +150,7 @@ class Daemon:
         try:
             async with AsyncExitStack() as stack:
                 self.clients = HttpClients(stack, self.transport, max_connections=self.slots.workers + 16)
+                self.delivery_client = await stack.enter_async_context(delivery_session())
                 await self._start_observability(stack)
                 self._plan_all(self.clock())
                 freeze_long_lived()
@@ -386,8 +390,8 @@ class Daemon:
     async def _delivery_loop(self) -> None:
         """The delivery engine until the stop; a failure (the state file, say) never ends it: it is
         logged, and the engine starts again a little later."""
-        assert self.clients is not None
-        self.delivery = DeliveryEngine(await self.clients.get(True), self.store, self.config, self.clock,
+        assert self.delivery_client is not None
+        self.delivery = DeliveryEngine(self.delivery_client, self.store, self.config, self.clock,
                                        random=self.random, on_result=self._delivered,
                                        before_sending=self.housekeeping.watch_clock)
         self.housekeeping.before_shift = self.delivery.flush

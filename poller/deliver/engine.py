@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import httpx
+import aiohttp
 
 from poller.config import Config
 from poller.deliver.sender import DeliveryReport, DeliveryResult, Sender
@@ -60,7 +60,7 @@ class _Endpoint:
 class DeliveryEngine:
     """See the module docstring."""
 
-    def __init__(self, client: httpx.AsyncClient, store: Store, config: Config,
+    def __init__(self, client: aiohttp.ClientSession, store: Store, config: Config,
                  clock: Callable[[], datetime], *, random: Callable[[], float] = _random.random,
                  on_result: Callable[[DeliveryResult], None] | None = None,
                  before_sending: Callable[[], object] | None = None) -> None:
@@ -353,7 +353,7 @@ class DeliveryEngine:
             waker.cancel()
 
 
-async def deliver_due(client: httpx.AsyncClient, store: Store, config: Config,
+async def deliver_due(client: aiohttp.ClientSession, store: Store, config: Config,
                       now: datetime | Callable[[], datetime], *, everything: bool = False,
                       random: Callable[[], float] = _random.random) -> DeliveryReport:
     """Attempt every due notification once (``everything``: every pending one, due or not).

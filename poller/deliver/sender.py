@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from poller import USER_AGENT
 from poller.config import Config
+from poller.deliver.client import proxy_for
 from poller.deliver.signing import headers as signed_headers
 from poller.httpclient import parse_retry_after
 from poller.javadate.zone import to_ms
@@ -87,7 +89,7 @@ class DeliveryReport:
 class Sender:
     """Sends one notification at a time (callers run several at once); writes nothing."""
 
-    def __init__(self, client: httpx.AsyncClient, config: Config, clock: Callable[[], datetime],
+    def __init__(self, client: aiohttp.ClientSession, config: Config, clock: Callable[[], datetime],
                  random: Callable[[], float]) -> None:
         self.client = client
         self.delivery = config.engine.delivery
@@ -96,17 +98,23 @@ class Sender:
         self.instances = {i.id: i for i in config.instances}
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
-        async with self.client.stream("POST", url, content=body, headers=headers,
-                                      timeout=self.delivery.timeout_seconds) as response:
+        try:
+            target = URL(url)
+        except (TypeError, ValueError) as exc:
+            raise aiohttp.InvalidURL(url, str(exc)) from None
+        proxy, proxy_auth = proxy_for(target.scheme, target.host or "")
+        async with self.client.post(target, data=body, headers=headers, allow_redirects=False, proxy=proxy,
+                                    proxy_auth=proxy_auth) as response:
             # the answer is read to its end (a little of it: nobody looks at it), so that the
-            # connection goes back to the pool; unread, httpx closes it, and a new connection per
-            # notification was half of delivery's cost
+            # connection goes back to the pool; a longer one is not worth reading: that
+            # connection is closed instead
             read = 0
-            async for chunk in response.aiter_raw():
+            while chunk := await response.content.readany():
                 read += len(chunk)
                 if read > MAX_ANSWER_BYTES:
-                    break  # not worth reading: this connection is closed instead
-            return response.status_code, response.headers.get("retry-after")
+                    response.close()
+                    break
+            return response.status, response.headers.get("Retry-After")
 
     def sendable(self, instance_id: str) -> bool:
         """A notification of an instance no longer configured waits: its signature key is gone,
@@ -135,11 +143,11 @@ class Sender:
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
                 retry_after = parse_retry_after(retry_header, None, now)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
             error, permanent = f"invalid callback URL: {exc}", True  # no retry can fix it: a dead letter
         except asyncio.TimeoutError:
             error = f"no answer within {self.delivery.timeout_seconds:g} s"
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - recorded as a failed attempt, never a wedged queue
             error = f"{type(exc).__name__}: {exc}"

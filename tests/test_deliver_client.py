@@ -1,0 +1,170 @@
+"""poller.deliver.client: delivery's aiohttp session behaves as the httpx client did (real HTTP
+to loopback servers): no redirect followed, no cookie kept, certifi's trust or SSL_CERT_FILE,
+the environment's proxies and NO_PROXY, a long answer left unread, an invalid URL a dead letter.
+
+tests/data/tls holds a self-signed certificate for 127.0.0.1 (valid until 2126), made with
+``openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 36500
+-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1,DNS:localhost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from poller.config import Config, load_config_text
+from poller.deliver.client import delivery_session, proxy_for
+from poller.deliver.engine import deliver_due
+from poller.deliver.sender import DeliveryReport, DeliveryResult, Sender
+from state import Notification, Pending, open_store
+from tests.receiver import Receiver
+
+TLS_DIR = Path(__file__).parent / "data" / "tls"
+KEY = "client-secret"
+
+
+def config(url: str) -> Config:
+    return load_config_text(json.dumps({"instances": [
+        {"id": "crm", "element": {"key": "crm"}, "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": url,
+            "event.notification.signature.key": KEY,
+            "event.poller.configuration": {"c": {"url": "http://127.0.0.1:9/c", "idField": "id"}}}}]}),
+        "c.json", {}).config
+
+
+def deliver(tmp_path: Path, url: str, count: int = 1, *, tls: ssl.SSLContext | None = None) -> DeliveryReport:
+    """``count`` notifications of one resource written to a fresh outbox, then one delivery pass."""
+    conf = config(url)
+    with open_store(tmp_path / "p.db") as store:
+        store.record_page("crm/c", "crm", "c", [
+            Notification(f"n{i}", "crm/c", "crm", "c", url, 1, b'{"n": %d}' % i, (f"e{i}",), i) for i in range(count)],
+            [])
+
+        async def main() -> DeliveryReport:
+            async with delivery_session(tls=tls) as client:
+                return await deliver_due(client, store, conf, lambda: datetime.now(timezone.utc))
+
+        return asyncio.run(main())
+
+
+def test_a_redirect_is_not_followed_it_is_a_failed_attempt(tmp_path: Path,
+                                                            make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver(KEY)
+    receiver.respond(302, headers={"Location": receiver.url("/elsewhere")})
+    report = deliver(tmp_path, receiver.url("/hook"))
+    assert [(r.ok, r.status_code, r.error) for r in report.results] == [(False, 302, "HTTP 302")]
+    assert [r.path for r in receiver.requests] == ["/hook"]
+
+
+def test_no_cookie_is_kept_from_one_notification_to_the_next(tmp_path: Path,
+                                                             make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver(KEY)
+    receiver.respond(200, headers={"Set-Cookie": "session=abc; Path=/"}, times=1)
+    # (by name: a cookie jar takes no cookie from an IP address)
+    report = deliver(tmp_path, receiver.url("/hook").replace("127.0.0.1", "localhost"), count=3)
+    assert report.ok and len(receiver.requests) == 3
+    assert all("cookie" not in r.headers for r in receiver.requests), [r.headers for r in receiver.requests]
+
+
+def test_a_long_answer_is_not_read_whole_and_the_notification_is_delivered(
+        tmp_path: Path, make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver(KEY)
+    receiver.respond(200, body=b"x" * (1 << 20), times=1)  # 1 MiB: more than is read of an answer
+    report = deliver(tmp_path, receiver.url("/hook"), count=2)
+    assert [r.ok for r in report.results] == [True, True]
+    assert len(receiver.requests) == 2
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/hook", "http:///hook", "http://[::1/hook"])
+def test_an_invalid_callback_url_makes_a_dead_letter_at_once(url: str) -> None:
+    """(The configuration refuses such URLs; one can still be in the outbox of an older file.)"""
+    conf = config("http://127.0.0.1:9/hook")
+
+    async def main() -> DeliveryResult:
+        async with delivery_session() as client:
+            sender = Sender(client, conf, lambda: datetime.now(timezone.utc), lambda: 0.5)
+            result, _ = await sender.send(Pending(1, "n0", "crm/c", "crm", url, 0, 0, None), b"{}")
+            return result
+
+    result = asyncio.run(main())
+    assert result.dead and (result.error or "").startswith("invalid callback URL"), result
+
+
+def _https_server(ctx: ssl.SSLContext, seen: list[str]) -> Callable[[], object]:
+    async def hook(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        await request.read()
+        return web.Response(status=204)
+
+    async def start() -> tuple[web.AppRunner, int]:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    return start
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["certifi-only", "SSL_CERT_FILE"])
+def test_tls_is_verified_against_certifi_or_ssl_cert_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          trusted: bool) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(TLS_DIR / "cert.pem", TLS_DIR / "key.pem")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(TLS_DIR / "cert.pem"))
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    seen: list[str] = []
+    start = _https_server(server_ctx, seen)
+
+    async def main() -> DeliveryReport:
+        runner, port = await start()  # type: ignore[misc]
+        try:
+            url = f"https://127.0.0.1:{port}/hook"
+            conf = config(url)
+            with open_store(tmp_path / "p.db") as store:
+                store.record_page("crm/c", "crm", "c", [Notification("n0", "crm/c", "crm", "c", url, 1, b"{}", ("e",), 0)],
+                                  [])
+                async with delivery_session() as client:
+                    return await deliver_due(client, store, conf, lambda: datetime.now(timezone.utc))
+        finally:
+            await runner.cleanup()
+
+    report = asyncio.run(main())
+    [result] = report.results
+    if trusted:
+        assert result.ok and seen == ["/hook"], result
+    else:
+        assert not result.ok and seen == [], result
+        assert "certificate" in (result.error or "").lower(), result.error
+
+
+def test_the_environments_proxy_is_used_and_no_proxy_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                make_receiver: Callable[..., Receiver]) -> None:
+    proxy, receiver = make_receiver(KEY), make_receiver(KEY)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url(""))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    target = "http://receiver.invalid/hook"  # resolvable by nobody: only the proxy can take it
+    (tmp_path / "a").mkdir()
+    report = deliver(tmp_path / "a", target)
+    assert report.ok, report.results
+    [got] = proxy.requests
+    assert got.path == target and got.headers["host"] == "receiver.invalid"
+    proxy_for.cache_clear()
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    (tmp_path / "b").mkdir()
+    report = deliver(tmp_path / "b", receiver.url("/hook"))
+    assert report.ok and len(receiver.requests) == 1 and len(proxy.requests) == 1
