@@ -26,6 +26,9 @@ Set-up
   resource's notifications go one after another in order (poller's guarantee; the bare loop
   honours it by giving each resource one worker). Both include the interpreter's start and
   their imports; the bare loop signs nothing and records nothing, which is why it is the floor.
+* poller delivers with aiohttp's client (poller/deliver/client.py), about a fifth of httpx's CPU
+  per POST: the same bare loop with an ``aiohttp.ClientSession`` (``--client aiohttp``) is run
+  and printed too, for information. The target stays the issue's, against the httpx loop.
 * slow endpoint: two instances of 100 resources each, one's callback answering after 3 s, the
   other's at once; ``poller run`` (the daemon: deliveries start as soon as it does) is timed
   until the fast endpoint has all its notifications. A slow endpoint must never delay another:
@@ -127,10 +130,9 @@ class ReceiverProcess(ServerProcess):
 
 # -- the bare loop (a separate process) ------------------------------------------------------------
 
-def bare(db: str, concurrency: int) -> None:
-    """POST every pending body of the state file ``db`` to its callback URL, a resource per worker."""
-    import httpx
-
+def bare(db: str, concurrency: int, client: str = "httpx") -> None:
+    """POST every pending body of the state file ``db`` to its callback URL, a resource per worker,
+    with httpx (the issue's floor) or aiohttp (the client poller delivers with)."""
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT resource_key, callback_url, body FROM outbox WHERE status = 'pending' "
                         "ORDER BY resource_key, seq").fetchall()
@@ -139,22 +141,38 @@ def bare(db: str, concurrency: int) -> None:
     for key, url, body in rows:
         by_resource.setdefault(key, []).append((url, body))
 
-    async def main() -> None:
+    queue: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
+    for items in by_resource.values():
+        queue.put_nowait(items)
+    headers = {"Content-Type": "application/json"}
+
+    async def with_httpx() -> None:
+        import httpx
+
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-            queue: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
-            for items in by_resource.values():
-                queue.put_nowait(items)
-
             async def worker() -> None:  # one resource at a time, its notifications in order
                 while not queue.empty():
                     for url, body in queue.get_nowait():
-                        r = await client.post(url, content=body, headers={"Content-Type": "application/json"})
+                        r = await client.post(url, content=body, headers=headers)
                         r.raise_for_status()
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 
-    asyncio.run(main())
+    async def with_aiohttp() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+            async def worker() -> None:
+                while not queue.empty():
+                    for url, body in queue.get_nowait():
+                        async with session.post(url, data=body, headers=headers, allow_redirects=False) as r:
+                            await r.read()
+                            r.raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    asyncio.run(with_httpx() if client == "httpx" else with_aiohttp())
 
 
 # -- the state ------------------------------------------------------------------------------------
@@ -252,7 +270,7 @@ def compare(receiver: ReceiverProcess, work: Path, bodies: list[tuple[str, bytes
     per_endpoint = EngineConfig().delivery.concurrency_per_endpoint
     concurrency = min(per_endpoint, resources)
     callback = receiver.base + "/hook"
-    polls, bares, ok = [], [], True
+    polls, bares, aios, ok = [], [], [], True
     for k in range(repeats):
         run_dir = work / f"deliver-{resources}-{k}"
         run_dir.mkdir()
@@ -276,7 +294,18 @@ def compare(receiver: ReceiverProcess, work: Path, bodies: list[tuple[str, bytes
             print(f"    PROBLEM: bare loop exit {b.code}, {got} received of {len(bodies)}")
             ok = False
         bares.append(b)
+        aio_db = run_dir / "bare-aiohttp.db"
+        seed(aio_db, bodies, resources, callback)
+        receiver.reset()
+        a = timed([sys.executable, __file__, "--bare", str(aio_db), "--concurrency", str(concurrency),
+                   "--client", "aiohttp"], run_dir)
+        got = receiver.log()["counts"].get("/hook", 0)
+        if a.code != 0 or got != len(bodies):
+            print(f"    PROBLEM: bare aiohttp loop exit {a.code}, {got} received of {len(bodies)}")
+            ok = False
+        aios.append(a)
     p, b = min(polls, key=lambda r: r.wall_s), min(bares, key=lambda r: r.wall_s)
+    a = min(aios, key=lambda r: r.wall_s)
     n = len(bodies)
     ratio = b.wall_s / p.wall_s
     print(f"  {resources:>5,} pending resources, {n:,} notifications, concurrency {concurrency}:")
@@ -284,7 +313,10 @@ def compare(receiver: ReceiverProcess, work: Path, bodies: list[tuple[str, bytes
           f"({p.cpu_s / n * 1000:.2f} ms each)   [runs: {', '.join(f'{r.wall_s:.2f}' for r in polls)}]")
     print(f"    bare httpx POST loop: {b.wall_s:6.2f} s wall ({n / b.wall_s:7.0f}/s), CPU {b.cpu_s:6.2f} s "
           f"({b.cpu_s / n * 1000:.2f} ms each)   [runs: {', '.join(f'{r.wall_s:.2f}' for r in bares)}]")
-    print(f"    ratio bare / poller: wall {ratio:.2f}, CPU {b.cpu_s / p.cpu_s:.2f}")
+    print(f"    bare aiohttp loop:    {a.wall_s:6.2f} s wall ({n / a.wall_s:7.0f}/s), CPU {a.cpu_s:6.2f} s "
+          f"({a.cpu_s / n * 1000:.2f} ms each)   [runs: {', '.join(f'{r.wall_s:.2f}' for r in aios)}]")
+    print(f"    ratio bare / poller: wall {ratio:.2f}, CPU {b.cpu_s / p.cpu_s:.2f}"
+          f"   (bare aiohttp / poller, for information: wall {a.wall_s / p.wall_s:.2f}, CPU {a.cpu_s / p.cpu_s:.2f})")
     return ratio, f"{b.wall_s:.2f} s / {p.wall_s:.2f} s = {ratio:.2f} (CPU {b.cpu_s / p.cpu_s:.2f})", ok
 
 
@@ -333,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare", metavar="DB", help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("httpx", "aiohttp"), default="httpx", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="1,000 notifications instead of 5,000")
     parser.add_argument("--notifications", type=int, help="notifications per run (default 5,000)")
@@ -346,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.slow_seconds)
         return 0
     if args.bare:
-        bare(args.bare, args.concurrency)
+        bare(args.bare, args.concurrency, args.client)
         return 0
 
     n = args.notifications or (1000 if args.quick else 5000)
