@@ -533,7 +533,7 @@ def test_the_schema_is_in_step_with_the_loader() -> None:
 PURE_MODULES = ["config/__init__", "config/load", "config/types", "config/values", "config/resource",
                 "config/instance", "config/templates", "jsonpath", "config/schema", "config/webhook"]
 ALLOWED_IMPORTS = {"__future__", "base64", "collections", "dataclasses", "datetime", "difflib", "functools", "json", "math",
-                   "pathlib", "re", "typing", "urllib", "poller"}
+                   "orjson", "pathlib", "re", "typing", "urllib", "poller"}
 ALLOWED_POLLER = {"poller.errors", "poller.javadate", "poller.javadate.zone", "poller.jsonpath",
                   "poller.config.templates", "poller.config", "poller.config.load", "poller.config.types",
                   "poller.config.values", "poller.config.resource", "poller.config.instance", "poller.config.webhook",

@@ -219,3 +219,47 @@ def test_rendered_values_are_query_safe(since: datetime) -> None:
 
 def test_module_exports() -> None:
     assert set(templates.__all__) <= set(dir(templates))
+
+
+@st.composite
+def _text_with_a_secret(draw: st.DrawFn) -> tuple[str, tuple[int, int]]:
+    text = draw(st.text(alphabet="ab/?={}$", max_size=40).filter(lambda t: "${" not in t))
+    a = draw(st.integers(0, len(text)))
+    b = draw(st.integers(a, len(text)))
+    return text, (a, b)
+
+
+@given(_text_with_a_secret())
+def test_text_and_a_secret_span_render_as_written_and_mask_only_the_span(case: tuple[str, tuple[int, int]]) -> None:
+    """Runs of plain characters are taken in one slice: they must still stop at braces and at
+    the secret's start (where a secret of braces is never read as braces)."""
+    text, (a, b) = case
+    outside = text[:a] + " " * (b - a) + text[b:]
+    depth, balanced = 0, True
+    for c in outside:
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        balanced = balanced and depth >= 0
+    try:
+        t = parse(text, opaque=((a, b),) if b > a else ())
+    except TemplateError:
+        assert not (balanced and depth == 0), text
+        return
+    assert balanced and depth == 0, text
+    assert render(t, SINCE, NOW) == text
+    assert render(t, SINCE, NOW, masked=True) == (text[:a] + "***" + text[b:] if b > a else text)
+
+
+def test_a_placeholder_seen_before_is_shared_and_its_warnings_and_problems_still_given_each_time() -> None:
+    a, b = parse("/a?s=${gmtDate:yyyy-MM-dd}"), parse("/bb?since=${gmtDate:yyyy-MM-dd}")
+    assert a.placeholders[0] is b.placeholders[0]
+    assert parse("/x?s=${date:yyyy}", server_zone="Asia/Tokyo").placeholders[0] is not \
+        parse("/x?s=${date:yyyy}").placeholders[0]  # (date is in the server's zone)
+    for text, position in (("/a?from=${epoch:0}", 8), ("/abc?from=${epoch:0}", 10)):
+        assert parse(text).warnings == (f"${{epoch:0}} at position {position} always renders 0 (fetch from the "
+                                        "beginning; changed records are then picked out by their dates)",)
+    for text in ("/a?s=${gmtDate:}", "/a?s=${gmtDate:}&t=${gmtDate:}"):
+        with pytest.raises(TemplateError) as failed:
+            parse(text)
+        assert len(failed.value.problems) == text.count("${")
+    secret = parse("/a?s=${gmtDate:yyyy-MM-dd}", opaque=((15, 19),))
+    assert secret.placeholders[0] is not a.placeholders[0] and "***" in secret.placeholders[0].display

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import orjson
+
 from poller.config.templates import zone_problem
 from poller.config.types import SecretStr
 from poller.javadate.zone import ZoneError, java_zone
@@ -35,9 +37,16 @@ _MISSING = object()
 _T = TypeVar("_T")
 
 
-def _memo_key(value: object) -> str | None:
-    """``value`` as canonical JSON, or None when it may not be memoised (see Context.memo)."""
-    return json.dumps(value, sort_keys=True) if _plain(value) else None
+def _memo_key(value: object) -> bytes | str | None:
+    """``value`` as canonical JSON, or None when it may not be memoised (see Context.memo).
+    (orjson: 200,000 blocks of 100,000 resources cost a sixth of the load with json.dumps. It
+    would write NaN as null, but a configuration holding NaN is refused when it is read.)"""
+    if not _plain(value):
+        return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits
+        return json.dumps(value, sort_keys=True)
 
 
 def _plain(v: object) -> bool:
@@ -159,7 +168,7 @@ class Context:
         self.warnings: list[str] = []
         self.details: list[tuple[str, str]] = []  # (JSON path, message) of each error, for the API's 400
         self.defaulted: dict[str, list[Path]] = {}  # env variables that fell back to their default
-        self._memo: dict[tuple[str, str], object] = {}
+        self._memo: dict[tuple[str, bytes | str], object] = {}
 
     def memo(self, kind: str, value: object, build: Callable[..., _T], *args: object) -> _T:
         """``build(*args)``, or what it gave for the same JSON ``value`` before in this file
