@@ -16,10 +16,14 @@ __all__ = ["mask_text", "mask_url"]
 _SENSITIVE = re.compile(r"token|key|secret|passw|signature|auth|credential|^sig$", re.IGNORECASE)
 
 
+def _unquoted(text: str) -> str:
+    return unquote_plus(text) if "%" in text or "+" in text else text  # (most URLs: as they are)
+
+
 def mask_url(url: str, secrets: tuple[str, ...] = ()) -> str:
     """``url`` with the password of its userinfo, the values of query parameters named like
     token/key/secret/password/signature, and every one of ``secrets`` replaced by ``***``."""
-    if not secrets and "@" not in url and not _SENSITIVE.search(unquote_plus(url)):
+    if not secrets and "@" not in url and not _SENSITIVE.search(_unquoted(url)):
         return url  # nothing to mask (the common case: `poller check` shows 100,000 of them)
     try:
         scheme, netloc, path, query, fragment = urlsplit(url)

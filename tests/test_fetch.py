@@ -566,6 +566,10 @@ def test_mask_url() -> None:
     assert mask_url("https://h/p/sekret%2Fx?q=sekret/x", ("sekret/x",)) == "https://h/p/***?q=***"
     assert mask_url("https://h/p?password", ()) == "https://h/p?password"
     assert mask_url("https://h/p?sig=1&design=2&Authorization=3") == "https://h/p?sig=***&design=2&Authorization=***"
+    # names written percent-encoded or with + are read decoded, as before
+    assert mask_url("https://h/p?api%5Fkey=1&q=2") == "https://h/p?api%5Fkey=***&q=2"
+    assert mask_url("https://h/p?to+ken=1") == "https://h/p?to+ken=1"  # ("to ken": not a name that means a token)
+    assert mask_url("https://h/p?%74oken=1") == "https://h/p?%74oken=***"
 
 
 def test_secrets_masked_in_page_urls_and_errors() -> None:

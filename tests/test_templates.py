@@ -263,3 +263,15 @@ def test_a_placeholder_seen_before_is_shared_and_its_warnings_and_problems_still
         assert len(failed.value.problems) == text.count("${")
     secret = parse("/a?s=${gmtDate:yyyy-MM-dd}", opaque=((15, 19),))
     assert secret.placeholders[0] is not a.placeholders[0] and "***" in secret.placeholders[0].display
+
+
+def test_rendering_many_templates_with_shared_values_gives_what_each_gives_alone() -> None:
+    templates = [parse("/a?s=${gmtDate:yyyy-MM-dd'T'HH:mm}&n=${pageSize}"), parse("/b?since=${gmtDate:yyyy-MM-dd'T'HH:mm}"),
+                 parse("/c?n=${pageSize}&t=${nowTimeZone:UTC:HH:mm:ss}")]
+    values: dict = {}
+    for page_size in (10, 25, 10):
+        for t in templates:
+            uses = t.uses_page_size
+            alone = render(t, SINCE, NOW, page_size if uses else None)
+            assert render(t, SINCE, NOW, page_size if uses else None, values=values) == alone
+    assert render(templates[0], SINCE, NOW, 25, values=values).endswith("&n=25")

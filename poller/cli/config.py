@@ -50,6 +50,7 @@ def check(path: str) -> int:
 def check_rows(config: Config, since: datetime, now: datetime) -> list[tuple[str, str, str, str]]:
     """(instance, resource, interval, rendered URL with secrets masked) for every resource."""
     rows = []
+    values: dict[tuple[int, int | None], str] = {}  # (the same placeholders, rendered once)
     for instance in config.instances:
         if instance.polled:
             interval = f"{instance.refresh_interval_minutes:g} min"
@@ -58,7 +59,7 @@ def check_rows(config: Config, since: datetime, now: datetime) -> list[tuple[str
         if not instance.resources:
             rows.append((instance.id, "-", interval, "-"))
         for resource in instance.resources:
-            url = mask_url(resource.url.render(since, now, resource.page_size, masked=True))
+            url = mask_url(resource.url.render(since, now, resource.page_size, masked=True, values=values))
             rows.append((instance.id, resource.name, interval, url))
     return rows
 

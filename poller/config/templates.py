@@ -123,13 +123,15 @@ class Template:
         return any(p.kind == "pageSize" for p in self.placeholders)
 
     def render(self, since: datetime, now: datetime, page_size: int | None = None, *,
-               masked: bool = False) -> str:
-        return render(self, since, now, page_size, masked=masked)
+               masked: bool = False, values: dict[tuple[int, int | None], str] | None = None) -> str:
+        return render(self, since, now, page_size, masked=masked, values=values)
 
 
 def render(template: Template, since: datetime, now: datetime, page_size: int | None = None, *,
-           masked: bool = False) -> str:
-    """The URL for one poll. ``masked`` shows secret text as ``***`` (for display only)."""
+           masked: bool = False, values: dict[tuple[int, int | None], str] | None = None) -> str:
+    """The URL for one poll. ``masked`` shows secret text as ``***`` (for display only).
+    ``values``: rendered placeholders to reuse, for many templates rendered at the same
+    ``since`` and ``now`` (placeholders are shared between templates: see ``_COMPILED``)."""
     for name, dt in (("since", since), ("now", now)):
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise ValueError(f"render() needs an aware {name}, got naive {dt!r}")
@@ -137,8 +139,14 @@ def render(template: Template, since: datetime, now: datetime, page_size: int | 
     for part in template.parts:
         if isinstance(part, Literal):
             out.append(MASK if masked and part.secret else part.text)
-        else:
+        elif values is None:
             out.append(quote(part.value(since, now, page_size), safe=""))
+        else:
+            key = (id(part), page_size)  # (the templates, and so their parts, outlive the dict)
+            value = values.get(key)
+            if value is None:
+                value = values[key] = quote(part.value(since, now, page_size), safe="")
+            out.append(value)
     return "".join(out)
 
 
