@@ -53,6 +53,7 @@ _BY_LOWER = {d.lower(): d for d in DESCRIPTORS}
 EPOCH_UNITS = ("ms", "s", "us")
 _PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _MEANINGFUL = re.compile(r"[${}]")  # where the scanner looks closer
+_COMPILED: dict[tuple[str, str], Placeholder] = {}  # (text, server zone) -> one: see _Scanner._compile
 Span = tuple[int, int]
 
 
@@ -129,24 +130,21 @@ class Template:
 
 def render(template: Template, since: datetime, now: datetime, page_size: int | None = None, *,
            masked: bool = False, values: dict[tuple[int, int | None], str] | None = None) -> str:
-    """The URL for one poll. ``masked`` shows secret text as ``***`` (for display only).
-    ``values``: rendered placeholders to reuse, for many templates rendered at the same
-    ``since`` and ``now`` (placeholders are shared between templates: see ``_COMPILED``)."""
+    """The URL for one poll. ``masked`` shows secret text as ``***`` (for display only). ``values``:
+    placeholders rendered already, for many templates rendered at one ``since`` and ``now``."""
     for name, dt in (("since", since), ("now", now)):
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise ValueError(f"render() needs an aware {name}, got naive {dt!r}")
     out: list[str] = []
+    values = {} if values is None else values
     for part in template.parts:
         if isinstance(part, Literal):
             out.append(MASK if masked and part.secret else part.text)
-        elif values is None:
-            out.append(quote(part.value(since, now, page_size), safe=""))
         else:
-            key = (id(part), page_size)  # (the templates, and so their parts, outlive the dict)
-            value = values.get(key)
-            if value is None:
-                value = values[key] = quote(part.value(since, now, page_size), safe="")
-            out.append(value)
+            key = (id(part), page_size)  # (parts are shared by templates, and outlive the dict)
+            if key not in values:
+                values[key] = quote(part.value(since, now, page_size), safe="")
+            out.append(values[key])
     return "".join(out)
 
 
@@ -251,9 +249,7 @@ class _Scanner:
                     if not braces and _PARAM_RE.fullmatch(name) and not self._crosses_opaque(start, i):
                         self.params.append(name)
             else:
-                # a run of characters that mean nothing here, up to the next that may, in one
-                # slice (a resource's URL is mostly such text; char by char, 100,000 of them were
-                # a fifth of `poller check`)
+                # plain characters up to the next that may matter, in one slice (not char by char)
                 stop = _MEANINGFUL.search(text, i + 1)
                 end = stop.start() if stop is not None else n
                 if self._opaque_at:
@@ -294,7 +290,7 @@ class _Scanner:
         body = self.text[start + 2:end]
         plain = not self._crosses_opaque(start, end + 1)
         key = (body, self.server_zone)
-        if plain and key in _COMPILED:  # (100,000 resources repeat a few placeholders)
+        if plain and key in _COMPILED:  # (kept if it added no problem or warning and holds no secret)
             return _COMPILED[key]
         found = len(self.problems), len(self.warnings)
         placeholder = self._compile_new(start, end, body)
@@ -349,11 +345,6 @@ class _Scanner:
 
 class _Problem(Exception):
     pass
-
-
-# (placeholder text, server zone) -> what it compiled to, when that added no problem and no
-# warning and held no secret: placeholders are immutable, and their formats already shared
-_COMPILED: dict[tuple[str, str], Placeholder] = {}
 
 
 def _compile_format(pattern: str, zone: str) -> javadate.DateFormat:
