@@ -1,5 +1,6 @@
-"""The HTTP client side that polling and delivery share: pooled httpx clients, and reading the
-``Retry-After`` and ``Date`` headers of a response.
+"""The HTTP client side of polling (pooled httpx clients), and what delivery shares with it:
+reading the ``Retry-After`` and ``Date`` headers of a response. (Delivery's own client:
+poller.deliver.client.)
 """
 
 from __future__ import annotations

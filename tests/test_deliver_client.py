@@ -108,9 +108,8 @@ def _https_server(ctx: ssl.SSLContext, seen: list[str]) -> Callable[[], object]:
         app.router.add_post("/hook", hook)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-        await site.start()
-        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx).start()
+        return runner, runner.addresses[0][1]
 
     return start
 

@@ -136,10 +136,11 @@ def render(template: Template, since: datetime, now: datetime, page_size: int | 
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise ValueError(f"render() needs an aware {name}, got naive {dt!r}")
     out: list[str] = []
-    values = {} if values is None else values
     for part in template.parts:
         if isinstance(part, Literal):
             out.append(MASK if masked and part.secret else part.text)
+        elif values is None:  # (a poll: no dict to fill)
+            out.append(quote(part.value(since, now, page_size), safe=""))
         else:
             key = (id(part), page_size)  # (parts are shared by templates, and outlive the dict)
             if key not in values:

@@ -57,12 +57,10 @@ class EventIds:
         return uuid5_text(x)
 
     def many(self, pairs: Iterable[tuple[str, str]]) -> list[str]:
-        """The ids of (object id, version) pairs: a webhook batch's thousand in one loop, a fifth
-        cheaper than a call each."""
-        prefix, variant, out = self._prefix, _VARIANT, []
+        """The ids of (object id, version) pairs: a webhook batch's thousand in one loop."""
+        prefix, out = self._prefix, []
         for object_id, version in pairs:
             h = prefix.copy()
             h.update(f"{object_id}\x1f{version}".encode())
-            x = h.hexdigest()
-            out.append(f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}")  # (uuid5_text)
+            out.append(uuid5_text(h.hexdigest()))
         return out
