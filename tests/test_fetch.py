@@ -779,3 +779,61 @@ def test_retries_within_a_poll_are_no_warnings(caplog: pytest.LogCaptureFixture)
     fetch(sequence(httpx.Response(500), httpx.Response(500), httpx.Response(500)), spec(BASE))
     retries = [r for r in caplog.records if r.getMessage() == "fetch.retry"]
     assert len(retries) == 2 and {r.levelno for r in retries} == {logging.INFO}
+
+
+def test_a_large_page_is_decoded_in_parts_with_other_tasks_running_between(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poller.poll import fetch as fetch_module, jsonsteps
+
+    monkeypatch.setattr(jsonsteps, "STEP", 256)
+    monkeypatch.setattr(fetch_module, "STEPPED_BYTES", 512)
+    records = [{"id": str(i), "note": "a [bracket, \"quote\" and {brace}"} for i in range(300)]
+    body = json.dumps({"data": records, "more": False}).encode()
+    ticks: list[int] = []  # the other task's count each time the walk went on
+
+    async def main() -> list[Page]:
+        count = 0
+
+        async def other() -> None:
+            nonlocal count
+            while True:
+                await asyncio.sleep(0)
+                count += 1
+
+        original = jsonsteps.decode
+
+        def decode(data: bytes, path: Any) -> Iterator[None]:
+            walk = original(data, path)
+            while True:
+                try:
+                    next(walk)
+                except StopIteration as done:
+                    return done.value
+                ticks.append(count)
+                yield
+
+        monkeypatch.setattr(jsonsteps, "decode", decode)
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        try:
+            async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body))) as c:
+                return [p async for p in fetch_pages(c, spec(records_path=("data",)), sleep=Sleeps(), random=lambda: 0.0)]
+        finally:
+            task.cancel()
+
+    pages = asyncio.run(main())
+    assert [p.records for p in pages] == [records]
+    assert len(ticks) > 20 and ticks[-1] > ticks[0]  # parts, and the other task ran between them
+
+
+def test_a_large_body_that_is_not_json_is_said_as_a_small_one_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poller.poll import fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "STEPPED_BYTES", 16)
+    page = httpx.Response(200, text="<html><body>Maintenance</body></html>", headers={"Content-Type": "text/html"})
+    _, error, _, reqs = fetch(lambda r: page, spec())
+    assert len(reqs) == 3 and error is not None
+    assert error.reason == ("expected a JSON body, found text/html '<html><body>Maintenance</body></html>' "
+                            "(after 3 attempts)")
+    bom = httpx.Response(200, content=b"\xef\xbb\xbf" + json.dumps(items(0, 5)).encode())
+    pages, error, _, _ = fetch(lambda r: bom, spec())  # read whole, as before (json reads the BOM)
+    assert error is None and ids(pages) == [str(i) for i in range(5)]
