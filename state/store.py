@@ -218,6 +218,17 @@ class Store:
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
         self._seen_more_than.pop(key, None)
 
+    def prune_seen_part(self, key: str, *, before_ms: int | None, hash_before_ms: int | None,
+                        after: tuple[str, str] | None, rows: int) -> tuple[int, tuple[str, str] | None]:
+        """finish_poll's pruning over ``rows`` seen rows, one transaction: for a resource with
+        so many that pruning them at once would hold the event loop (see
+        :func:`state.watermarks.prune_seen_part`; ``after`` is where the last part ended)."""
+        with self._transaction(f"cannot prune the seen versions of {key}"):
+            done = watermarks.prune_seen_part(self.db, key, before_ms=before_ms, hash_before_ms=hash_before_ms,
+                                              after=after, rows=rows)
+        self._seen_more_than.pop(key, None)
+        return done
+
     def fail_poll(self, key: str, instance_id: str, resource: str, *, now_ms: int, error: str,
                   next_due_ms: int | None, first_cursor_ms: int | None = None) -> None:
         """End a failed poll; the cursor stays where it was (a resource without one gets

@@ -202,6 +202,25 @@ def prune_seen(db: Database, key: str, *, before_ms: int | None, hash_before_ms:
     return removed
 
 
+def prune_seen_part(db: Database, key: str, *, before_ms: int | None, hash_before_ms: int | None,
+                    after: tuple[str, str] | None, rows: int) -> tuple[int, tuple[str, str] | None]:
+    """:func:`prune_seen` over the next ``rows`` seen rows of ``key`` in key order, those after
+    the (object id, version) ``after`` (``None``: from the first). Returns how many went, and
+    the key to go on after (``None``: this part reached the last row)."""
+    require_transaction(db)
+    since, since_args = ("AND (object_id, version) > (?, ?)", list(after)) if after is not None else ("", [])
+    bound = db.execute(f"SELECT object_id, version FROM seen WHERE resource_key = ? {since} "
+                       "ORDER BY object_id, version LIMIT 1 OFFSET ?", [key, *since_args, rows - 1]).fetchone()
+    until, until_args = ("AND (object_id, version) <= (?, ?)", list(bound)) if bound is not None else ("", [])
+    removed = 0
+    for prefix, limit in (("d:*", before_ms), ("h:*", hash_before_ms)):
+        if limit is not None:
+            cursor = db.execute(f"DELETE FROM seen WHERE resource_key = ? AND stamp_ms < ? AND version GLOB ? "
+                                f"{since} {until}", [key, limit, prefix, *since_args, *until_args])
+            removed += cursor.rowcount
+    return removed, (bound[0], bound[1]) if bound is not None else None
+
+
 def set_cursor(db: Database, key: str, cursor_ms: int | None) -> None:
     """Put the cursor where it is said to be, back included (finish_poll only moves it forward)."""
     require_transaction(db)

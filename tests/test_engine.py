@@ -136,6 +136,52 @@ def test_a_clock_a_day_ahead_does_not_announce_every_dateless_record_again(
         assert outcome.events == 1
 
 
+def test_a_poll_that_wrote_many_seen_versions_prunes_them_in_parts_after_the_cursor_moved(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], monkeypatch) -> None:  # noqa: ANN001
+    from poller.poll import engine
+
+    monkeypatch.setattr(engine, "PRUNE_PART_ROWS", 4)
+    provider = make_fake_provider()
+    now = datetime.now(UTC)
+    provider.records.extend(record(i, now - timedelta(hours=2)) for i in range(10))  # older than the window
+    provider.records.extend(record(i, now - timedelta(seconds=30)) for i in range(10, 12))
+    text = json.loads(_config(provider, "/c"))
+    text["instances"][0]["configuration"]["event.poller.configuration"]["contacts"]["initialCursor"] = \
+        "2020-01-01T00:00:00Z"
+    config = load_config_text(json.dumps(text), "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        parts: list[tuple[int, int | None]] = []  # (the ticker's count, the cursor) at each part
+        original = store.prune_seen_part
+
+        def counting(key: str, **kwargs: object) -> object:
+            parts.append((ticks, store.resource_state(key).cursor_ms))
+            return original(key, **kwargs)  # type: ignore[arg-type]
+
+        store.prune_seen_part = counting  # type: ignore[method-assign]
+        ticks = 0
+
+        async def main() -> list:
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0)
+                    ticks += 1
+
+            task = asyncio.create_task(ticker())
+            await asyncio.sleep(0)
+            try:
+                return await poll_all(config, store, now)
+            finally:
+                task.cancel()
+
+        [outcome] = asyncio.run(main())
+        assert outcome.ok and outcome.events == 12
+        assert store.seen_count(outcome.key) == 2  # the two inside the window stay
+        # 4 + 4 + 4 rows, and a last part that finds no more; all after the cursor moved
+        assert len(parts) == 4 and all(cursor is not None for _, cursor in parts)
+        assert parts[0][0] < parts[1][0] < parts[2][0] < parts[3][0]  # the loop ran between the parts
+
+
 def test_a_large_page_is_written_in_parts_with_the_event_loop_free_between_them(
         tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], monkeypatch) -> None:  # noqa: ANN001
     from poller.poll import engine

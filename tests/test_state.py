@@ -386,6 +386,27 @@ def test_finish_poll_prunes_each_kind_of_version_by_its_own_limit(store: Store) 
     assert store.seen_count("other/res") == 6
 
 
+def test_pruning_in_parts_forgets_what_one_prune_would(store: Store, tmp_path: Path) -> None:
+    # several versions of one id fall across part boundaries; another resource is not touched
+    rows = [SeenVersion(f"id{i % 17:02d}", f"d:{t}", t) for i, t in enumerate(range(0, 400, 3))]
+    rows += [SeenVersion(f"id{i:02d}", f"h:{i}", i * 10) for i in range(20)]
+    record(store, rows=rows)
+    record(store, rows=rows, key="other/res")
+    with open_store(tmp_path / "whole.db") as whole:
+        record(whole, rows=rows)
+        finish(whole, 100, prune_before_ms=200, prune_hash_before_ms=95)
+        expected = whole.seen_versions(KEY, [r.object_id for r in rows])
+    parts, after, removed = 0, None, 0
+    while True:
+        gone, after = store.prune_seen_part(KEY, before_ms=200, hash_before_ms=95, after=after, rows=7)
+        removed, parts = removed + gone, parts + 1
+        if after is None:
+            break
+    assert store.seen_versions(KEY, [r.object_id for r in rows]) == expected
+    assert removed == len(rows) - store.seen_count(KEY) and parts >= len(rows) // 7
+    assert store.seen_count("other/res") == len(rows)
+
+
 # --- seen versions ---------------------------------------------------------------------------
 
 def test_seen_versions_by_id(store: Store) -> None:

@@ -29,6 +29,7 @@ from poller.javadate.zone import from_ms, to_ms
 from poller.poll.detect import HASH_RETENTION_MS, detect_page, next_cursor
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.poll.records import DateField, DetectSpec, PageResult, Skips, TooDeep, content_hash, object_id_text
+from poller.loopturn import turn
 from state import Notification, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_pages", "poll_resource", "resource_key", "detect_spec",
@@ -42,6 +43,11 @@ _SEQ_SCALE = 1_000_000  # seq = poll start (ms) * scale + position within the po
 # written keep their notifications and seen versions together, the cursor has not moved, and
 # the next poll announces the rest.
 CHUNK_RECORDS = 1_000
+# A poll that wrote more seen versions than this prunes the old ones in parts of this many rows
+# after the cursor has moved, a transaction each, the loop free between them: a backfill of
+# 500,000 records pruned them in one DELETE that held the loop 0.5 s. Pruning only forgets
+# versions older than the window, so a crash between parts leaves only rows the next poll prunes.
+PRUNE_PART_ROWS = 20_000
 _HOUR_MS = 3600 * 1000
 
 
@@ -244,6 +250,7 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     future_example: str | None = None
     # after every notification the resource already has, even if the clock stepped back
     seq = max(now_ms * _SEQ_SCALE, (max_seq or 0) + 1)
+    seen_written = 0
     pages = poll_pages(client, instance, resource, engine, plan, now, outcome, sleep=sleep, wait=wait)
     try:
         async with aclosing(pages):
@@ -253,10 +260,15 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
                 records = page.records
                 for start in range(0, max(1, len(records)), CHUNK_RECORDS):
                     if start:  # a large page: let the event loop run between its parts
-                        await asyncio.sleep(0)
-                    result, notifications = _commit_page(store, records[start:start + CHUNK_RECORDS], spec, env,
-                                                         instance, key, plan, now_ms, seq)
+                        await turn()
+                    part = records[start:start + CHUNK_RECORDS]
+                    if len(records) > CHUNK_RECORDS:
+                        # freed a part at a time: 500,000 records freed at once held the loop 0.1 s
+                        records[start:start + CHUNK_RECORDS] = [None] * len(part)
+                    result, notifications = _commit_page(store, part, spec, env, instance, key, plan, now_ms, seq)
+                    del part
                     seq += notifications
+                    seen_written += len(result.new_versions) + len(result.touched)
                     outcome.add_page(result, notifications, new_page=not start)
                     if result.max_stamp_ms is not None:
                         max_stamp = result.max_stamp_ms if max_stamp is None else max(max_stamp, result.max_stamp_ms)
@@ -295,9 +307,18 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         server_now_ms = window_end if server_now_ms is None else min(window_end, server_now_ms)
     cursor = next_cursor(cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
+    prune_before_ms = cursor - plan.lookback_ms if spec.has_dates else None
+    prune_hash_before_ms = _hash_prune_before(state.last_success_ms, now_ms)
+    in_parts = seen_written > PRUNE_PART_ROWS
     store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
-                      prune_before_ms=cursor - plan.lookback_ms if spec.has_dates else None,
-                      prune_hash_before_ms=_hash_prune_before(state.last_success_ms, now_ms), events=outcome.events)
+                      prune_before_ms=None if in_parts else prune_before_ms,
+                      prune_hash_before_ms=None if in_parts else prune_hash_before_ms, events=outcome.events)
+    after: tuple[str, str] | None = None
+    while in_parts:
+        await turn()
+        _, after = store.prune_seen_part(key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms,
+                                         after=after, rows=PRUNE_PART_ROWS)
+        in_parts = after is not None
     outcome.cursor_ms = cursor
     outcome.duration_s = timer() - started
     _report(outcome, spec, future_example)
