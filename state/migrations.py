@@ -218,6 +218,14 @@ def _inbound_events_by_date(db: Database) -> None:
     """)
 
 
+@_step("0008_outbox_pending_in_write_order")
+def _outbox_pending_in_write_order(db: Database) -> None:
+    # Delivery reads the pending notifications in write order (rowid), a part at a time; through
+    # outbox_status_next each part read and sorted every pending row again (40 ms a part at
+    # 50,000 pending). This index holds only the pending ones, by rowid.
+    db.execute("CREATE INDEX outbox_pending_rowid ON outbox (status) WHERE status = 'pending'")
+
+
 def _uuid_bytes(text: str) -> bytes:
     from state.inbound import event_key  # (state.inbound opens files through this module)
 

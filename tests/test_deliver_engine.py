@@ -136,3 +136,54 @@ def test_notifications_reuse_the_connection(tmp_path: Path, make_receiver: Calla
     assert len(receiver.delivered()) == 20
     assert receiver.connections_opened == 1
 
+
+
+def test_the_outbox_is_read_a_part_at_a_time_in_order_and_retargeted_only_when_stale(
+        tmp_path: Path, make_receiver: Callable[..., Receiver], monkeypatch) -> None:  # noqa: ANN001
+    from poller.deliver import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "LOAD_PART", 7)
+    receiver = make_receiver()
+    conf = config({"crm": receiver}, concurrency=4)
+    with open_store(tmp_path / "p.db") as store:
+        ids = write(store, "crm", "http://127.0.0.1:9/old", 12, resources=4)  # an old callback URL
+        reads: list[int] = []
+        retargets = 0
+        pending, retarget = store.pending, store.retarget_callbacks
+
+        def counting_pending(**kwargs: int) -> list:
+            rows = pending(**kwargs)
+            reads.append(len(rows))
+            return rows
+
+        def counting_retarget(urls: dict[str, str]) -> int:
+            nonlocal retargets
+            retargets += 1
+            return retarget(urls)
+
+        store.pending = counting_pending  # type: ignore[method-assign]
+        store.retarget_callbacks = counting_retarget  # type: ignore[method-assign]
+
+        async def main() -> None:
+            async with delivery_session() as client:
+                engine = DeliveryEngine(client, store, conf, lambda: datetime.now(UTC))
+                await engine._reload(retarget=False)  # a periodic resync: the URLs stay as written
+                assert retargets == 0 and reads == [7] * 6 + [6]  # 48 rows
+                report = await engine.run_once()  # a configuration (re)loaded: they follow it
+                assert report.ok and retargets == 1
+
+        asyncio.run(main())
+        assert store.outbox_counts() == {"pending": 0, "delivered": 48, "dead": 0}
+    got = [r.notification_id for r in receiver.delivered()]
+    assert sorted(got) == sorted(ids)
+    for r in range(4):
+        assert [i for i in got if i.startswith(f"crm-r{r}-")] == [f"crm-r{r}-{i}" for i in range(12)]
+
+
+def test_pending_notifications_are_read_through_their_own_index(tmp_path: Path) -> None:
+    with open_store(tmp_path / "p.db") as store:
+        plan = store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT rowid, id FROM outbox WHERE status = 'pending' AND rowid > ? "
+            "ORDER BY rowid LIMIT ?", [0, 10]).fetchall()
+    # (through outbox_status_next, each part read and sorted every pending row again)
+    assert any("outbox_pending_rowid" in str(row) for row in plan) and not any("TEMP B-TREE" in str(r) for r in plan)

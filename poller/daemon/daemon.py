@@ -150,6 +150,8 @@ class Daemon:
         try:
             async with AsyncExitStack() as stack:
                 self.clients = HttpClients(stack, self.transport, max_connections=self.slots.workers + 16)
+                if self.resources:  # made now, not by the first poll: its TLS context takes 50-100 ms
+                    await self.clients.get(True)
                 self.delivery_client = await stack.enter_async_context(delivery_session())
                 await self._start_observability(stack)
                 self._plan_all(self.clock())

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from poller.config import RetentionConfig
 from poller.javadate.zone import to_ms
+from poller.loopturn import turn
 from state import StateError, Store
 
 __all__ = ["CLOCK_JUMP_S", "LAG_UNHEALTHY_S", "Housekeeping", "Summary"]
@@ -162,13 +163,13 @@ class Housekeeping:
                 total[0] += notes
                 total[1] += resources
                 total[2] += inbound
-                await asyncio.sleep(0)
+                await turn()
                 if notes < PRUNE_BATCH and resources < PRUNE_BATCH and inbound < PRUNE_BATCH:
                     break
             for _ in range(50):  # 1,000 pages a step, with yields, until nothing is left free
                 if not self.store.give_space_back(1000):
                     break
-                await asyncio.sleep(0)
+                await turn()
         except StateError as exc:
             self._write_failed(exc, "retention")
         if any(total):
