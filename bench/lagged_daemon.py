@@ -8,6 +8,8 @@ percentile of those lags, and the number of ticks, are written as one JSON line 
 by ``BENCH_LAG_FILE``. The ticker's own cost (100 wake-ups a second) is part of what is measured.
 ``BENCH_SLOW_CALLBACK=0.1`` also turns on asyncio's debug mode, which logs every callback that
 ran longer than that, with its source line (to find what blocks; debug mode slows the loop).
+``BENCH_STALL_FILE=PATH`` samples, from a thread, where the main thread is while the loop is
+late by more than 80 ms, and appends each such stall to PATH (what blocks, without debug mode).
 """
 
 from __future__ import annotations
@@ -22,13 +24,52 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TICK_S = 0.010
+STALL_S = 0.080  # BENCH_STALL_FILE: the main thread's stack is sampled while the loop is this late
 
 
-async def _ticker(lags: list[float]) -> None:
+def _stall_sampler(beat: list[float], path: str) -> None:
+    """A thread: while the ticker's last beat is over STALL_S old, the main thread's innermost
+    frames (of poller and state; with ``BENCH_STALL_FRAMES=all``, of anything) are counted, every 5 ms; each stall is written as one block
+    (longest first is for the reader to sort). It sees Python frames and C calls that release
+    the GIL (SQLite does); a C call holding the GIL shows as the frame that made it."""
+    import threading
+    import traceback
+    from collections import Counter
+
+    main_id = threading.main_thread().ident
+    everything = os.environ.get("BENCH_STALL_FRAMES") == "all"  # libraries' frames too
+    out = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
+    current: Counter[str] | None = None
+    started = 0.0
+
+    def flush() -> None:
+        if current:
+            out.write(f"stall {1000 * (time.perf_counter() - started):.0f} ms\n")
+            for where, n in current.most_common(5):
+                out.write(f"  {5 * n:5d} ms  {where}\n")
+            out.flush()
+
+    while True:
+        time.sleep(0.005)
+        if time.perf_counter() - beat[0] > STALL_S:
+            frame = sys._current_frames().get(main_id)  # noqa: SLF001
+            stack = [f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} {f.name}"
+                     for f in traceback.extract_stack(frame) if everything
+                     or "/poller/" in f.filename or "/state/" in f.filename][-5:]
+            if current is None:
+                current, started = Counter(), beat[0]
+            current[" < ".join(reversed(stack))] += 1
+        elif current is not None:
+            flush()
+            current = None
+
+
+async def _ticker(lags: list[float], beat: list[float]) -> None:
     loop = asyncio.get_running_loop()
     while True:
         planned = loop.time() + TICK_S
         await asyncio.sleep(TICK_S)
+        beat[0] = time.perf_counter()
         lags.append(max(0.0, loop.time() - planned))
 
 
@@ -51,7 +92,12 @@ def main() -> int:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s SLOW %(message)s"))
             logging.getLogger("asyncio").addHandler(handler)
-        ticker = asyncio.create_task(_ticker(lags))
+        beat = [time.perf_counter()]
+        if os.environ.get("BENCH_STALL_FILE"):
+            import threading
+
+            threading.Thread(target=_stall_sampler, args=(beat, os.environ["BENCH_STALL_FILE"]), daemon=True).start()
+        ticker = asyncio.create_task(_ticker(lags, beat))
         try:
             return await original(self)
         finally:
