@@ -136,6 +136,30 @@ def test_a_clock_a_day_ahead_does_not_announce_every_dateless_record_again(
         assert outcome.events == 1
 
 
+class Ticker:
+    """A task that counts its turns on the event loop: what ran between two parts of a poll."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            self.ticks += 1
+
+
+def poll_beside_a_ticker(config: object, store: object, now: datetime, ticker: Ticker) -> list:
+    async def main() -> list:
+        task = asyncio.create_task(ticker.run())
+        await asyncio.sleep(0)
+        try:
+            return await poll_all(config, store, now)  # type: ignore[arg-type]
+        finally:
+            task.cancel()
+
+    return asyncio.run(main())
+
+
 def test_a_poll_that_wrote_many_seen_versions_prunes_them_in_parts_after_the_cursor_moved(
         tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], monkeypatch) -> None:  # noqa: ANN001
     from poller.poll import engine
@@ -153,28 +177,14 @@ def test_a_poll_that_wrote_many_seen_versions_prunes_them_in_parts_after_the_cur
         parts: list[tuple[int, int | None]] = []  # (the ticker's count, the cursor) at each part
         original = store.prune_seen_part
 
+        ticker = Ticker()
+
         def counting(key: str, **kwargs: object) -> object:
-            parts.append((ticks, store.resource_state(key).cursor_ms))
+            parts.append((ticker.ticks, store.resource_state(key).cursor_ms))
             return original(key, **kwargs)  # type: ignore[arg-type]
 
         store.prune_seen_part = counting  # type: ignore[method-assign]
-        ticks = 0
-
-        async def main() -> list:
-            async def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0)
-                    ticks += 1
-
-            task = asyncio.create_task(ticker())
-            await asyncio.sleep(0)
-            try:
-                return await poll_all(config, store, now)
-            finally:
-                task.cancel()
-
-        [outcome] = asyncio.run(main())
+        [outcome] = poll_beside_a_ticker(config, store, now, ticker)
         assert outcome.ok and outcome.events == 12
         assert store.seen_count(outcome.key) == 2  # the two inside the window stay
         # 4 + 4 + 4 rows, and a last part that finds no more; all after the cursor moved
@@ -198,29 +208,14 @@ def test_a_large_page_is_written_in_parts_with_the_event_loop_free_between_them(
         at_ticks: list[int] = []  # the ticker's count at each transaction
         original = store.record_page
 
+        ticker = Ticker()
+
         def counting(*args: object, **kwargs: object) -> None:
-            at_ticks.append(ticks)
+            at_ticks.append(ticker.ticks)
             original(*args, **kwargs)  # type: ignore[arg-type]
 
         store.record_page = counting  # type: ignore[method-assign]
-        ticks = 0
-
-        async def main() -> list:
-            async def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    await asyncio.sleep(0)
-                    ticks += 1
-
-            task = asyncio.create_task(ticker())
-            await asyncio.sleep(0)
-            try:
-                provider_done = await poll_all(config, store, now)
-            finally:
-                task.cancel()
-            return provider_done
-
-        [outcome] = asyncio.run(main())
+        [outcome] = poll_beside_a_ticker(config, store, now, ticker)
         assert outcome.ok and outcome.pages == 1 and outcome.records == 12 and outcome.events == 12
         assert len(at_ticks) == 3  # 5 + 5 + 2 records, a transaction each
         assert at_ticks[0] < at_ticks[1] < at_ticks[2]  # the loop ran other tasks between the parts

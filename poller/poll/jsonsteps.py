@@ -128,6 +128,16 @@ class _Walker:
             return (yield from self._object(i, path))
         return self.whole(i)
 
+    def _after_item(self, i: int, closing: bytes) -> tuple[int, bool]:
+        """Past an item of a container: (after its closing bracket, True) or (the next item, False)."""
+        i = self.skip(i)
+        c = self.data[i:i + 1]
+        if c == closing:
+            return i + 1, True
+        if c != b",":
+            raise NotSteppable(f"expected ',' or {closing.decode()!r} at {i}")
+        return self.skip(i + 1), False
+
     def _pause(self, i: int) -> bool:
         if i < self.pause_at:
             return False
@@ -181,13 +191,9 @@ class _Walker:
             else:
                 item, i = self.whole(i)
             items.append(item)
-            i = self.skip(i)
-            c = data[i:i + 1]
-            if c == b"]":
-                return items, i + 1
-            if c != b",":
-                raise NotSteppable(f"expected ',' or ']' at {i}")
-            i = self.skip(i + 1)
+            i, closed = self._after_item(i, b"]")
+            if closed:
+                return items, i
             if self._pause(i):
                 yield
 
@@ -212,12 +218,8 @@ class _Walker:
                 members[name], i = yield from self.value(i, path[1:])
             else:
                 members[name], i = self.whole(i)
-            i = self.skip(i)
-            c = data[i:i + 1]
-            if c == b"}":
-                return members, i + 1
-            if c != b",":
-                raise NotSteppable(f"expected ',' or '}}' at {i}")
-            i = self.skip(i + 1)
+            i, closed = self._after_item(i, b"}")
+            if closed:
+                return members, i
             if self._pause(i):
                 yield
