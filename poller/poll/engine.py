@@ -26,10 +26,10 @@ from poller.events.notify import MAX_RECORD_DEPTH, Envelope, RecordsTooDeep, bui
 from poller.gcpause import collector_paused
 from poller.httpclient import retry_after_cap_s
 from poller.javadate.zone import from_ms, to_ms
+from poller.loopturn import turn
 from poller.poll.detect import HASH_RETENTION_MS, detect_page, next_cursor
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.poll.records import DateField, DetectSpec, PageResult, Skips, TooDeep, content_hash, object_id_text
-from poller.loopturn import turn
 from state import Notification, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_pages", "poll_resource", "resource_key", "detect_spec",

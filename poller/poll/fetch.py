@@ -37,11 +37,11 @@ import httpx
 from poller import jsonio, jsonpath
 from poller.errors import FetchError
 from poller.httpclient import http_date, parse_retry_after
+from poller.loopturn import turn
 from poller.poll import jsonsteps
 from poller.poll.body import ACCEPT_ENCODING, BodyEncodingError, BodyTooLarge, BoundedBody
 from poller.poll.pagination import PaginationError, PaginationSpec, first_url, next_url
 from poller.redact import mask_text, mask_url
-from poller.loopturn import turn
 
 __all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages"]
 

@@ -2,9 +2,11 @@
 
 orjson decodes 60 MB of records in about a second, holding the GIL throughout (a thread would
 not free the loop): no ``/healthz``, no deliveries, no watchdog meanwhile. Here the records are
-decoded a part of about :data:`STEP` bytes at a time: a regular expression finds where the next
-few thousand records end (it tracks strings and brackets, nothing else), and
-:func:`poller.jsonio.loads` decodes that slice as one list. Between parts :func:`decode`, a
+decoded a part of about :data:`STEP` bytes at a time, each slice as one list by
+:func:`poller.jsonio.loads`. Where a part ends is first guessed in C's time (the first comma
+past STEP bytes with even quotes and balanced brackets before it: :func:`_balanced_comma`);
+when the guess does not decode, a regular expression that tracks strings and brackets finds
+where the next few thousand records end (exact, slower). Between parts :func:`decode`, a
 generator, yields ``None``, and its caller lets the loop run. The containers on the way to the
 records (``recordsPath``) are walked member by member, each other member decoded whole.
 
