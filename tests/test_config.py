@@ -531,12 +531,14 @@ def test_the_schema_is_in_step_with_the_loader() -> None:
 
 
 PURE_MODULES = ["config/__init__", "config/load", "config/types", "config/values", "config/resource",
-                "config/instance", "config/templates", "jsonpath", "config/schema", "config/webhook"]
+                "config/instance", "config/templates", "config/placeholders", "jsonpath", "config/schema",
+                "config/webhook"]
 ALLOWED_IMPORTS = {"__future__", "base64", "collections", "dataclasses", "datetime", "difflib", "functools", "json", "math",
                    "orjson", "pathlib", "re", "typing", "urllib", "poller"}
 ALLOWED_POLLER = {"poller.errors", "poller.javadate", "poller.javadate.zone", "poller.jsonpath",
-                  "poller.config.templates", "poller.config", "poller.config.load", "poller.config.types",
-                  "poller.config.values", "poller.config.resource", "poller.config.instance", "poller.config.webhook",
+                  "poller.config.templates", "poller.config.placeholders", "poller.config", "poller.config.load",
+                  "poller.config.types", "poller.config.values", "poller.config.resource", "poller.config.instance",
+                  "poller.config.webhook",
                   "poller.gcpause"}  # (pure: pauses the cyclic collector around the load)
 
 
@@ -554,7 +556,8 @@ def test_config_modules_import_nothing_that_does_io(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["config/__init__", "config/load", "config/types", "config/values",
-                                    "config/resource", "config/instance", "config/templates", "jsonpath"])
+                                    "config/resource", "config/instance", "config/templates",
+                                    "config/placeholders", "jsonpath"])
 def test_config_modules_read_no_clock_and_no_os_environ(module: str) -> None:
     source = (ROOT / "poller" / f"{module}.py").read_text(encoding="utf-8")
     for forbidden in ("os.environ", "getenv", ".now(", "utcnow", "time.time", "import os"):
@@ -581,6 +584,19 @@ def test_repeated_blocks_are_checked_once_and_their_problems_still_named_for_eac
     env = resource(datesConfiguration={"updatedDateField": "u", "updatedDateFormat": "${env:FMT:-yyyy-MM-dd}"})
     warnings = load(instance({"a": env, "b": env})).warnings
     assert any("FMT" in w and "1 other place" in w for w in warnings), warnings
+
+
+def test_a_block_with_a_key_twice_is_not_taken_for_the_same_block_seen_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    # {"f": "u", "f": "u"} encodes as {"f": "u"}: the memo must not hand b the result a's clean block got
+    monkeypatch.setattr(config_values, "_duplicates_read", False)  # as in a process that has read no such file
+    clean = '{"updatedDateField": "u", "updatedDateFormat": "yyyy-MM-dd"}'
+    twice = '{"updatedDateField": "u", "updatedDateField": "u", "updatedDateFormat": "yyyy-MM-dd"}'
+    text = json.dumps(instance({"a": resource(datesConfiguration="A"), "b": resource(datesConfiguration="B")}))
+    text = text.replace('"A"', clean).replace('"B"', twice)
+    with pytest.raises(ConfigLoadError) as info:
+        load_config_text(text, "config.json", {})
+    assert info.value.problems == [f"config.json: {PC}.b.datesConfiguration: key 'updatedDateField' is given "
+                                   "more than once"]
 
 
 def test_loading_makes_no_reference_cycles() -> None:

@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from poller import jsonpath
+from poller import jsonpath, redact
 from poller.errors import FetchError
 from poller.httpclient import parse_retry_after
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
@@ -570,6 +573,15 @@ def test_mask_url() -> None:
     assert mask_url("https://h/p?api%5Fkey=1&q=2") == "https://h/p?api%5Fkey=***&q=2"
     assert mask_url("https://h/p?to+ken=1") == "https://h/p?to+ken=1"  # ("to ken": not a name that means a token)
     assert mask_url("https://h/p?%74oken=1") == "https://h/p?%74oken=***"
+
+
+@given(st.lists(st.sampled_from(["a", "k", "ey", "to", "ken", "%", "+", "%3A", "%6B", "%4B", "%20", "%E2%84%AA",
+                                  "%C5%BF", "sig", "?", "=", "&"]), max_size=10).map("".join))
+@example("https://h/p?%E2%84%AAey=1")  # the Kelvin sign then "ey": "Key"
+@example("https://h/p?to%4Ben=1")
+def test_a_url_is_searched_for_sensitive_names_as_if_unquoted(url: str) -> None:
+    # (the short way skips the unquoting when no escape can become a letter; "%E2%84%AA" is the Kelvin sign)
+    assert redact._maybe_sensitive(url) == bool(redact._SENSITIVE.search(unquote_plus(url))), url
 
 
 def test_secrets_masked_in_page_urls_and_errors() -> None:

@@ -275,3 +275,60 @@ def test_rendering_many_templates_with_shared_values_gives_what_each_gives_alone
             alone = render(t, SINCE, NOW, page_size if uses else None)
             assert render(t, SINCE, NOW, page_size if uses else None, values=values) == alone
     assert render(templates[0], SINCE, NOW, 25, values=values).endswith("&n=25")
+
+
+_URL_PIECES = st.sampled_from(["/", "a", "?q=", "&", "'", "$", "{", "}", "{id}", "${epoch}", "${epoch:s}", "${pageSize}",
+                               "${epoch:0}", "${gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}", "${gmtDate:HH'}'mm}", "${nope}",
+                               "${dateTimeZone:-8:00:yyyy}", "${date:'x}"])
+
+
+def _scanned(text: str) -> templates.Template | None:
+    """What the character-by-character scanner makes of ``text`` (None: a problem)."""
+    scanner = templates._Scanner(text, "UTC", ())
+    scanner.run()
+    if scanner.problems:
+        return None
+    return templates.Template(text, tuple(scanner.parts), tuple(dict.fromkeys(scanner.params)),
+                              tuple(scanner.warnings))
+
+
+@given(st.lists(_URL_PIECES, max_size=8).map("".join))
+def test_a_url_of_known_placeholders_parses_as_the_scanner_would(text: str) -> None:
+    reference = _scanned(text)  # (compiles and keeps each good placeholder: the next parse may take the short way)
+    known = templates._parse_known(text, "UTC")
+    if reference is None:
+        assert known is None
+        with pytest.raises(TemplateError):
+            parse(text)
+        return
+    assert parse(text) == reference
+    if known is not None:
+        assert known == reference
+    else:  # only a brace outside a placeholder, a quote or a warning sends a good URL to the scanner
+        assert "{" in text.replace("${", "") or "}" in re.sub(r"\$\{[^{}]*\}", "", text) or "'" in text \
+            or reference.warnings, text
+
+
+def test_the_usual_url_is_parsed_the_short_way() -> None:
+    text = "/contacts?since=${gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}&n=${pageSize}"
+    first = parse(text)
+    assert templates._parse_known(text, "UTC") == first
+    assert templates._parse_known("/a/{id}?n=${pageSize}", "UTC") is None  # a path parameter: scanned
+    assert templates._parse_known("/a?t=${gmtDate:HH'}'mm}", "UTC") is None  # a quoted brace: scanned
+
+
+_PATHS = st.lists(st.sampled_from(["/", "//", "v1", "a/", "${epoch}", "{id}", "?q=1"]), max_size=5).map("".join)
+
+
+@given(_PATHS, _PATHS, st.booleans())
+def test_join_is_the_rendered_texts_joined_with_one_slash(base: str, url: str, secret_base: bool) -> None:
+    if secret_base and base:  # taken as written, slashes and all (a secret is never cut)
+        joined = join(parse("https://h" + base, opaque=((9, 9 + len(base)),)), parse(url))
+        head = "https://h" + base
+    else:
+        joined = join(parse("https://h" + base), parse(url))
+        head = render(parse("https://h" + base), SINCE, NOW).rstrip("/")
+    assert render(joined, SINCE, NOW) == head + "/" + render(parse(url), SINCE, NOW).lstrip("/")
+    pairs = zip(joined.parts, joined.parts[1:])
+    assert not any(isinstance(a, Literal) and isinstance(b, Literal) and a.secret == b.secret for a, b in pairs)
+    assert all(p.text for p in joined.parts if isinstance(p, Literal))

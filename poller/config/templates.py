@@ -34,25 +34,20 @@ placeholders, and shown as ``***`` in :attr:`Template.display` and in masked ren
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import lru_cache
+from datetime import datetime
 from urllib.parse import quote
 
-from poller import javadate
-from poller.errors import DateFormatError, PollerError
-from poller.javadate.zone import EPOCH, ZoneError, java_zone, to_ms
+from poller.config.placeholders import Placeholder, compile_placeholder, zone_problem
+from poller.errors import PollerError
 
 __all__ = ["Literal", "Placeholder", "Template", "TemplateError", "join", "parse", "render", "zone_problem"]
 
 MASK = "***"
-DESCRIPTORS = ("gmtDate", "date", "dateTimeZone", "nowTimeZone", "epoch", "milliseconds", "pageSize")
-_BY_LOWER = {d.lower(): d for d in DESCRIPTORS}
-EPOCH_UNITS = ("ms", "s", "us")
 _PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _MEANINGFUL = re.compile(r"[${}]")  # where the scanner looks closer
+_BRACELESS_PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
 _COMPILED: dict[tuple[str, str], Placeholder] = {}  # (text, server zone) -> one: see _Scanner._compile
 Span = tuple[int, int]
 
@@ -74,35 +69,6 @@ class Literal:
         return f"Literal({MASK!r}, secret=True)" if self.secret else f"Literal({self.text!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class Placeholder:
-    """One ``${...}``: ``kind`` is date, epoch, pageSize or constant; ``instant`` since or now."""
-
-    display: str
-    kind: str
-    instant: str = "since"
-    format: javadate.DateFormat | None = None
-    unit: str = "ms"
-    constant: str = ""
-
-    def value(self, since: datetime, now: datetime, page_size: int | None) -> str:
-        at = now if self.instant == "now" else since
-        if self.kind == "date":
-            assert self.format is not None
-            return self.format.format(at)
-        if self.kind == "epoch":
-            if self.unit == "s":
-                return str(to_ms(at) // 1000)
-            if self.unit == "us":
-                return str((at - EPOCH) // timedelta(microseconds=1))
-            return str(to_ms(at))
-        if self.kind == "pageSize":
-            if page_size is None:
-                raise ValueError(f"{self.display} needs a page size, and none was given")
-            return str(page_size)
-        return self.constant
-
-
 Part = Literal | Placeholder
 
 
@@ -121,7 +87,7 @@ class Template:
 
     @property
     def uses_page_size(self) -> bool:
-        return any(p.kind == "pageSize" for p in self.placeholders)
+        return any(type(p) is Placeholder and p.kind == "pageSize" for p in self.parts)
 
     def render(self, since: datetime, now: datetime, page_size: int | None = None, *,
                masked: bool = False, values: dict[tuple[int, int | None], str] | None = None) -> str:
@@ -151,6 +117,10 @@ def render(template: Template, since: datetime, now: datetime, page_size: int | 
 
 def parse(text: str, *, server_zone: str = "UTC", opaque: tuple[Span, ...] = ()) -> Template:
     """Parse ``text``; raises :class:`TemplateError` listing every problem (0-based positions)."""
+    if not opaque:
+        known = _parse_known(text, server_zone)
+        if known is not None:
+            return known
     scanner = _Scanner(text, server_zone, tuple(sorted(opaque)))
     scanner.run()
     if scanner.problems:
@@ -159,8 +129,42 @@ def parse(text: str, *, server_zone: str = "UTC", opaque: tuple[Span, ...] = ())
                     tuple(dict.fromkeys(scanner.params)), tuple(scanner.warnings))
 
 
+def _parse_known(text: str, server_zone: str) -> Template | None:
+    """``parse(text)`` for the usual URL, or None: one whose only braces are those of
+    placeholders compiled before (so without problem or warning), each holding an even number of
+    quotes (so its first ``}`` ends it, as the scanner would find). 100,000 resources share a few
+    placeholders, and scanning each URL character by character was a quarter of their load."""
+    parts: list[Part] = []
+    at = 0
+    for match in _BRACELESS_PLACEHOLDER.finditer(text):
+        body = match.group(1)
+        placeholder = _COMPILED.get((body, server_zone))
+        literal = text[at:match.start()]
+        if placeholder is None or body.count("'") % 2 or "{" in literal or "}" in literal:
+            return None
+        if literal:
+            parts.append(Literal(literal))
+        parts.append(placeholder)
+        at = match.end()
+    literal = text[at:]
+    if "{" in literal or "}" in literal:
+        return None
+    if literal:
+        parts.append(Literal(literal))
+    return Template(text, tuple(parts))
+
+
 def join(base: Template, url: Template) -> Template:
     """``base`` + ``/`` + ``url`` (DESIGN §9: ``base.rstrip('/') + '/' + url.lstrip('/')``)."""
+    display = base.display.rstrip("/") + "/" + url.display.lstrip("/")
+    params = tuple(dict.fromkeys(base.path_parameters + url.path_parameters))
+    if base.parts and url.parts:  # the usual case, without building lists: plain text meets plain text
+        last, first = base.parts[-1], url.parts[0]
+        if type(last) is Literal and type(first) is Literal and not last.secret and not first.secret:
+            head, tail = last.text.rstrip("/"), first.text.lstrip("/")
+            if head and tail:  # (parts of a parsed template are merged: no plain Literal beside these)
+                return Template(display, (*base.parts[:-1], Literal(head + "/" + tail), *url.parts[1:]), params,
+                                base.warnings + url.warnings)
     head = list(base.parts)
     while head and isinstance(head[-1], Literal) and not head[-1].secret and head[-1].text.endswith("/"):
         stripped = head[-1].text.rstrip("/")
@@ -169,10 +173,7 @@ def join(base: Template, url: Template) -> Template:
     while tail and isinstance(tail[0], Literal) and not tail[0].secret and tail[0].text.startswith("/"):
         stripped = tail[0].text.lstrip("/")
         tail[:1] = [Literal(stripped)] if stripped else []
-    parts = _merge(head + [Literal("/")] + tail)
-    display = base.display.rstrip("/") + "/" + url.display.lstrip("/")
-    return Template(display, parts, tuple(dict.fromkeys(base.path_parameters + url.path_parameters)),
-                    base.warnings + url.warnings)
+    return Template(display, _merge(head + [Literal("/")] + tail), params, base.warnings + url.warnings)
 
 
 def _merge(parts: list[Part]) -> tuple[Part, ...]:
@@ -294,107 +295,10 @@ class _Scanner:
         if plain and key in _COMPILED:  # (kept if it added no problem or warning and holds no secret)
             return _COMPILED[key]
         found = len(self.problems), len(self.warnings)
-        placeholder = self._compile_new(start, end, body)
+        display = _mask(self.text, start, end + 1, self.opaque)
+        placeholder = compile_placeholder(body, display, start, self.server_zone, self.problems, self.warnings)
         if plain and placeholder is not None and found == (len(self.problems), len(self.warnings)):
             if len(_COMPILED) >= 4096:
                 _COMPILED.clear()
             _COMPILED[key] = placeholder
         return placeholder
-
-    def _compile_new(self, start: int, end: int, body: str) -> Placeholder | None:
-        display = _mask(self.text, start, end + 1, self.opaque)
-        descriptor, colon, rest = body.partition(":")
-        name = _BY_LOWER.get(descriptor.strip().lower())
-        where = f"{display} at position {start}"
-        if name is None:
-            self.problems.append(f"unknown placeholder {where}{_suggest(descriptor, body)}; known "
-                                 f"placeholders: {', '.join(DESCRIPTORS)}")
-            return None
-        try:
-            return self._build(name, colon, rest, display, start)
-        except _Problem as problem:
-            self.problems.append(f"{where}: {problem}")
-        except (DateFormatError, ZoneError) as exc:
-            self.problems.append(f"{where}: {exc}")
-        return None
-
-    def _build(self, name: str, colon: str, rest: str, display: str, start: int) -> Placeholder:
-        if name in ("gmtDate", "date") and colon:
-            zone = "GMT" if name == "gmtDate" else self.server_zone
-            return Placeholder(display, "date", format=_compile_format(rest, zone))
-        if name == "gmtDate":
-            raise _Problem("needs a format: ${gmtDate:FORMAT}")
-        if name in ("date", "milliseconds", "pageSize") and colon:
-            raise _Problem(f"takes no argument: write ${{{name}}}")
-        if name in ("date", "milliseconds"):
-            return Placeholder(display, "epoch")
-        if name == "pageSize":
-            return Placeholder(display, "pageSize")
-        if name == "epoch":
-            unit = rest.strip() if colon else "ms"
-            if unit == "0":
-                self.warnings.append(f"{display} at position {start} always renders 0 (fetch from the "
-                                     "beginning; changed records are then picked out by their dates)")
-                return Placeholder(display, "constant", constant="0")
-            if unit not in EPOCH_UNITS:
-                raise _Problem(f"unknown epoch unit {unit!r} (use ms, s or us)")
-            return Placeholder(display, "epoch", unit=unit)
-        zone, fmt = _split_zone(name, rest if colon else "")
-        instant = "now" if name == "nowTimeZone" else "since"
-        return Placeholder(display, "date", instant=instant, format=_compile_format(fmt, zone))
-
-
-class _Problem(Exception):
-    pass
-
-
-def _compile_format(pattern: str, zone: str) -> javadate.DateFormat:
-    if not pattern.strip():
-        raise _Problem("the date format is empty")
-    if pattern.strip().lower() == javadate.MILLISECONDS:
-        pattern = javadate.MILLISECONDS
-    return javadate.compile(pattern, zone)
-
-
-@lru_cache(maxsize=4096)
-def _zone_problem(zone: str) -> str | None:
-    try:
-        java_zone(zone)
-    except ZoneError as exc:
-        return str(exc)
-    return None
-
-
-def _split_zone(name: str, rest: str) -> tuple[str, str]:
-    quote_at = rest.find("'")
-    head = rest if quote_at < 0 else rest[:quote_at]
-    colons = [i for i, c in enumerate(head) if c == ":"]
-    if not colons:
-        raise _Problem(f"expected ${{{name}:ZONE:FORMAT}}")
-    for i in reversed(colons):
-        if _zone_problem(rest[:i].strip()) is None:
-            return rest[:i].strip(), rest[i + 1:]
-    zone = rest[:colons[0]].strip()
-    raise _Problem(zone_problem(zone, _zone_problem(zone) or f"unknown time zone {zone!r}"))
-
-
-def zone_problem(zone: str, message: str | Exception) -> str:
-    """The message for an unknown zone, with a hint when it is a placeholder left unfilled."""
-    if "{" in zone or "%" in zone:
-        return (f"time zone {zone!r} is a placeholder left to fill in: replace it with the provider's "
-                "time zone (an IANA id such as 'America/New_York', a Java id such as 'PST', or an "
-                "offset such as '-08:00')")
-    return str(message)
-
-
-def _suggest(descriptor: str, body: str) -> str:
-    close = difflib.get_close_matches(descriptor.strip().lower(), list(_BY_LOWER), n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean ${{{_BY_LOWER[close[0]]}:...}}?)"
-    if any(c in body for c in "yMdHms"):
-        try:
-            javadate.compile(body, "GMT")
-        except (DateFormatError, ZoneError):
-            return ""
-        return f" (did you mean ${{gmtDate:{body}}}?)"
-    return ""

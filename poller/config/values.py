@@ -40,13 +40,17 @@ _T = TypeVar("_T")
 def _memo_key(value: object) -> bytes | str | None:
     """``value`` as canonical JSON, or None when it may not be memoised (see Context.memo).
     (orjson: 200,000 blocks of 100,000 resources cost a sixth of the load with json.dumps. It
-    would write NaN as null, but a configuration holding NaN is refused when it is read.)"""
-    if not _plain(value):
-        return None
+    would write NaN as null, but a configuration holding NaN is refused when it is read. The
+    walk through the value looking for ``${`` and duplicated keys cost as much again: ``${`` is
+    looked for in the encoded text, where a key holding it only costs the memo, and the walk is
+    left for when some object of a file read in this process had a key twice.)"""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True) if _plain(value) else None
+    if b"${" in key or (_duplicates_read and not _plain(value)):
+        return None
+    return key
 
 
 def _plain(v: object) -> bool:
@@ -58,24 +62,27 @@ def _plain(v: object) -> bool:
     return not (isinstance(v, str) and "${" in v)
 
 
+_duplicates_read = False  # set for good once _pairs finds a key twice (see _memo_key)
+
+
 class JsonObject(dict):  # type: ignore[type-arg]
     """A decoded JSON object that remembers the keys given more than once."""
 
-    __slots__ = ("duplicates",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.duplicates: tuple[str, ...] = ()
+    duplicates: tuple[str, ...] = ()  # (a class default: set on the few objects that have one)
 
 
 def _pairs(pairs: list[tuple[str, object]]) -> JsonObject:
-    obj = JsonObject()
-    duplicates = []
-    for key, value in pairs:
-        if key in obj:
-            duplicates.append(key)
-        obj[key] = value
-    obj.duplicates = tuple(duplicates)
+    obj = JsonObject(pairs)
+    if len(obj) != len(pairs):
+        global _duplicates_read
+        _duplicates_read = True
+        met: set[str] = set()
+        duplicates = []
+        for key, _ in pairs:
+            if key in met:
+                duplicates.append(key)
+            met.add(key)
+        obj.duplicates = tuple(duplicates)
     return obj
 
 
