@@ -27,9 +27,11 @@ import hashlib
 import logging
 import random as _random
 import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,6 +46,8 @@ from poller.poll.pagination import PaginationError, PaginationSpec, first_url, n
 from poller.redact import mask_text, mask_url
 
 __all__ = ["FetchSpec", "Page", "PaginationSpec", "fetch_pages"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +205,16 @@ async def _fetch_json(client: httpx.AsyncClient, spec: FetchSpec, url: str, mask
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+if sys.version_info >= (3, 11):
+    async def _within(request: Awaitable[_T], seconds: float) -> _T:
+        """``asyncio.wait_for`` without its task per call (a tenth of a no-change poll's CPU, with
+        the slot's own): the deadline cancels the poll's task, and is raised as TimeoutError."""
+        async with asyncio.timeout(seconds):
+            return await request
+else:  # pragma: no cover - Python 3.10
+    _within = asyncio.wait_for
+
+
 async def _get(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str) -> _Response:
     def error(reason: str, status: int | None = None, retry_after: datetime | None = None) -> FetchError:
         return FetchError(spec.resource, masked, mask_text(reason, spec.secrets), status=status,
@@ -210,7 +224,7 @@ async def _get(client: httpx.AsyncClient, spec: FetchSpec, url: str, masked: str
     try:
         # The whole response within the timeout, not only each read (httpx's timeouts are per
         # read): a provider sending a byte a second would otherwise hold the poll for ever.
-        status, headers, body = await asyncio.wait_for(_read(client, spec, url), spec.timeout_s)
+        status, headers, body = await _within(_read(client, spec, url), spec.timeout_s)
     except (asyncio.TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
         raise _Retry(error(late)) from None
     except BodyTooLarge as exc:
