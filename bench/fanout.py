@@ -724,7 +724,7 @@ def print_spy(path: Path, limit: int = 22) -> None:
         n = int(count)
         frames = [f.strip() for f in stack.split(";") if f.strip()]
         frames = [f for f in frames if not f.startswith("process ") and not f.startswith("thread ")]
-        if not frames or not frames[0].startswith("_run_module_as_main"):
+        if not frames or not frames[0].startswith(("_run_module_as_main", "<module>")):  # (-m, or lagged_daemon.py)
             other_threads += n  # worker threads (getaddrinfo), or a truncated stack
             continue
         total += n

@@ -36,12 +36,15 @@ class HttpClients:
         if client is None:
             import httpx  # (here: delivery reads Retry-After with this module, and needs no httpx)
 
+            from poller import sockcheck
+
             client = httpx.AsyncClient(verify=verify, headers={"User-Agent": USER_AGENT}, transport=self._transport,
                                        follow_redirects=False,
                                        # as many connections as polls may be under way, waiting ones too:
                                        # a provider that does not answer must not keep the others from a connection
                                        limits=httpx.Limits(max_connections=max(100, self._max_connections),
                                                            max_keepalive_connections=100))
+            sockcheck.install(client)
             self._clients[verify] = await self._stack.enter_async_context(client)
         return client
 
