@@ -71,9 +71,16 @@ def retry_after_cap_s(interval_s: float) -> float:
     return max(3600.0, 4 * interval_s)
 
 
+_last_date: tuple[str, datetime | None] = ("", None)  # the last Date read, and what it said
+
+
 def http_date(value: str | None) -> datetime | None:
+    global _last_date
     if not value:
         return None
+    last = _last_date  # (one read: another thread may replace it meanwhile)
+    if last[0] == value:  # a Date header has whole seconds: the polls of one second share it
+        return last[1]
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -82,4 +89,6 @@ def http_date(value: str | None) -> datetime | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+    when = when.astimezone(timezone.utc)
+    _last_date = (value, when)
+    return when

@@ -213,8 +213,10 @@ class Store:
                     prune_before_ms: int | None, prune_hash_before_ms: int | None, events: int) -> None:
         """End a successful poll: move the cursor (never back), reset failures, prune seen versions."""
         with self._transaction(f"cannot finish the poll of {key}"):
-            watermarks.ensure_resource(self.db, key, instance_id, resource)
-            watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events)
+            # (one statement when the row is there, as it is after the first poll)
+            if not watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events):
+                watermarks.ensure_resource(self.db, key, instance_id, resource)
+                watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events)
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
         self._seen_more_than.pop(key, None)
 

@@ -90,19 +90,23 @@ def prune_removed(db: Database, before_ms: int, limit: int) -> list[str]:
     return keys
 
 
-def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int) -> None:
-    """Record a successful poll. The cursor only moves forward; ``None`` leaves it alone."""
+def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int) -> bool:
+    """Record a successful poll, and that the resource is polled (not marked removed). The cursor
+    only moves forward; ``None`` leaves it alone. False when the resource has no row yet (then
+    nothing is written: see :func:`ensure_resource`)."""
     require_transaction(db)
-    db.execute(
+    cursor = db.execute(
         """UPDATE resources SET
                cursor_ms = CASE WHEN :cursor IS NULL THEN cursor_ms
                                 WHEN cursor_ms IS NULL OR cursor_ms < :cursor THEN :cursor
                                 ELSE cursor_ms END,
                last_poll_ms = :now, last_success_ms = :now, consecutive_failures = 0,
-               next_due_ms = NULL, last_error = NULL, polls = polls + 1, events = events + :events
+               next_due_ms = NULL, last_error = NULL, polls = polls + 1, events = events + :events,
+               removed_ms = NULL
            WHERE key = :key""",
         {"cursor": cursor_ms, "now": now_ms, "events": events, "key": key},
     )
+    return cursor.rowcount > 0
 
 
 def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: int | None,

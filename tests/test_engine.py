@@ -222,3 +222,30 @@ def test_a_large_page_is_written_in_parts_with_the_event_loop_free_between_them(
         announced = sorted(o for e in store.notifications() for o in json.loads(e.notification.body)["message"]["events"]
                            for o in [o["objectId"]])
         assert announced == sorted(str(i) for i in range(12))
+
+
+def test_a_poll_that_leaves_the_cursor_where_it_was_deletes_nothing_and_one_that_moves_it_prunes(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    provider = make_fake_provider()
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    provider.records.append(record(1, t0 - timedelta(seconds=30)))
+    config = load_config_text(_config(provider, "/c"), "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        [baseline] = asyncio.run(poll_all(config, store, t0))
+        key = baseline.key
+        assert baseline.ok and baseline.baseline and store.seen_count(key) == 1
+        statements.clear()
+        for seconds in (10, 20):  # the same record, inside the window: nothing new
+            [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(seconds=seconds)))
+            assert outcome.ok and outcome.events == 0
+        assert not [s for s in statements if s.lstrip().upper().startswith("DELETE")], statements
+        # a change two minutes on moves the cursor: the first version is now out of the window and goes
+        provider.records[0] = record(1, t0 + timedelta(minutes=2))
+        provider.clock_offset_s = 125  # (its Date header: two minutes on, as our poll's clock)
+        statements.clear()
+        [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(minutes=2, seconds=5)))
+        assert outcome.events == 1
+        assert [s for s in statements if s.lstrip().upper().startswith("DELETE FROM SEEN")], statements
+        assert store.seen_count(key) == 1  # the new version only

@@ -354,6 +354,18 @@ def test_long_retry_after_fails_at_once_with_retry_after() -> None:
     assert "Retry-After '120'" in str(error)
 
 
+def test_http_date_reads_every_header_and_keeps_the_last_for_the_polls_that_repeat_it() -> None:
+    from poller.httpclient import http_date
+
+    first = http_date("Wed, 02 Dec 2026 10:00:00 GMT")
+    second = http_date("Wed, 02 Dec 2026 10:00:01 +0100")
+    assert first == datetime(2026, 12, 2, 10, 0, 0, tzinfo=timezone.utc)
+    assert second == datetime(2026, 12, 2, 9, 0, 1, tzinfo=timezone.utc)
+    assert http_date("Wed, 02 Dec 2026 10:00:01 +0100") is second  # the same text: read once
+    assert http_date("not a date") is None and http_date("") is None
+    assert http_date("Wed, 02 Dec 2026 10:00:00 GMT") == first
+
+
 def test_long_retry_after_as_http_date() -> None:
     later = format_datetime(DATE_DT + timedelta(hours=1), usegmt=True)
     before = datetime.now(timezone.utc)

@@ -66,6 +66,8 @@ class NotificationBody:
 
 def hub_key(url: str, element_key: str) -> str:
     """The path segment after ``/hubs/`` when the URL has one, else the element key."""
+    if "hubs" not in url:  # (most URLs; asked at every poll)
+        return element_key
     parts = urlsplit(url).path.split("/")
     for i, part in enumerate(parts[:-1]):
         if part == "hubs" and parts[i + 1]:

@@ -307,8 +307,15 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         server_now_ms = window_end if server_now_ms is None else min(window_end, server_now_ms)
     cursor = next_cursor(cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
-    prune_before_ms = cursor - plan.lookback_ms if spec.has_dates else None
-    prune_hash_before_ms = _hash_prune_before(state.last_success_ms, now_ms)
+    # After a poll, the resource's date versions all lie within a lookback of its cursor: the
+    # prune went that far, and what was written since is in the window. So a poll that left the
+    # cursor where it was (most polls: nothing new) has nothing to prune, and skips the DELETEs.
+    # (The one case this leaves: a lookback shortened by a new configuration keeps its old rows
+    # until the cursor next moves. They cost room, not correctness: no record in the window can
+    # carry their versions.) Content-hash resources move their cursor on every poll.
+    cursor_moved = cursor != cursor_ms
+    prune_before_ms = cursor - plan.lookback_ms if spec.has_dates and cursor_moved else None
+    prune_hash_before_ms = _hash_prune_before(state.last_success_ms, now_ms) if cursor_moved else None
     in_parts = seen_written > PRUNE_PART_ROWS
     store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
                       prune_before_ms=None if in_parts else prune_before_ms,
