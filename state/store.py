@@ -11,7 +11,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -67,6 +67,9 @@ class Store:
         # health reports. A full disk still lets BEGIN and ROLLBACK through, and even small writes
         # that reuse WAL space, while the pages of a poll fail.
         self._write_failures: dict[str, str] = {}
+        # quiet polls (see finish_quiet_poll) not written yet: key -> (latest poll ms, how many)
+        self.defer_quiet_polls = False
+        self._quiet: dict[str, tuple[int, int]] = {}
 
     @property
     def immutable(self) -> bool:
@@ -88,8 +91,14 @@ class Store:
         return Checkpointer(self.path)
 
     def close(self) -> None:
-        """Close the connection and, for the writer, release the lock."""
+        """Close the connection and, for the writer, release the lock (writing the quiet polls
+        not written yet, if it can)."""
         if not self._closed:
+            if self._quiet:
+                try:
+                    self.flush_quiet_polls()
+                except StateError:
+                    pass  # (their times and counts only: see finish_quiet_poll)
             self._closed = True
             self.db.close()
 
@@ -104,17 +113,27 @@ class Store:
 
     def resource_state(self, key: str) -> ResourceState:
         with self._errors(f"cannot read the state of {key}"):
-            return watermarks.get_resource(self.db, key)
+            return self._with_quiet(watermarks.get_resource(self.db, key))
 
     def poll_state(self, key: str) -> tuple[ResourceState, int | None]:
         """What a poll reads first, in one query: the resource's state and its highest
         notification sequence number (new ones must go after it)."""
         with self._errors(f"cannot read the state of {key}"):
-            return watermarks.poll_state(self.db, key)
+            state, max_seq = watermarks.poll_state(self.db, key)
+            return self._with_quiet(state), max_seq
 
     def resource_states(self) -> list[ResourceState]:
         with self._errors("cannot read resource states"):
-            return watermarks.list_resources(self.db)
+            return [self._with_quiet(state) for state in watermarks.list_resources(self.db)]
+
+    def _with_quiet(self, state: ResourceState) -> ResourceState:
+        """``state`` with the quiet polls this store has not written yet."""
+        quiet = self._quiet.get(state.key) if self._quiet else None
+        if quiet is None:
+            return state
+        last, count = quiet
+        return replace(state, last_poll_ms=max(state.last_poll_ms or last, last),
+                       last_success_ms=max(state.last_success_ms or last, last), polls=state.polls + count)
 
     def seen_versions(self, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
         """``{object id: {version: stamp ms}}``; ids never seen are absent.
@@ -219,6 +238,32 @@ class Store:
                 watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events)
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
         self._seen_more_than.pop(key, None)
+
+    def finish_quiet_poll(self, key: str, *, now_ms: int) -> None:
+        """End a successful poll that changed nothing: same cursor, no event, no version written,
+        the resource already without failure, backoff or removal mark. All it leaves is its time
+        and one more poll, and those wait in memory for :meth:`flush_quiet_polls` (the daemon
+        calls it every second), one transaction for all of them instead of one per poll. A crash
+        forgets at most that second's times and counts: the resource is polled again a little
+        early after the restart; no cursor, version or notification is involved."""
+        last, count = self._quiet.get(key, (now_ms, 0))
+        self._quiet[key] = (max(last, now_ms), count + 1)
+
+    def flush_quiet_polls(self) -> int:
+        """Write the quiet polls kept in memory, in one transaction; how many resources. On a
+        failure they are kept for the next flush."""
+        if not self._quiet:
+            return 0
+        rows, self._quiet = self._quiet, {}
+        try:
+            with self._transaction("cannot record quiet polls"):
+                watermarks.record_quiet_polls(self.db, [(key, last, count) for key, (last, count) in rows.items()])
+        except StateError:
+            for key, (last, count) in rows.items():  # (merged with those that came meanwhile: none, in one thread)
+                later, more = self._quiet.get(key, (last, 0))
+                self._quiet[key] = (max(last, later), count + more)
+            raise
+        return len(rows)
 
     def prune_seen_part(self, key: str, *, before_ms: int | None, hash_before_ms: int | None,
                         after: tuple[str, str] | None, rows: int) -> tuple[int, tuple[str, str] | None]:

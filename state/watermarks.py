@@ -109,6 +109,17 @@ def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, e
     return cursor.rowcount > 0
 
 
+def record_quiet_polls(db: Database, rows: list[tuple[str, int, int]]) -> None:
+    """(key, latest poll ms, how many) of successful polls that changed nothing else: their time
+    and count. Never earlier than what is there (a poll since, failed or not, may have written),
+    and nothing else is touched (a failure since keeps its count, error and backoff)."""
+    require_transaction(db)
+    db.conn.executemany(
+        "UPDATE resources SET last_poll_ms = max(coalesce(last_poll_ms, 0), ?1), "
+        "last_success_ms = max(coalesce(last_success_ms, 0), ?1), polls = polls + ?2 WHERE key = ?3",
+        [(last, count, key) for key, last, count in rows])
+
+
 def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: int | None,
               first_cursor_ms: int | None = None) -> None:
     """Record a failed poll; the cursor and last success stay as they were, except that a resource

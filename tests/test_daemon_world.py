@@ -242,3 +242,35 @@ def test_the_daemon_freezes_its_long_lived_objects_and_checkpoints_off_the_loop(
         run_daemon(tmp_path, config_text(provider, receiver, engine={"lookbackSeconds": 1}), body)
     finally:
         gc.unfreeze()
+
+
+# -- (issue 12) polls that changed nothing: written together, and all of them by the stop ----------
+
+def test_the_daemon_writes_its_quiet_polls_every_second_and_the_last_ones_when_it_stops(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    provider, receiver = make_fake_provider(), make_receiver()
+    provider.records.append(record("r0", datetime.now(UTC) - timedelta(seconds=1)))
+    config = load_config_text(config_text(provider, receiver), "c.json", {}).config
+    (tmp_path / "c.json").write_text(config_text(provider, receiver), encoding="utf-8")
+
+    def on_disk(daemon: Daemon) -> int:  # what another process reading the file would see
+        return daemon.store.db.execute("SELECT polls FROM resources WHERE key = 'crm/contacts'").fetchone()[0]
+
+    async def main() -> tuple[int, int, int]:
+        with open_store(tmp_path / "poller.db") as store:
+            daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={})
+            task = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: daemon.dispatcher.running, what="the daemon starting")
+                await until(lambda: polls(daemon) >= 3, what="two polls after the baseline")
+                assert store.defer_quiet_polls
+                await until(lambda: on_disk(daemon) >= 3, timeout=5, what="the quiet polls written")
+                await until(lambda: polls(daemon) > on_disk(daemon), what="a quiet poll not written yet")
+            finally:
+                daemon.stop.set()
+                assert await asyncio.wait_for(task, 30) == 0
+            return polls(daemon), on_disk(daemon), len(store._quiet)  # (before the store closes)
+
+    counted, written, waiting = asyncio.run(main())
+    assert counted == written and waiting == 0

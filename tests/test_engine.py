@@ -249,3 +249,41 @@ def test_a_poll_that_leaves_the_cursor_where_it_was_deletes_nothing_and_one_that
         assert outcome.events == 1
         assert [s for s in statements if s.lstrip().upper().startswith("DELETE FROM SEEN")], statements
         assert store.seen_count(key) == 1  # the new version only
+
+
+def test_in_the_daemon_a_poll_that_changed_nothing_writes_nothing_until_the_flush(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    provider = make_fake_provider()
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    provider.records.append(record(1, t0 - timedelta(seconds=30)))
+    config = load_config_text(_config(provider, "/c"), "c.json", {}).config
+    writes = ("BEGIN", "INSERT", "UPDATE", "DELETE")
+    with open_store(tmp_path / "p.db") as store:
+        store.defer_quiet_polls = True  # as the daemon does
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        [baseline] = asyncio.run(poll_all(config, store, t0))
+        key = baseline.key
+        assert baseline.baseline and any(s.startswith("BEGIN") for s in statements)  # a baseline: at once
+        statements.clear()
+        for seconds in (10, 20):
+            [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(seconds=seconds)))
+            assert outcome.ok and outcome.events == 0
+        assert not [s for s in statements if s.lstrip().startswith(writes)], statements
+        assert store.resource_state(key).polls == 3 and store.flush_quiet_polls() == 1
+        # a failure, then a poll that changed nothing but must clear it: written at once
+        provider.fail(400)  # (refused: no retry)
+        [failed] = asyncio.run(poll_all(config, store, t0 + timedelta(seconds=30)))
+        assert not failed.ok and store.resource_state(key).consecutive_failures == 1
+        statements.clear()
+        [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(seconds=40)))
+        assert outcome.ok and outcome.events == 0
+        assert any(s.lstrip().startswith("UPDATE resources") for s in statements), statements
+        assert store.resource_state(key).consecutive_failures == 0
+        # a change: its notification and the cursor at once, as ever
+        provider.records.append(record(2, t0 + timedelta(seconds=45)))
+        provider.clock_offset_s = 50
+        statements.clear()
+        [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(seconds=50)))
+        assert outcome.events == 1 and store.flush_quiet_polls() == 0
+        assert any(s.lstrip().startswith("INSERT OR IGNORE INTO outbox") for s in statements)

@@ -659,3 +659,58 @@ def test_checkpoints_taken_over_by_a_checkpointer_run_beside_the_writer(path: Pa
 def test_a_reader_cannot_take_over_checkpoints(store: Store, reader: Store) -> None:
     with pytest.raises(StateError, match="read-only"):
         reader.take_over_checkpoints()
+
+
+# -- quiet polls: their times and counts written a second later, together --------------------------
+
+def _on_disk(store: Store, key: str = KEY) -> tuple[int | None, int | None, int, int]:
+    return store.db.execute("SELECT last_poll_ms, last_success_ms, polls, consecutive_failures FROM resources "
+                            "WHERE key = ?", [key]).fetchone()
+
+
+def test_quiet_polls_wait_in_memory_are_read_as_written_and_go_in_one_transaction(store: Store) -> None:
+    finish(store, 1_000, now_ms=5_000)
+    store.finish_quiet_poll(KEY, now_ms=7_000)
+    store.finish_quiet_poll(KEY, now_ms=6_000)  # (an earlier time never wins)
+    assert _on_disk(store) == (5_000, 5_000, 1, 0)  # not written yet
+    state_now = store.resource_state(KEY)
+    assert (state_now.last_poll_ms, state_now.last_success_ms, state_now.polls) == (7_000, 7_000, 3)
+    assert store.poll_state(KEY)[0] == state_now and store.resource_states() == [state_now]
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    assert store.flush_quiet_polls() == 1
+    store.db.conn.set_trace_callback(None)
+    assert [s.split()[0] for s in statements] == ["BEGIN", "UPDATE", "COMMIT"]
+    assert _on_disk(store) == (7_000, 7_000, 3, 0) and store.resource_state(KEY) == state_now
+    assert store.flush_quiet_polls() == 0
+    assert store.resource_state(KEY).cursor_ms == 1_000  # the cursor is never a quiet poll's
+
+
+def test_a_quiet_poll_written_after_a_later_failure_leaves_the_failure_as_it_is(store: Store) -> None:
+    finish(store, 1_000, now_ms=5_000)
+    store.finish_quiet_poll(KEY, now_ms=6_000)
+    fail(store, now_ms=8_000, error="HTTP 500", next_due_ms=9_000)
+    store.flush_quiet_polls()
+    assert _on_disk(store) == (8_000, 6_000, 3, 1)
+    failed = store.resource_state(KEY)
+    assert (failed.last_error, failed.next_due_ms) == ("HTTP 500", 9_000)
+
+
+def test_quiet_polls_that_cannot_be_written_are_kept_for_the_next_flush_and_written_at_close(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_store(path) as store:
+        finish(store, 1_000, now_ms=5_000)
+        store.finish_quiet_poll(KEY, now_ms=6_000)
+
+        def full(*args: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(watermarks, "record_quiet_polls", full)
+            with pytest.raises(StateError, match="cannot record quiet polls: database or disk is full"):
+                store.flush_quiet_polls()
+            assert store.write_failure is not None
+        store.finish_quiet_poll(KEY, now_ms=7_000)
+        assert store.resource_state(KEY).polls == 3  # both kept
+    with open_store(path) as store:  # written when the first store closed
+        assert _on_disk(store) == (7_000, 7_000, 3, 0)

@@ -46,6 +46,7 @@ STATUS_INTERVAL_S = 2.0
 DELIVERY_ERROR_BACKOFF_S = 5.0
 GAUGES_EVERY_S = 5.0
 CHECKPOINT_EVERY_S = 1.0  # WAL checkpoints, in a worker thread
+QUIET_POLLS_EVERY_S = 1.0  # the polls that changed nothing are written together this often
 # of engine.shutdownTimeoutSeconds, kept after draining the polls for closing clients, the store and
 # the process, so that the whole stop fits in the timeout
 SHUTDOWN_RESERVE_S = 0.5
@@ -161,7 +162,8 @@ class Daemon:
                 tasks = [self.delivery_task, asyncio.create_task(self._watchdog_loop(), name="watchdog"),
                          asyncio.create_task(self.housekeeping.run(), name="housekeeping"),
                          asyncio.create_task(self._gauges_loop(), name="gauges"),
-                         asyncio.create_task(self._checkpoint_loop(), name="checkpoints")]
+                         asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
+                         asyncio.create_task(self._quiet_polls_loop(), name="quiet-polls")]
                 self.notifier.ready(self.status_line())
                 log.info("daemon.started", extra={"resources": len(self.resources), "state": str(self.store.path)})
                 await self.stop.wait()
@@ -339,7 +341,8 @@ class Daemon:
             client = await self.clients.get(instance.api.verify_tls)
             outcome = await poll_resource(client, self.store, self.config.engine, instance, resource, self.clock(),
                                           sleep=ticket.sleep, wait=ticket.wait)
-            self.store_health.ok()
+            if self.store.write_failure is None:  # (a quiet poll writes nothing: its flush may be failing)
+                self.store_health.ok()
             return outcome
         except asyncio.CancelledError:
             raise
@@ -436,6 +439,24 @@ class Daemon:
                 await asyncio.sleep(CHECKPOINT_EVERY_S)
         finally:
             checkpointer.close()  # (waits for a checkpoint under way in its thread)
+
+    async def _quiet_polls_loop(self) -> None:
+        """The polls that changed nothing, written once a second in one transaction (see
+        Store.finish_quiet_poll), and a last time when the daemon stops (the polls have ended)."""
+        self.store.defer_quiet_polls = True
+        try:
+            while True:
+                await asyncio.sleep(QUIET_POLLS_EVERY_S)
+                self._flush_quiet_polls()
+        finally:
+            self.store.defer_quiet_polls = False
+            self._flush_quiet_polls()
+
+    def _flush_quiet_polls(self) -> None:
+        try:
+            self.store.flush_quiet_polls()
+        except StateError as exc:  # kept for the next flush; health says it
+            self.store_health.failed(exc, "quiet polls")
 
     async def _gauges_loop(self) -> None:
         """The outbox gauges of /metrics, counted every few seconds (one query over the outbox)."""

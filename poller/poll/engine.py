@@ -30,7 +30,7 @@ from poller.loopturn import turn
 from poller.poll.detect import HASH_RETENTION_MS, detect_page, next_cursor
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.poll.records import DateField, DetectSpec, PageResult, Skips, TooDeep, content_hash, object_id_text
-from state import Notification, Store
+from state import Notification, ResourceState, Store
 
 __all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_pages", "poll_resource", "resource_key", "detect_spec",
            "fetch_spec"]
@@ -317,9 +317,12 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     prune_before_ms = cursor - plan.lookback_ms if spec.has_dates and cursor_moved else None
     prune_hash_before_ms = _hash_prune_before(state.last_success_ms, now_ms) if cursor_moved else None
     in_parts = seen_written > PRUNE_PART_ROWS
-    store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
-                      prune_before_ms=None if in_parts else prune_before_ms,
-                      prune_hash_before_ms=None if in_parts else prune_hash_before_ms, events=outcome.events)
+    if store.defer_quiet_polls and not cursor_moved and not seen_written and not outcome.events and _settled(state):
+        store.finish_quiet_poll(key, now_ms=now_ms)  # only its time and count to write: with others, soon
+    else:
+        store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
+                          prune_before_ms=None if in_parts else prune_before_ms,
+                          prune_hash_before_ms=None if in_parts else prune_hash_before_ms, events=outcome.events)
     after: tuple[str, str] | None = None
     while in_parts:
         await turn()
@@ -336,6 +339,12 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         log.log(level, "poll.done", extra={"resource": key, "summary": outcome.summary(),
                                            "clock_skew_ms": outcome.clock_skew_ms, "cursor": cursor})
     return outcome
+
+
+def _settled(state: ResourceState) -> bool:
+    """The resource has a row, and no failure, backoff or removal mark for a poll to clear."""
+    return (state.last_poll_ms is not None and not state.consecutive_failures and state.next_due_ms is None
+            and state.last_error is None and state.removed_ms is None)
 
 
 def _hash_prune_before(previous_success_ms: int | None, now_ms: int) -> int:
