@@ -127,13 +127,26 @@ class Store:
             return [self._with_quiet(state) for state in watermarks.list_resources(self.db)]
 
     def _with_quiet(self, state: ResourceState) -> ResourceState:
-        """``state`` with the quiet polls this store has not written yet."""
+        """``state`` with the quiet polls this store has not written yet (the latest polls of that
+        resource: a poll written at once takes them along, see _take_quiet)."""
         quiet = self._quiet.get(state.key) if self._quiet else None
-        if quiet is None:
+        if quiet is None or state.last_poll_ms is None:  # (no row, or a row retention has just deleted)
             return state
         last, count = quiet
-        return replace(state, last_poll_ms=max(state.last_poll_ms or last, last),
-                       last_success_ms=max(state.last_success_ms or last, last), polls=state.polls + count)
+        return replace(state, last_poll_ms=last, last_success_ms=last, polls=state.polls + count)
+
+    @contextmanager
+    def _take_quiet(self, key: str) -> Iterator[tuple[int | None, int]]:
+        """(time of the latest, how many) quiet polls of ``key`` not written yet, for a write of a
+        later poll to take along: kept if that write fails. Taken, not left for the flush, so that
+        the flush never writes a time older than what a later poll wrote (the clock may go back)."""
+        quiet = self._quiet.pop(key, None)
+        try:
+            yield quiet if quiet is not None else (None, 0)
+        except BaseException:
+            if quiet is not None:
+                self._quiet[key] = quiet  # (the write is synchronous: no quiet poll of key came meanwhile)
+            raise
 
     def seen_versions(self, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
         """``{object id: {version: stamp ms}}``; ids never seen are absent.
@@ -231,11 +244,13 @@ class Store:
     def finish_poll(self, key: str, instance_id: str, resource: str, *, cursor_ms: int | None, now_ms: int,
                     prune_before_ms: int | None, prune_hash_before_ms: int | None, events: int) -> None:
         """End a successful poll: move the cursor (never back), reset failures, prune seen versions."""
-        with self._transaction(f"cannot finish the poll of {key}"):
+        with self._take_quiet(key) as (_, earlier), self._transaction(f"cannot finish the poll of {key}"):
             # (one statement when the row is there, as it is after the first poll)
-            if not watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events):
+            if not watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events,
+                                          earlier_polls=earlier):
                 watermarks.ensure_resource(self.db, key, instance_id, resource)
-                watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events)
+                watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events,
+                                       earlier_polls=earlier)
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
         self._seen_more_than.pop(key, None)
 
@@ -246,8 +261,7 @@ class Store:
         calls it every second), one transaction for all of them instead of one per poll. A crash
         forgets at most that second's times and counts: the resource is polled again a little
         early after the restart; no cursor, version or notification is involved."""
-        last, count = self._quiet.get(key, (now_ms, 0))
-        self._quiet[key] = (max(last, now_ms), count + 1)
+        self._quiet[key] = (now_ms, self._quiet.get(key, (0, 0))[1] + 1)
 
     def flush_quiet_polls(self) -> int:
         """Write the quiet polls kept in memory, in one transaction; how many resources. On a
@@ -259,9 +273,7 @@ class Store:
             with self._transaction("cannot record quiet polls"):
                 watermarks.record_quiet_polls(self.db, [(key, last, count) for key, (last, count) in rows.items()])
         except StateError:
-            for key, (last, count) in rows.items():  # (merged with those that came meanwhile: none, in one thread)
-                later, more = self._quiet.get(key, (last, 0))
-                self._quiet[key] = (max(last, later), count + more)
+            self._quiet = rows  # (none came meanwhile: one thread)
             raise
         return len(rows)
 
@@ -280,10 +292,12 @@ class Store:
                   next_due_ms: int | None, first_cursor_ms: int | None = None) -> None:
         """End a failed poll; the cursor stays where it was (a resource without one gets
         ``first_cursor_ms`` when given: see :func:`state.watermarks.fail_poll`)."""
-        with self._transaction(f"cannot record the failed poll of {key}"):
+        with self._take_quiet(key) as (earlier_ms, earlier), \
+                self._transaction(f"cannot record the failed poll of {key}"):
             watermarks.ensure_resource(self.db, key, instance_id, resource)
             watermarks.fail_poll(self.db, key, now_ms=now_ms, error=error, next_due_ms=next_due_ms,
-                                 first_cursor_ms=first_cursor_ms)
+                                 first_cursor_ms=first_cursor_ms, earlier_success_ms=earlier_ms,
+                                 earlier_polls=earlier)
 
     def set_cursor(self, key: str, cursor_ms: int | None) -> None:
         """Set the cursor, back included: for a cursor found beyond any believable clock."""

@@ -90,10 +90,12 @@ def prune_removed(db: Database, before_ms: int, limit: int) -> list[str]:
     return keys
 
 
-def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int) -> bool:
-    """Record a successful poll, and that the resource is polled (not marked removed). The cursor
-    only moves forward; ``None`` leaves it alone. False when the resource has no row yet (then
-    nothing is written: see :func:`ensure_resource`)."""
+def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int,
+                earlier_polls: int = 0) -> bool:
+    """Record a successful poll (and ``earlier_polls`` quiet ones before it, not written yet), and
+    that the resource is polled (not marked removed). The cursor only moves forward; ``None``
+    leaves it alone. False when the resource has no row yet (then nothing is written: see
+    :func:`ensure_resource`)."""
     require_transaction(db)
     cursor = db.execute(
         """UPDATE resources SET
@@ -101,35 +103,37 @@ def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, e
                                 WHEN cursor_ms IS NULL OR cursor_ms < :cursor THEN :cursor
                                 ELSE cursor_ms END,
                last_poll_ms = :now, last_success_ms = :now, consecutive_failures = 0,
-               next_due_ms = NULL, last_error = NULL, polls = polls + 1, events = events + :events,
+               next_due_ms = NULL, last_error = NULL, polls = polls + 1 + :earlier, events = events + :events,
                removed_ms = NULL
            WHERE key = :key""",
-        {"cursor": cursor_ms, "now": now_ms, "events": events, "key": key},
+        {"cursor": cursor_ms, "now": now_ms, "events": events, "key": key, "earlier": earlier_polls},
     )
     return cursor.rowcount > 0
 
 
 def record_quiet_polls(db: Database, rows: list[tuple[str, int, int]]) -> None:
     """(key, latest poll ms, how many) of successful polls that changed nothing else: their time
-    and count. Never earlier than what is there (a poll since, failed or not, may have written),
-    and nothing else is touched (a failure since keeps its count, error and backoff)."""
+    and count, and nothing else (they were the latest polls: a later one, written at once, took
+    them along in its own UPDATE)."""
     require_transaction(db)
-    db.conn.executemany(
-        "UPDATE resources SET last_poll_ms = max(coalesce(last_poll_ms, 0), ?1), "
-        "last_success_ms = max(coalesce(last_success_ms, 0), ?1), polls = polls + ?2 WHERE key = ?3",
-        [(last, count, key) for key, last, count in rows])
+    db.conn.executemany("UPDATE resources SET last_poll_ms = ?1, last_success_ms = ?1, polls = polls + ?2 "
+                        "WHERE key = ?3", [(last, count, key) for key, last, count in rows])
 
 
 def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: int | None,
-              first_cursor_ms: int | None = None) -> None:
+              first_cursor_ms: int | None = None, earlier_success_ms: int | None = None,
+              earlier_polls: int = 0) -> None:
     """Record a failed poll; the cursor and last success stay as they were, except that a resource
-    without a cursor gets ``first_cursor_ms`` when it is given (a baseline that failed part-way)."""
+    without a cursor gets ``first_cursor_ms`` when it is given (a baseline that failed part-way),
+    and that ``earlier_polls`` quiet polls not written yet, the latest at ``earlier_success_ms``,
+    are counted (successes, before this failure)."""
     require_transaction(db)
     db.execute(
         """UPDATE resources SET last_poll_ms = ?, consecutive_failures = consecutive_failures + 1,
-               last_error = ?, next_due_ms = ?, polls = polls + 1, cursor_ms = COALESCE(cursor_ms, ?)
+               last_error = ?, next_due_ms = ?, polls = polls + 1 + ?, cursor_ms = COALESCE(cursor_ms, ?),
+               last_success_ms = COALESCE(?, last_success_ms)
            WHERE key = ?""",
-        [now_ms, error, next_due_ms, first_cursor_ms, key],
+        [now_ms, error, next_due_ms, earlier_polls, first_cursor_ms, earlier_success_ms, key],
     )
 
 

@@ -264,3 +264,33 @@ def test_a_cancelled_wait_cancels_the_request_and_gives_the_slot_back() -> None:
         return request_cancelled, slots.in_use, slots.waiting
 
     assert run(main) == (True, 0, 0)
+
+
+def test_a_slow_request_that_fails_takes_its_slot_again_before_the_poll_goes_on() -> None:
+    """A poll whose slow request let go of the slot, then failed (a timeout, a 5xx), retries:
+    it must hold a slot again meanwhile, or maxConcurrentPolls would be exceeded."""
+    async def main() -> tuple[list[str], int, int]:
+        slots, order = Slots(1, waiting=4, slow_after_s=0.02), []
+
+        async def failing() -> None:
+            await asyncio.sleep(0.1)
+            raise OSError("reset by peer")
+
+        async def slow() -> None:
+            async with slots.ticket() as t:
+                with pytest.raises(OSError):
+                    await t.wait(failing())
+                order.append("slow retries")
+                await asyncio.sleep(0.05)
+
+        async def other() -> None:
+            await asyncio.sleep(0.05)  # takes the slot the slow one let go
+            async with slots.ticket():
+                order.append("other")
+                await asyncio.sleep(0.1)
+                order.append("other done")
+
+        await asyncio.gather(slow(), other())
+        return order, slots.in_use, slots.waiting
+
+    assert run(main) == (["other", "other done", "slow retries"], 0, 0)

@@ -670,8 +670,8 @@ def _on_disk(store: Store, key: str = KEY) -> tuple[int | None, int | None, int,
 
 def test_quiet_polls_wait_in_memory_are_read_as_written_and_go_in_one_transaction(store: Store) -> None:
     finish(store, 1_000, now_ms=5_000)
+    store.finish_quiet_poll(KEY, now_ms=6_000)
     store.finish_quiet_poll(KEY, now_ms=7_000)
-    store.finish_quiet_poll(KEY, now_ms=6_000)  # (an earlier time never wins)
     assert _on_disk(store) == (5_000, 5_000, 1, 0)  # not written yet
     state_now = store.resource_state(KEY)
     assert (state_now.last_poll_ms, state_now.last_success_ms, state_now.polls) == (7_000, 7_000, 3)
@@ -686,14 +686,26 @@ def test_quiet_polls_wait_in_memory_are_read_as_written_and_go_in_one_transactio
     assert store.resource_state(KEY).cursor_ms == 1_000  # the cursor is never a quiet poll's
 
 
-def test_a_quiet_poll_written_after_a_later_failure_leaves_the_failure_as_it_is(store: Store) -> None:
+def test_a_poll_written_at_once_takes_the_quiet_ones_before_it_along(store: Store) -> None:
     finish(store, 1_000, now_ms=5_000)
     store.finish_quiet_poll(KEY, now_ms=6_000)
-    fail(store, now_ms=8_000, error="HTTP 500", next_due_ms=9_000)
-    store.flush_quiet_polls()
-    assert _on_disk(store) == (8_000, 6_000, 3, 1)
+    fail(store, now_ms=8_000, error="HTTP 500", next_due_ms=9_000)  # counts the quiet success before it
+    assert _on_disk(store) == (8_000, 6_000, 3, 1) and store.flush_quiet_polls() == 0
     failed = store.resource_state(KEY)
     assert (failed.last_error, failed.next_due_ms) == ("HTTP 500", 9_000)
+    store.finish_quiet_poll(KEY, now_ms=9_500)  # (not quiet in the engine, with a failure to clear: as a store, it takes it)
+    finish(store, 1_000, now_ms=10_000)
+    assert _on_disk(store) == (10_000, 10_000, 5, 0) and store.flush_quiet_polls() == 0
+
+
+def test_after_the_clock_is_set_back_the_quiet_polls_say_when_they_really_were(store: Store) -> None:
+    finish(store, 1_000, now_ms=5_000)
+    store.finish_quiet_poll(KEY, now_ms=9_000)
+    store.flush_quiet_polls()
+    store.finish_quiet_poll(KEY, now_ms=4_000)  # NTP set the clock back: the poll was at 4,000, not "after 9,000"
+    assert store.resource_state(KEY).last_poll_ms == 4_000
+    store.flush_quiet_polls()
+    assert _on_disk(store) == (4_000, 4_000, 3, 0)
 
 
 def test_quiet_polls_that_cannot_be_written_are_kept_for_the_next_flush_and_written_at_close(

@@ -117,6 +117,7 @@ class Daemon:
         self.slots = self._slots(self.config)
         self.dispatcher = Dispatcher(self._poll_job, workers=self.slots.workers, clock=mono)
         self.failures: dict[str, int] = {}  # consecutive failures of the resources failing now
+        self._quiet_flush_failing = False
         self.stop = asyncio.Event()
         self.delivery: DeliveryEngine | None = None
         self.notifier = Notifier(environ)
@@ -341,7 +342,7 @@ class Daemon:
             client = await self.clients.get(instance.api.verify_tls)
             outcome = await poll_resource(client, self.store, self.config.engine, instance, resource, self.clock(),
                                           sleep=ticket.sleep, wait=ticket.wait)
-            if self.store.write_failure is None:  # (a quiet poll writes nothing: its flush may be failing)
+            if not self._quiet_flush_failing:  # (a quiet poll writes nothing: it proves no write works)
                 self.store_health.ok()
             return outcome
         except asyncio.CancelledError:
@@ -454,9 +455,14 @@ class Daemon:
 
     def _flush_quiet_polls(self) -> None:
         try:
-            self.store.flush_quiet_polls()
+            written = self.store.flush_quiet_polls()
         except StateError as exc:  # kept for the next flush; health says it
+            self._quiet_flush_failing = True
             self.store_health.failed(exc, "quiet polls")
+            return
+        if written and self._quiet_flush_failing:
+            self._quiet_flush_failing = False
+            self.store_health.ok()
 
     async def _gauges_loop(self) -> None:
         """The outbox gauges of /metrics, counted every few seconds (one query over the outbox)."""

@@ -124,10 +124,15 @@ class Ticket:
         timer = asyncio.get_running_loop().call_later(self._slots.slow_after_s, slow)
         try:
             result = await awaitable
+        except asyncio.CancelledError:
+            timer.cancel()
+            if let_go:
+                self._slots.waiting -= 1  # (cancelled: the poll ends, it takes no slot again)
+            raise
         except BaseException:
             timer.cancel()
             if let_go:
-                self._slots.waiting -= 1
+                await self._take_again()  # the poll goes on (a retry, its error): with its slot
             raise
         timer.cancel()
         if let_go:
