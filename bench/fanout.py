@@ -522,7 +522,6 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
             time.sleep(0.1)
         cpu_end = proc_cpu_s(proc.pid)
         hwm = max(hwm, proc_status(proc.pid, "VmHWM") or 0)
-        rss = proc_status(proc.pid, "VmRSS") or 0
     finally:
         if spy_proc is not None:
             spy_proc.send_signal(signal.SIGINT)  # py-spy writes its file and exits

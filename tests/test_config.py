@@ -283,7 +283,7 @@ def test_our_own_keys() -> None:
     assert (cursors.pagination.path, cursors.pagination.param) == (("meta", "next_cursor"), "cursor")
     assert (offsets.pagination.param, offsets.pagination.start) == ("skip", 0)
     assert links.pagination.type == "link" and links.initial_cursor == datetime(2024, 1, 1, tzinfo=UTC)
-    assert result.warnings == (f"config.json: api.verifyTls: is false: TLS certificates are not checked",)
+    assert result.warnings == ("config.json: api.verifyTls: is false: TLS certificates are not checked",)
 
 
 def test_engine_keys() -> None:

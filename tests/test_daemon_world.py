@@ -13,12 +13,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from poller.config import load_config_text
 from poller.daemon.daemon import Daemon
-from state import Notification, open_store
+from state import open_store
 from tests.fakeprovider import FakeProvider
 from tests.receiver import Receiver
 from tests.test_once_e2e import record
