@@ -224,15 +224,26 @@ def test_a_large_page_is_written_in_parts_with_the_event_loop_free_between_them(
         assert announced == sorted(str(i) for i in range(12))
 
 
-def test_a_poll_that_leaves_the_cursor_where_it_was_deletes_nothing_and_one_that_moves_it_prunes(
-        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+def _one_recent_record(make_fake_provider: Callable[..., FakeProvider]) -> tuple[FakeProvider, datetime, object]:
+    """A provider with one record updated 30 s ago, a whole second (t0), and the configuration."""
     provider = make_fake_provider()
     t0 = datetime.now(UTC).replace(microsecond=0)
     provider.records.append(record(1, t0 - timedelta(seconds=30)))
-    config = load_config_text(_config(provider, "/c"), "c.json", {}).config
+    return provider, t0, load_config_text(_config(provider, "/c"), "c.json", {}).config
+
+
+def _traced(store: object) -> list[str]:
+    """The SQL the store runs from now on, statement by statement."""
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    return statements
+
+
+def test_a_poll_that_leaves_the_cursor_where_it_was_deletes_nothing_and_one_that_moves_it_prunes(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    provider, t0, config = _one_recent_record(make_fake_provider)
     with open_store(tmp_path / "p.db") as store:
-        statements: list[str] = []
-        store.db.conn.set_trace_callback(statements.append)
+        statements = _traced(store)
         [baseline] = asyncio.run(poll_all(config, store, t0))
         key = baseline.key
         assert baseline.ok and baseline.baseline and store.seen_count(key) == 1
@@ -253,15 +264,11 @@ def test_a_poll_that_leaves_the_cursor_where_it_was_deletes_nothing_and_one_that
 
 def test_in_the_daemon_a_poll_that_changed_nothing_writes_nothing_until_the_flush(
         tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
-    provider = make_fake_provider()
-    t0 = datetime.now(UTC).replace(microsecond=0)
-    provider.records.append(record(1, t0 - timedelta(seconds=30)))
-    config = load_config_text(_config(provider, "/c"), "c.json", {}).config
+    provider, t0, config = _one_recent_record(make_fake_provider)
     writes = ("BEGIN", "INSERT", "UPDATE", "DELETE")
     with open_store(tmp_path / "p.db") as store:
         store.defer_quiet_polls = True  # as the daemon does
-        statements: list[str] = []
-        store.db.conn.set_trace_callback(statements.append)
+        statements = _traced(store)
         [baseline] = asyncio.run(poll_all(config, store, t0))
         key = baseline.key
         assert baseline.baseline and any(s.startswith("BEGIN") for s in statements)  # a baseline: at once
