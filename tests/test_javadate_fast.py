@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,9 +45,16 @@ def _reference(fmt: javadate.DateFormat, text: str) -> int | None:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[javadate.DateFormat, str]:
+    fmt, _, text = draw(mutated_pair())
+    return fmt, text
+
+
+@st.composite
+def mutated_pair(draw: st.DrawFn) -> tuple[javadate.DateFormat, str, str]:
+    """(format, a canonical text, that text mutated up to three times)."""
     fmt = javadate.compile(draw(st.sampled_from(PATTERNS)), draw(st.sampled_from(ZONES)))
     ms = draw(st.integers(min_value=-2_500_000_000_000, max_value=4_200_000_000_000))
-    text = _sdf.format_ms(fmt._elements, fmt.zone, ms)
+    canonical = text = _sdf.format_ms(fmt._elements, fmt.zone, ms)
     for _ in range(draw(st.integers(0, 3))):
         i = draw(st.integers(0, len(text)))
         op = draw(st.sampled_from(["replace", "insert", "delete"]))
@@ -57,7 +65,7 @@ def mutated(draw: st.DrawFn) -> tuple[javadate.DateFormat, str]:
             text = text[:i] + ch + text[i:]
         elif i < len(text):
             text = text[:i] + text[i + 1:]
-    return fmt, text
+    return fmt, canonical, text
 
 
 @settings(max_examples=1500, deadline=None)
@@ -67,6 +75,49 @@ def test_fast_parse_agrees_with_the_reference(case: tuple[javadate.DateFormat, s
     fast = fmt._fast_parse(text)
     if fast is not None:
         assert to_ms(fast) == _reference(fmt, text), (fmt, text)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(mutated_pair())
+def test_fast_ms_agrees_with_the_reference(case: tuple[javadate.DateFormat, str, str]) -> None:
+    """The ms form (what detection calls) too, with the canonical text read first: the ISO
+    patterns keep the minutes they have read, and the mutated text must not get past them."""
+    fmt, canonical, text = case
+    fast_ms = fmt.fast_ms
+    assert fast_ms is not None, fmt
+    first = fast_ms(canonical)
+    if first is not None:
+        assert first == _reference(fmt, canonical), (fmt, canonical)
+    again = fast_ms(text)
+    if again is not None:
+        assert again == _reference(fmt, text), (fmt, canonical, text)
+
+
+@pytest.mark.parametrize("text", [
+    "2024-06-03T11:43:60.065+05:30", "2024-06-03T11:43:3a.065+05:30", "2024-06-03T11:43:30,065+05:30",
+    "2024-06-03T11:43:30.06+05:30", "2024-06-03T11:43:30.0651+05:30", "2024-06-03T11:43:30.065+05:60",
+    "2024-06-03T11:43:30.065+5:30", "2024-06-03T11:43:30.065 +05:30", "2024-06-03T11:43:30.065+05:30 ",
+    "2024-06-03T11:43:30.065z", "2024-06-03T11:43:30.065", "2024-06-03T11:43:30.\uff10\uff10\uff10Z",
+    "2024-06-03T11:43:30.065+14:01", "2024-06-03T11:43:30.065-13:01",
+])
+def test_a_kept_minute_does_not_let_a_wrong_tail_through(text: str) -> None:
+    fmt = javadate.compile("yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "UTC")
+    fast_ms = fmt.fast_ms
+    assert fast_ms is not None
+    for known in ("2024-06-03T11:43:00.000+05:30", "2024-06-03T11:43:00.000Z", "2024-06-03T11:43:00.000-04:00"):
+        assert fast_ms(known) == _reference(fmt, known)
+    assert fast_ms(text) is None
+    assert fast_ms(text.replace("11:43:", "11:44:", 1)) is None  # and one of a minute not kept
+
+
+def test_a_kept_minute_reads_the_same_instant_in_another_offset() -> None:
+    fmt = javadate.compile("yyyy-MM-dd'T'HH:mm:ss.SSSXXX", "UTC")
+    fast_ms = fmt.fast_ms
+    assert fast_ms is not None
+    texts = ["2024-06-03T11:43:00.000+05:30", "2024-06-03T11:43:59.999+05:30", "2024-06-03T11:43:07.250Z",
+             "2024-06-03T11:43:07.250-04:00", "2024-06-03T11:43:07.250+05:30"]
+    assert [fast_ms(t) for t in texts] == [_reference(fmt, t) for t in texts]
+    assert fast_ms(texts[2]) - fast_ms(texts[4]) == 19_800_000
 
 
 @settings(max_examples=500, deadline=None)
