@@ -120,9 +120,14 @@ def test_the_icontact_seed_is_created_polled_patched_paused_and_survives_restart
         assert first.status_code == 200 and len(first.json()) == 1
         assert [e["objectId"] for e in first.json()[0]["events"]] == ["m3"]
         second = api.get(f"/instances/{number}/events",
-                         params={"pageSize": 1, "nextPage": first.headers["elements-next-page-token"]})
+                         params={"limit": 1, "nextPage": first.headers["elements-next-page-token"]})  # (DESIGN's name)
         assert [e["objectId"] for e in second.json()[0]["events"]] == ["m2"]
         assert "elements-next-page-token" not in second.headers
+        limited = api.get(f"/instances/{number}/events", params={"limit": 1})
+        assert len(limited.json()) == 1 and "elements-next-page-token" in limited.headers  # of the 2 there are
+        wrong = api.get(f"/instances/{number}/events", params={"limit": "abc"})
+        assert wrong.status_code == 400 and wrong.json()["errors"] == [
+            {"path": "limit", "message": "expected 1 to 500, got 'abc'"}]
         one = api.ok("GET", f"/instances/{number}/events/{first.json()[0]['id']}")
         assert one["status"] == "delivered" and one["notification"]["message"]["instanceId"] == str(number)
         assert daemon.stop() == 0
@@ -183,6 +188,16 @@ def test_bad_requests_name_the_problem_and_change_nothing(tmp_path: Path) -> Non
         broken = api.post("/instances", content=(SEEDS / "000_campaignmonitor_curl.txt").read_bytes())
         assert broken.status_code == 400 and broken.json()["errors"][0]["message"].endswith(
             "(is a comma missing at the end of line 11?)")
+        # the daemon's environment is the operator's: a body cannot read it, nor learn what is set
+        mailchimp = json.loads((SEEDS / "002_mailchimpv3.json").read_text(encoding="utf-8"))
+        for name in ("CE_USER", "NOT_SET_ANYWHERE"):
+            mailchimp["configuration"]["event.notification.callback.url"] = "http://127.0.0.1:9/${env:%s}" % name
+            leak = api.post("/instances", json=mailchimp)
+            assert leak.status_code == 400, leak.text
+            assert leak.json()["errors"] == [
+                {"path": 'configuration."event.notification.callback.url"',
+                 "message": f"${{env:{name}}} at position 19: environment variables are read only in the "
+                            f"configuration file; an instance created through the API gives its values as they are"}]
         assert [i["instanceId"] for i in api.ok("GET", "/instances")] == ["crm"]  # nothing created
         assert api.get("/instances/999").status_code == 404
         assert api.get("/instances/abc").status_code == 404
@@ -209,6 +224,13 @@ def test_a_mailchimp_instance_created_by_post_receives_webhooks_with_its_token(
                             headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert posted.status_code == 200, posted.text
         assert httpx.post(url + "x", content=b"type=subscribe", timeout=10).status_code == 404
+        # a body that sets its own inbound token gets it back as its token: the one its URL takes
+        own = json.loads(json.dumps(body))
+        own["configuration"]["event.webhook.token"] = "own-token-0123456789abcdef"
+        second = api.ok("POST", "/instances", json=own)
+        assert second["token"] == "own-token-0123456789abcdef"
+        assert api.ok("GET", f"/instances/{second['id']}")["token"] == second["token"]
+        assert httpx.get(f"{api.base}/webhooks/{second['id']}/{second['token']}", timeout=10).status_code == 200
         wait_until(lambda: (str(created["id"]), "8a25ff1d98", "CREATED") in delivered(receiver), WAIT_S,
                    "the webhook's event delivered", daemon)
         receiver.assert_all_verified()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from poller.api.views import event_view, instance_view, page_token, read_page_to
 from poller.config.apibody import ApiBody, build_api_instance, parse_body
 from poller.config.load import ConfigLoadError
 from poller.config.types import Config
+from poller.config.webhook import TOKEN as WEBHOOK_TOKEN
 from state import StateError, Store
 from state.types import ApiInstance
 
@@ -46,7 +47,6 @@ class Host(Protocol):
     """The running daemon, as the manager needs it."""
 
     store: Store
-    environ: Mapping[str, str]
     file_config: Config
     config: Config
 
@@ -104,7 +104,10 @@ class Manager:
     def _view(self, row: ApiInstance) -> dict[str, Any]:
         configuration = row.body.get("configuration", {})
         enabled_in_body = configuration.get("event.notification.enabled") in (True, "true", "True", "TRUE")
-        return instance_view(row.number, row.body, instance_id=row.instance_id, token=row.token,
+        # the token is the inbound webhook token (DESIGN §11): the body's own when it sets one
+        configured = configuration.get(WEBHOOK_TOKEN)
+        token = configured if isinstance(configured, str) and configured else row.token
+        return instance_view(row.number, row.body, instance_id=row.instance_id, token=token,
                              created_ms=row.created_ms, updated_ms=row.updated_ms, enabled=row.enabled,
                              events_enabled=row.enabled and enabled_in_body, read_only=None)
 
@@ -140,7 +143,7 @@ class Manager:
 
     def _check(self, body: dict, number: int = 0, token: str = "x") -> None:
         try:
-            build_api_instance(ApiBody(number, body, token), self.host.config.engine, self.host.environ)
+            build_api_instance(ApiBody(number, body, token), self.host.config.engine)
         except ConfigLoadError as exc:
             raise _invalid(exc) from None
 
@@ -208,15 +211,17 @@ class Manager:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def events(self, number: int, *, page_size: str | None, next_page: str | None,
+    def events(self, number: int, *, limit: tuple[str, str] | None, next_page: str | None,
                status: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the instance's notifications; ``limit``: (the query parameter's name, its value)."""
         instance_id = self.instance_id(number)
         size = DEFAULT_PAGE_SIZE
-        if page_size is not None:
-            if not page_size.isdigit() or not 1 <= int(page_size) <= MAX_PAGE_SIZE:
-                raise ApiError(400, f"pageSize must be a whole number from 1 to {MAX_PAGE_SIZE}",
-                               (("pageSize", f"expected 1 to {MAX_PAGE_SIZE}, got {page_size[:40]!r}"),))
-            size = int(page_size)
+        if limit is not None:
+            name, value = limit
+            if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE_SIZE:
+                raise ApiError(400, f"{name} must be a whole number from 1 to {MAX_PAGE_SIZE}",
+                               ((name, f"expected 1 to {MAX_PAGE_SIZE}, got {value[:40]!r}"),))
+            size = int(value)
         if status is not None and status not in ("pending", "delivered", "dead"):
             raise ApiError(400, "status must be pending, delivered or dead", (("status", "unknown status"),))
         after = None

@@ -96,7 +96,8 @@ ROUTES: tuple[Route, ...] = (
           errors=(401, 404, 409)),
     Route("GET", "/instances/{id}/events", "events", "Notifications and their events, newest first.",
           response={"type": "array", "items": _ref("Event")}, errors=(400, 401, 404),
-          query=(("pageSize", {"type": "integer", "minimum": 1, "maximum": 500}),
+          query=(("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                 ("pageSize", {"type": "integer", "minimum": 1, "maximum": 500}),
                  ("nextPage", {"type": "string"}),
                  ("status", {"enum": ["pending", "delivered", "dead"]})),
           headers={"elements-next-page-token": {"description": "Present when more pages follow: send it as "

@@ -116,7 +116,10 @@ class ApiRoutes:
 
     async def events(self, request: web.Request) -> web.Response:
         query = request.query
-        page, token = self.manager.events(self._number(request), page_size=query.get("pageSize"),
+        # limit is DESIGN §11's name, pageSize Cloud Elements' own: either is taken
+        limit = ("limit", query["limit"]) if "limit" in query else ("pageSize", query["pageSize"]) \
+            if "pageSize" in query else None
+        page, token = self.manager.events(self._number(request), limit=limit,
                                           next_page=query.get("nextPage"), status=query.get("status"))
         return _json(200, page, **({"elements-next-page-token": token} if token else {}))
 

@@ -52,8 +52,6 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
 
 def _with_api_instances(store: Store, config: Config | None) -> Config:
     """The file's instances (when -c was given) and those created through the management API."""
-    import os
-
     from poller.config import EngineConfig
     from poller.config.apibody import ApiBody, merge
 
@@ -63,7 +61,7 @@ def _with_api_instances(store: Store, config: Config | None) -> Config:
     except StateError:
         return base  # an older state file, read-only: it has none
     bodies = [ApiBody(r.number, r.body, r.token, r.enabled, r.deleted_ms is not None) for r in rows]
-    return merge(base, bodies, os.environ)[0] if bodies else base
+    return merge(base, bodies)[0] if bodies else base
 
 
 def status(path: Path, config: Config | None, *, as_json: bool) -> int:

@@ -20,6 +20,8 @@ from poller.config.values import Context, decode_json, json_error
 __all__ = ["ApiBody", "build_api_instance", "merge", "parse_body"]
 
 SOURCE = "body"
+ENV_REFUSED = ("environment variables are read only in the configuration file; "
+               "an instance created through the API gives its values as they are")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,10 +50,12 @@ def parse_body(raw: bytes) -> dict:
     return value
 
 
-def build_api_instance(api: ApiBody, engine: EngineConfig, environ: Mapping[str, str]
-                       ) -> tuple[InstanceConfig, tuple[str, ...]]:
-    """The instance, with its warnings; ConfigLoadError (with ``details``) when the body is invalid."""
-    ctx = Context(SOURCE, environ)
+def build_api_instance(api: ApiBody, engine: EngineConfig) -> tuple[InstanceConfig, tuple[str, ...]]:
+    """The instance, with its warnings; ConfigLoadError (with ``details``) when the body is invalid.
+
+    ``${env:...}`` is refused: the daemon's environment holds the operator's secrets, and an API
+    client could otherwise send any of them to a callback URL of its choosing."""
+    ctx = Context(SOURCE, {}, env_refused=ENV_REFUSED)
     body = {k: v for k, v in api.body.items() if k != "id"}  # the id is the number, whatever the body says
     body["id"] = str(api.number)
     body.setdefault("name", f"instance {api.number}")
@@ -67,10 +71,9 @@ def build_api_instance(api: ApiBody, engine: EngineConfig, environ: Mapping[str,
     return instance, tuple(ctx.warnings)
 
 
-def merge(config: Config, bodies: Iterable[ApiBody], environ: Mapping[str, str]
-          ) -> tuple[Config, dict[int, str]]:
+def merge(config: Config, bodies: Iterable[ApiBody]) -> tuple[Config, dict[int, str]]:
     """The file's instances and the API's, in one configuration. An API body that no longer loads
-    (an environment variable gone, say) or whose id a file instance took is left out: the
+    (one kept by an older version that used ``${env:...}``, say) or whose id a file instance took is left out: the
     returned problems say why, by number; the rest runs."""
     file_ids = {i.id for i in config.instances}
     instances = list(config.instances)
@@ -81,7 +84,7 @@ def merge(config: Config, bodies: Iterable[ApiBody], environ: Mapping[str, str]
                                     f"instance created through the API with that number is not loaded")
             continue
         try:
-            instance, _ = build_api_instance(api, config.engine, environ)
+            instance, _ = build_api_instance(api, config.engine)
         except ConfigLoadError as exc:
             problems[api.number] = "; ".join(exc.problems)
             continue

@@ -168,9 +168,12 @@ def close_match(word: str, candidates: Iterable[str], cutoff: float = 0.7) -> st
 class Context:
     """The file being loaded, the environment, and the problems found so far."""
 
-    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, source: str, environ: Mapping[str, str], *, env_refused: str | None = None) -> None:
         self.source = source
         self.environ = environ
+        # set: ${env:...} is an error with this message (a body from the management API must not
+        # read the daemon's environment: its variables hold the operator's secrets)
+        self.env_refused = env_refused
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.details: list[tuple[str, str]] = []  # (JSON path, message) of each error, for the API's 400
@@ -285,7 +288,10 @@ class Context:
                 return None
             name, default = match.group(1), match.group(2)
             value: str | None = ""
-            if not _ENV_NAME.fullmatch(name):
+            if self.env_refused is not None:
+                self.error(path, f"${{env:{name}}} at position {start.start()}: {self.env_refused}")
+                ok = False
+            elif not _ENV_NAME.fullmatch(name):
                 self.error(path, f"invalid environment variable name {name!r} in ${{env:...}} "
                                  f"at position {start.start()}")
                 ok = False

@@ -496,7 +496,7 @@ class Daemon:
         if not rows:
             return file_config
         merged, problems = merge(file_config, [ApiBody(r.number, r.body, r.token, r.enabled, r.deleted_ms is not None)
-                                               for r in rows], self.environ)
+                                               for r in rows])
         for number, problem in sorted(problems.items()):
             log.error("api.instance_not_loaded", extra={"instance": number, "problems": problem})
         return merged
