@@ -160,6 +160,21 @@ def test_mailchimp_validator_get_and_empty_post_get_200_and_store_nothing(tmp_pa
     run(tmp_path, test)
 
 
+def test_a_get_handshake_is_200_for_every_kind_and_stores_nothing(tmp_path: Path) -> None:
+    """DESIGN §10: GET on the same path is for handshakes, whichever provider (a signed generic
+    element too: a GET carries no event to verify). A wrong token is still 404."""
+    async def test(h: Harness) -> None:
+        for instance in ("cm", "mc", "shop"):
+            get = await h.client.get(h.url(instance))
+            assert (get.status_code, get.text) == (200, ""), instance
+            head = await h.client.head(h.url(instance))
+            assert head.status_code == 200, instance
+            assert (await h.client.get(h.url(instance, TOKEN[:-1] + "x"))).status_code == 404
+        assert h.store.inbound_requests() == [] and h.store.notifications() == []
+
+    run(tmp_path, test)
+
+
 def test_an_oversized_body_is_413_before_it_is_read_even_with_expect_continue(tmp_path: Path) -> None:
     async def test(h: Harness) -> None:
         big = cm_body(*[EVENT] * 50)

@@ -104,6 +104,8 @@ class Receiver:
         webhook = instance.webhook
         assert webhook is not None
         now_ms = request.received_ms if now_ms is None else now_ms
+        if request.method in ("GET", "HEAD"):  # a handshake (DESIGN §10), for every kind: no event, nothing kept
+            return Answer(200, "handshake")
         try:
             if verify and webhook.verify.type != "none":
                 if webhook.verify.type == "basic" and replay_of is not None:

@@ -48,7 +48,8 @@ class InboundRoutes:
     def add(self, app: web.Application) -> None:
         resource = app.router.add_resource(PATH)
         resource.add_route("POST", self.handle, expect_handler=self._expect)
-        resource.add_route("GET", self.handle)  # (aiohttp answers HEAD on a GET route too)
+        resource.add_route("GET", self.handle)  # handshakes (DESIGN §10)
+        resource.add_route("HEAD", self.handle)  # (a resource's GET route does not take HEAD by itself)
 
     async def _expect(self, request: web.Request) -> web.StreamResponse | None:
         """``Expect: 100-continue``: refuse a wrong token or an oversized body before it is sent."""
