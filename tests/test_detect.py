@@ -170,7 +170,8 @@ def test_event_ids_are_uuid5_and_many_at_once_gives_the_same() -> None:
 def test_resources_without_dates_use_content_hashes() -> None:
     s = spec(updated=None, created=None)
     first = detect_page([{"id": 1, "name": "a"}], {}, s, since_ms=SINCE, now_ms=NOW)
-    assert [(e.object_id, e.event_type) for e in first.events] == [("1", CREATED)]
+    # UPDATED although the id is new: CREATED needs a known created date (DESIGN §4.4)
+    assert [(e.object_id, e.event_type) for e in first.events] == [("1", UPDATED)]
     seen = {"1": {v: st for _, v, st in first.new_versions}}
     again = detect_page([{"id": 1, "name": "a"}], seen, s, since_ms=SINCE, now_ms=NOW + 60_000)
     assert again.events == [] and again.skips.seen == 1
@@ -191,7 +192,7 @@ def test_content_that_changes_back_is_a_change_again() -> None:
         for oid, version, stamp in (*result.new_versions, *result.touched):
             seen.setdefault(oid, {})[version] = stamp
         types += [e.event_type for e in result.events]
-    assert types == [CREATED, UPDATED, UPDATED]
+    assert types == [UPDATED, UPDATED, UPDATED]
 
 
 def test_baseline_remembers_records_stamped_after_its_start() -> None:

@@ -140,7 +140,7 @@ def detect_page(
                 if version == latest and known[version] < now_ms - _TOUCH_AFTER_MS:
                     touched.append((object_id, version, now_ms))  # keep it from being pruned
                 continue
-            event_type = UPDATED if (known or mine) else CREATED
+            event_type = UPDATED  # no created date to know it by (DESIGN §4.4), even for an id never seen
         else:
             # the stamp: read_date, inlined for the common case (a str the fast path settles)
             if stamp_one and isinstance(record, dict):
