@@ -5,6 +5,8 @@ notification, and the state file surviving restarts."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ from tests.fakeprovider import FakeProvider
 from tests.receiver import Receiver
 from tests.test_daemon_e2e import SIGNING_KEY, WAIT_S, DaemonProcess, wait_until, write_json
 from tests.test_inbound_e2e import DATA, listening
-from tests.test_once_e2e import run_poller
+from tests.test_once_e2e import ROOT, run_poller
 
 pytestmark = pytest.mark.slow
 
@@ -231,6 +233,15 @@ def test_a_mailchimp_instance_created_by_post_receives_webhooks_with_its_token(
         assert second["token"] == "own-token-0123456789abcdef"
         assert api.ok("GET", f"/instances/{second['id']}")["token"] == second["token"]
         assert httpx.get(f"{api.base}/webhooks/{second['id']}/{second['token']}", timeout=10).status_code == 200
+        # `poller webhooks` prints every webhook instance's URL: those created through the API too
+        listed = subprocess.run([sys.executable, "-m", "poller", "webhooks", "-c", str(config), "--state",
+                                 str(tmp_path / "poller.db"), "--json"], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **ENV})
+        assert listed.returncode == 0, listed.stderr
+        paths = {row["instance"]: row["path"] for row in json.loads(listed.stdout)}
+        assert paths[str(created["id"])] == f"/webhooks/{created['id']}/{created['token']}"
+        assert paths[str(second["id"])] == f"/webhooks/{second['id']}/{second['token']}"
+        assert "crm" in paths
         wait_until(lambda: (str(created["id"]), "8a25ff1d98", "CREATED") in delivered(receiver), WAIT_S,
                    "the webhook's event delivered", daemon)
         receiver.assert_all_verified()

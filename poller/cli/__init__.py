@@ -194,6 +194,7 @@ def webhooks_command(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         if action == "requests":
             return webhooks.requests(path, rejected=args.rejected, as_json=args.json, limit=args.limit)
         assert config is not None
+        config = webhooks.with_api_instances(config, path)
         if action == "replay":
             return webhooks.replay(config, path, args.ids)
         if action == "register":

@@ -50,7 +50,7 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
         return asyncio.run(Daemon(config_path, config, store, early=early).run())
 
 
-def _with_api_instances(store: Store, config: Config | None) -> Config:
+def with_api_instances(store: Store, config: Config | None) -> Config:
     """The file's instances (when -c was given) and those created through the management API."""
     from poller.config import EngineConfig
     from poller.config.apibody import ApiBody, merge
@@ -74,7 +74,7 @@ def status(path: Path, config: Config | None, *, as_json: bool) -> int:
     with open_reader(path) as store:
         states = store.resource_states()
         open_counts = store.open_counts_by_resource()
-        config = _with_api_instances(store, config)
+        config = with_api_instances(store, config)
     intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()}
     rows = []
     for st in sorted(states, key=lambda s: s.key):

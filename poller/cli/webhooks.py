@@ -13,7 +13,7 @@ from poller.events.notify import iso_z
 from poller.javadate.zone import to_ms
 from state import open_store
 
-__all__ = ["list_urls", "register", "replay", "requests"]
+__all__ = ["list_urls", "register", "replay", "requests", "with_api_instances"]
 
 
 def _tokens(config: Config, state_path: Path) -> dict[str, str]:
@@ -27,6 +27,17 @@ def _tokens(config: Config, state_path: Path) -> dict[str, str]:
     # beside a running daemon: a small shared write; before the first start: the file is made
     with open_store(state_path, exclusive=not state_path.exists()) as store:
         return resolve_tokens(store, config, to_ms(now()))
+
+
+def with_api_instances(config: Config, state_path: Path) -> Config:
+    """The file's instances and those created through the management API (kept in the state
+    file, when there is one): theirs are webhook URLs too (DESIGN §10: every webhook instance)."""
+    from poller.cli.daemon import with_api_instances as merged
+
+    if not state_path.exists():
+        return config
+    with open_reader(state_path) as store:
+        return merged(store, config)
 
 
 def list_urls(config: Config, state_path: Path, *, as_json: bool) -> int:
