@@ -110,9 +110,10 @@ def test_a_batch_keeps_its_order_and_each_raw_holds_only_its_own_events() -> Non
 
 def test_list_ids_are_checked() -> None:
     webhook = WebhookConfig(kind="campaignmonitor", list_ids=("L1", "L2"))
-    assert normalise(webhook, "POST", "application/json", cm_body({"Type": "Subscribe"}, list_id="L2"), NOW_MS).events
+    subscribe = {"Type": "Subscribe", "EmailAddress": "a@x"}
+    assert normalise(webhook, "POST", "application/json", cm_body(subscribe, list_id="L2"), NOW_MS).events
     with pytest.raises(Refused, match=r'ListID "L3" is not one of events.list.ids') as info:
-        normalise(webhook, "POST", "application/json", cm_body({"Type": "Subscribe"}, list_id="L3"), NOW_MS)
+        normalise(webhook, "POST", "application/json", cm_body(subscribe, list_id="L3"), NOW_MS)
     assert info.value.status == 400
 
 
@@ -314,14 +315,57 @@ def test_the_generic_element_maps_events_by_its_configuration() -> None:
         "objectTypeField": "kind", "dateField": "at", "dateFormat": "yyyy-MM-dd HH:mm:ss"}})
     assert instance.webhook is not None
     payload = {"data": {"items": [{"key": 7, "action": "opened", "kind": "issues", "at": "2024-05-01 12:00:00"},
-                                  {"key": "b", "action": "closed", "at": "nonsense"}]}, "other": 1}
+                                  {"key": "b", "action": "closed"}]}, "other": 1}
     parsed = normalise(instance.webhook, "POST", "application/json", json.dumps(payload).encode(), NOW_MS)
     assert [(e.event_type, e.object_type, e.object_id) for e in parsed.events] == [
         ("CREATED", "issues", "7"), ("UNKNOWN", "events", "b")]
-    assert parsed.events[0].stamp_ms == 1_714_564_800_000 and parsed.events[1].stamp_ms == NOW_MS
+    assert parsed.events[0].stamp_ms == 1_714_564_800_000 and parsed.events[1].stamp_ms == NOW_MS  # (no date)
     assert parsed.raw_for([1]) == {"data": {"items": [payload["data"]["items"][1]]}, "other": 1}
     with pytest.raises(Refused, match=r"no array of events at data.items"):
         normalise(instance.webhook, "POST", "application/json", b'{"data": {}}', NOW_MS)
+    payload["data"]["items"][1]["at"] = "nonsense"  # a date that is there must be read
+    with pytest.raises(Refused) as info:
+        normalise(instance.webhook, "POST", "application/json", json.dumps(payload).encode(), NOW_MS)
+    assert info.value.reason == ('event 1 (at data.items): at is "nonsense": not a date '
+                                 '(yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers)')
+
+
+@pytest.mark.parametrize("webhook, content_type, data, reason", [
+    (CM, "application/json", cm_body({"Type": "Subscribe", "Date": "2010-12-14 11:32:00"}),
+     "Events[0] is CREATED but has no EmailAddress (the record's id)"),
+    (CM, "application/json", cm_body({"Type": "Update", "EmailAddress": "  "}),
+     "Events[0] is UPDATED but has no EmailAddress (the record's id)"),
+    (CM, "application/json", cm_body({"Type": "Subscribe", "EmailAddress": "a@x", "Date": "yesterday"}),
+     'Events[0].Date is "yesterday": not a date (yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers)'),
+    (MC, "application/x-www-form-urlencoded", b"type=subscribe&fired_at=2009-03-26+21%3A35%3A57",
+     "the subscribe event is CREATED but has no data[id] (the record's id)"),
+    (MC, "application/x-www-form-urlencoded", b"type=upemail&data%5Bid%5D=1",
+     "the upemail event is UPDATED but has no data[new_id] (the record's id)"),
+    (MC, "application/x-www-form-urlencoded", b"type=subscribe&data%5Bid%5D=1&fired_at=notadate",
+     'fired_at is "notadate": not a date (yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers)'),
+])
+def test_an_event_without_its_id_or_with_an_unreadable_date_refuses_the_body(
+        webhook: WebhookConfig, content_type: str, data: bytes, reason: str) -> None:
+    with pytest.raises(Refused) as info:
+        normalise(webhook, "POST", content_type, data, NOW_MS)
+    assert (info.value.status, info.value.reason) == (400, reason)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"5", "event 0 is not an object but a number"),
+    (b"null", "event 0 is not an object but null"),
+    (b'[{"id": "1", "type": "created"}, "x"]', "event 1 is not an object but a string"),
+    (b'{"type": "created"}', "event 0 is CREATED but has no event_object_id or id (the record's id)"),
+])
+def test_the_generic_element_refuses_events_that_are_not_objects_or_lack_an_id(data: bytes, reason: str) -> None:
+    _, instance = _config("anything")
+    assert instance.webhook is not None
+    with pytest.raises(Refused) as info:
+        normalise(instance.webhook, "POST", "application/json", data, NOW_MS)
+    assert (info.value.status, info.value.reason) == (400, reason)
+    # an event of an unknown type needs no id ("the id field when present")
+    [unknown] = normalise(instance.webhook, "POST", "application/json", b'{"kind": "c"}', NOW_MS).events
+    assert (unknown.event_type, unknown.object_id) == ("UNKNOWN", "")
 
 
 def test_without_a_mapping_cloud_elements_event_fields_are_read() -> None:

@@ -124,9 +124,10 @@ def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: by
             event_type = DELETED if str(item.get("State", "")).strip().lower() == "deleted" else UPDATED
         else:
             event_type = _CM_TYPES.get(kind_name, UNKNOWN)  # type: ignore[arg-type]
-        stamp, key = dates(item.get("Date"))
-        events.append(Pushed(event_type, "contacts", _text(item.get("EmailAddress")), stamp,
-                             prefix + _canonical(item), key))
+        where = f"Events[{i}]"
+        stamp, key = dates(item.get("Date"), f"{where}.Date")
+        events.append(Pushed(event_type, "contacts", _need_id(_text(item.get("EmailAddress")), event_type, where,
+                                                              "EmailAddress"), stamp, prefix + _canonical(item), key))
 
     def raw_for(positions: Sequence[int]) -> object:
         return {**payload, "Events": [items[i] for i in positions]}  # type: ignore[dict-item]
@@ -152,7 +153,7 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
         raise Refused(400, "not a Mailchimp form body: it has no \"type\" field")
     data = payload.get("data")
     data = data if isinstance(data, dict) else {}
-    object_type, object_id, event_type = "contacts", _text(data.get("id")), UNKNOWN
+    object_type, object_id, event_type, id_field = "contacts", _text(data.get("id")), UNKNOWN, "data[id]"
     if kind_name == "subscribe":
         event_type = CREATED
     elif kind_name == "profile":
@@ -160,13 +161,15 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
     elif kind_name == "unsubscribe":
         event_type = DELETED if str(data.get("action", "")).strip().lower() == "delete" else UPDATED
     elif kind_name == "upemail":
-        event_type, object_id = UPDATED, _text(data.get("new_id"))
+        event_type, object_id, id_field = UPDATED, _text(data.get("new_id")), "data[new_id]"
     elif kind_name == "cleaned":
-        event_type, object_id = UPDATED, _text(data.get("email"))
+        event_type, object_id, id_field = UPDATED, _text(data.get("email")), "data[email]"
     elif kind_name == "campaign":
         event_type, object_type = UPDATED, "campaigns"
-    stamp, key = _Dates(webhook.time_zone, received_ms)(payload.get("fired_at"))
-    event = Pushed(event_type, object_type, object_id, stamp, _canonical(payload), key)
+    where = f"the {kind_name} event"
+    stamp, key = _Dates(webhook.time_zone, received_ms)(payload.get("fired_at"), "fired_at")
+    event = Pushed(event_type, object_type, _need_id(object_id, event_type, where, id_field), stamp,
+                   _canonical(payload), key)
     return Parsed(payload, [event], lambda positions: payload)
 
 
@@ -187,7 +190,7 @@ def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, rece
     _count(items)
     date = spec.date_format or javadate.compile("yyyy-MM-dd'T'HH:mm:ssXXX", webhook.time_zone)
     types = dict(spec.types)
-    events = [_generic_event(spec, types, date, item, received_ms) for item in items]
+    events = [_generic_event(spec, types, date, item, received_ms, i) for i, item in enumerate(items)]
 
     def raw_for(positions: Sequence[int]) -> object:
         chosen = [items[i] for i in positions]
@@ -199,7 +202,10 @@ def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, rece
 
 
 def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javadate.DateFormat, item: object,
-                   received_ms: int) -> Pushed:
+                   received_ms: int, index: int) -> Pushed:
+    where = f"event {index}" + (f" (at {format_path(spec.path)})" if spec.path else "")
+    if not isinstance(item, dict):
+        raise Refused(400, f"{where} is not an object but {_kind(item)}")
     provider_type = _first(item, spec.type_path)
     event_type = UNKNOWN
     if provider_type is not None:
@@ -214,8 +220,11 @@ def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javad
         if isinstance(found, str) and found.strip():
             object_type = found.strip()
     stamp = _first(item, spec.date_path)
-    return Pushed(event_type, object_type, _text(_first(item, spec.id_path)),
-                  _stamp(date, stamp, received_ms) if stamp is not None else received_ms, _canonical(item))
+    id_fields = " or ".join(format_path(p) for p in spec.id_path)
+    date_fields = " or ".join(format_path(p) for p in spec.date_path)
+    return Pushed(event_type, object_type, _need_id(_text(_first(item, spec.id_path)), event_type, where, id_fields),
+                  _stamp(date, stamp, received_ms, f"{where}: {date_fields}") if stamp is not None else received_ms,
+                  _canonical(item))
 
 
 def _first(item: object, paths: tuple[tuple, ...]) -> object:
@@ -278,26 +287,46 @@ class _Dates:
         self.received_ms = received_ms
         self.seen: dict[str, tuple[int, int]] = {}
 
-    def __call__(self, value: object) -> tuple[int, int]:
+    def __call__(self, value: object, where: str) -> tuple[int, int]:
         known = self.seen.get(value) if isinstance(value, str) else None
         if known is not None:
             return known
-        stamp = _stamp(self.zoned, value, self.received_ms)
-        key = _stamp(self.utc, value, 0)
+        stamp = _stamp(self.zoned, value, self.received_ms, where)
+        key = _stamp(self.utc, value, 0, where)
         if isinstance(value, str):
             self.seen[value] = (stamp, key)
         return stamp, key
 
 
-def _stamp(date: javadate.DateFormat, value: object, received_ms: int) -> int:
-    """The event's date in epoch ms; the receive time when it has none that can be read."""
+def _stamp(date: javadate.DateFormat, value: object, received_ms: int, where: str) -> int:
+    """The event's date in epoch ms; the receive time when it has none. A date that is there but
+    cannot be read makes the body unreadable (400, kept as rejected, replayable after a fix of
+    event.webhook.timeZone or dateFormat), not an event dated when it happened to arrive."""
     if value is None or value == "":
         return received_ms
     try:
         instant, _ = date.parse_lenient(value.strip() if isinstance(value, str) else value)
     except (DateFormatError, OverflowError, ValueError):
-        return received_ms
+        shown = json.dumps(value, ensure_ascii=False, default=str)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise Refused(400, f"{where} is {shown}: not a date ({date.pattern}, ISO-8601 or epoch numbers)") from None
     return to_ms(instant)
+
+
+_TYPED = (CREATED, UPDATED, DELETED)
+
+
+def _need_id(object_id: str, event_type: str, where: str, field: str) -> str:
+    """The id of a CREATED, UPDATED or DELETED event, which must name its record (an UNKNOWN
+    event may have none: DESIGN §10, "the id field when present")."""
+    if event_type in _TYPED and not object_id.strip():
+        raise Refused(400, f"{where} is {event_type} but has no {field} (the record's id)")
+    return object_id
+
+
+def _kind(value: object) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array"}.get(type(value), type(value).__name__)
 
 
 def _canonical(value: object) -> bytes:
