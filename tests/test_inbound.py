@@ -272,7 +272,7 @@ def test_a_request_is_kept_with_its_notifications_and_a_retry_announces_nothing(
         message = json.loads(notes[0].notification.body)["message"]
         assert message["raw"] == {"Events": events[:10], "ListID": "L1"}
         assert [e["eventType"] for e in message["events"]] == ["CREATED"] * 10
-        assert {e["hubKey"] for e in message["events"]} == {"marketing"}
+        assert {e["hubKey"] for e in message["events"]} == {"campaignmonitor"}  # the element key (DESIGN §9)
         assert message["events"][0]["date"] == "2010-12-14T11:32:00Z"
         kept = store.inbound_requests()
         assert [r.outcome for r in kept] == ["rejected", "accepted", "duplicate", "accepted"]
@@ -298,7 +298,7 @@ def test_replay_after_a_config_fix_accepts_a_rejected_request(tmp_path: Path) ->
 
 def test_config_makes_webhook_instances_and_checks_their_keys() -> None:
     _, mc = _config("mailchimpv3")
-    assert mc.webhook is not None and mc.webhook.kind == "mailchimp" and mc.webhook.hub_key == "marketing"
+    assert mc.webhook is not None and mc.webhook.kind == "mailchimp" and mc.webhook.hub_key == "mailchimpv3"
     with pytest.raises(Exception) as info:
         _config("github", **{"event.webhook.verify": {"type": "hmac", "header": "x-sig"},
                              "event.webhook.timeZone": "Mars/Olympus"})

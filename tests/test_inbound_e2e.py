@@ -96,7 +96,8 @@ def test_provider_bodies_become_signed_notifications(tmp_path: Path, make_receiv
                            ("contacts", "UPDATED", "8a25ff1d98")}
         [first] = [r for r in receiver.delivered() if r.json["message"]["raw"] == json.loads(json_body)]
         assert first.json["message"]["events"][0]["date"] == "2010-12-14T11:32:00Z"
-        assert {e["hubKey"] for e in events_of(receiver)} == {"marketing"}
+        assert {(e["objectId"], e["hubKey"]) for e in events_of(receiver)} == {  # the element key (DESIGN §9)
+            ("test@example.org", "campaignmonitor"), ("8a25ff1d98", "mailchimpv3")}
         receiver.assert_all_verified()
         assert metric(base, "poller_inbound_requests_total", instance="cm", outcome="accepted") == 2
         assert metric(base, "poller_inbound_requests_total", instance="cm", outcome="duplicate") == 1

@@ -155,7 +155,7 @@ def test_mailchimp_validator_get_and_empty_post_get_200_and_store_nothing(tmp_pa
         assert posted.status_code == 200
         [note] = h.store.notifications()
         [event] = json.loads(note.notification.body)["message"]["events"]
-        assert (event["eventType"], event["objectId"], event["hubKey"]) == ("CREATED", "8a25ff1d98", "marketing")
+        assert (event["eventType"], event["objectId"], event["hubKey"]) == ("CREATED", "8a25ff1d98", "mailchimp")
 
     run(tmp_path, test)
 

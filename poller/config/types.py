@@ -200,7 +200,7 @@ class WebhookConfig:
     list_ids: tuple[str, ...] = ()  # events.list.ids; empty: every list
     events: WebhookEventsConfig = field(default_factory=WebhookEventsConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
-    hub_key: str = "marketing"
+    hub_key: str = ""  # the events' hubKey; "": the instance's element key (DESIGN §9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,8 @@ def webhook_kind(element_key: str) -> str:
 
 def build_webhook(ctx: Context, conf: dict, conf_path: Path, element_key: str) -> WebhookConfig:
     kind = webhook_kind(element_key)
-    out: dict[str, object] = {"kind": kind, "hub_key": "marketing" if kind != "generic" else element_key}
+    # DESIGN §9: the segment after /hubs/ of the URL, else the element key; a webhook has no URL
+    out: dict[str, object] = {"kind": kind, "hub_key": element_key}
     if TOKEN in conf:
         out["token"] = _token(ctx, conf[TOKEN], conf_path + (TOKEN,))
     if TIME_ZONE in conf:

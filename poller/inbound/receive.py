@@ -167,7 +167,7 @@ class Receiver:
     def _envelope(self, instance: InstanceConfig) -> Envelope:
         assert instance.webhook is not None
         return Envelope(instance_id=instance.id, instance_name=instance.name, element_key=instance.element_key,
-                        tags=instance.tags, resource=WEBHOOK_RESOURCE, hub_key=instance.webhook.hub_key,
+                        tags=instance.tags, resource=WEBHOOK_RESOURCE, hub_key=instance.webhook.hub_key or instance.element_key,
                         batch_size=self.config.engine.delivery.batch_size)
 
 
