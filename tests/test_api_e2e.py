@@ -103,6 +103,9 @@ def test_the_icontact_seed_is_created_polled_patched_paused_and_survives_restart
             "event.notification.callback.url": receiver.url("/hook"), "event.notification.signature.key": SIGNING_KEY,
             "event.poller.refresh_interval": 0.025})
         assert patched["configuration"]["event.poller.refresh_interval"] == 0.025
+        not_keys = api.patch(f"/instances/{number}/configuration", json=[1])
+        assert (not_keys.status_code, not_keys.json()["errors"]) == (400, [
+            {"path": "", "message": "expected an object of the configuration keys to change, got a list"}])
         provider.records.append(message("m2", provider.now()))
         wait_until(lambda: (str(number), "m2", "CREATED") in delivered(receiver), WAIT_S, "m2 delivered", daemon)
 
@@ -200,11 +203,15 @@ def test_bad_requests_name_the_problem_and_change_nothing(tmp_path: Path) -> Non
                 {"path": 'configuration."event.notification.callback.url"',
                  "message": f"${{env:{name}}} at position 19: environment variables are read only in the "
                             f"configuration file; an instance created through the API gives its values as they are"}]
+        for content, expected in ((b"null", "expected an instance body ({\"element\": ..., \"configuration\": ...}), got null"),
+                                  (b"[]", "expected an instance body ({\"element\": ..., \"configuration\": ...}), got a list")):
+            assert api.post("/instances", content=content).json()["errors"] == [{"path": "", "message": expected}]
         assert [i["instanceId"] for i in api.ok("GET", "/instances")] == ["crm"]  # nothing created
         assert api.get("/instances/999").status_code == 404
         assert api.get("/instances/abc").status_code == 404
         assert api.patch("/instances/999", json={"name": "x"}).status_code == 404
         assert api.get("/openapi.json").json()["openapi"] == "3.1.0"
+        assert httpx.get(api.base + "/elements/api-v2/openapi.json", timeout=10).status_code == 401  # (every request)
         log = daemon.log()
         assert USER not in log and ORG not in log
         assert daemon.stop() == 0

@@ -33,7 +33,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def api_schema(served: str) -> schemathesis.BaseSchema:
-    schema = schemathesis.openapi.from_url(f"{served}{BASE}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{served}{BASE}/openapi.json", headers=AUTH)
     schema.config.update(base_url=f"{served}{BASE}")
     return schema
 

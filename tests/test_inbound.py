@@ -354,7 +354,7 @@ def test_an_event_without_its_id_or_with_an_unreadable_date_refuses_the_body(
 @pytest.mark.parametrize("data, reason", [
     (b"5", "event 0 is not an object but a number"),
     (b"null", "event 0 is not an object but null"),
-    (b'[{"id": "1", "type": "created"}, "x"]', "event 1 is not an object but a string"),
+    (b'[{"id": "1", "type": "created"}, ["x"]]', "event 1 is not an object but a list"),
     (b'{"type": "created"}', "event 0 is CREATED but has no event_object_id or id (the record's id)"),
 ])
 def test_the_generic_element_refuses_events_that_are_not_objects_or_lack_an_id(data: bytes, reason: str) -> None:

@@ -164,7 +164,8 @@ class Manager:
         row = self._api_row(number, changing=True)
         assert row is not None
         try:
-            change = parse_body(raw)
+            change = parse_body(raw, "an object of the configuration keys to change" if configuration_only
+                                else "an object of the keys to change")
         except ConfigLoadError as exc:
             raise _invalid(exc) from None
         if configuration_only:

@@ -38,13 +38,11 @@ class ApiRoutes:
         self.manager = manager
 
     def add(self, app: web.Application) -> None:
-        app.router.add_get(BASE + "/openapi.json", self.openapi)
+        app.router.add_get(BASE + "/openapi.json", self._wrap(self.openapi))  # (DESIGN §11: every request)
         for route in ROUTES:
             app.router.add_route(route.method, BASE + route.path, self._wrap(getattr(self, route.handler)))
 
     async def openapi(self, request: web.Request) -> web.Response:
-        if self.api() is None:
-            raise web.HTTPNotFound()
         return _json(200, document())
 
     def _wrap(self, handler: Callable[[web.Request], Awaitable[web.Response]]

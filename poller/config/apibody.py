@@ -15,7 +15,7 @@ from typing import Any
 from poller.config.instance import build_instance
 from poller.config.load import ConfigLoadError
 from poller.config.types import Config, EngineConfig, InstanceConfig, SecretStr
-from poller.config.values import Context, decode_json, json_error
+from poller.config.values import Context, decode_json, json_error, kind
 
 __all__ = ["ApiBody", "build_api_instance", "merge", "parse_body"]
 
@@ -35,7 +35,10 @@ class ApiBody:
     deleted: bool = False
 
 
-def parse_body(raw: bytes) -> dict:
+INSTANCE_BODY = "an instance body ({\"element\": ..., \"configuration\": ...})"
+
+
+def parse_body(raw: bytes, expected: str = INSTANCE_BODY) -> dict:
     """The request body as a JSON object; ConfigLoadError (path "", as ``poller check`` says it) if not."""
     try:
         value = decode_json(raw.decode("utf-8-sig"))
@@ -45,7 +48,7 @@ def parse_body(raw: bytes) -> dict:
     except (ValueError, RecursionError) as exc:
         raise ConfigLoadError([f"{SOURCE}: {json_error(exc)}"], details=[("", json_error(exc))]) from None
     if not isinstance(value, dict):
-        message = f"expected an instance body ({{\"element\": ..., \"configuration\": ...}}), got {type(value).__name__}"
+        message = f"expected {expected}, got {kind(value)}"
         raise ConfigLoadError([f"{SOURCE}: {message}"], details=[("", message)])
     return value
 

@@ -19,7 +19,7 @@ import orjson
 
 from poller import javadate, jsonpath
 from poller.config.types import WebhookConfig, WebhookEventsConfig
-from poller.config.values import format_path
+from poller.config.values import format_path, kind as json_kind
 from poller.errors import DateFormatError
 from poller.inbound.cmxml import XmlError, read_xml
 from poller.inbound.forms import FormError, decode_form
@@ -205,7 +205,7 @@ def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javad
                    received_ms: int, index: int) -> Pushed:
     where = f"event {index}" + (f" (at {format_path(spec.path)})" if spec.path else "")
     if not isinstance(item, dict):
-        raise Refused(400, f"{where} is not an object but {_kind(item)}")
+        raise Refused(400, f"{where} is not an object but {json_kind(item)}")
     provider_type = _first(item, spec.type_path)
     event_type = UNKNOWN
     if provider_type is not None:
@@ -322,11 +322,6 @@ def _need_id(object_id: str, event_type: str, where: str, field: str) -> str:
     if event_type in _TYPED and not object_id.strip():
         raise Refused(400, f"{where} is {event_type} but has no {field} (the record's id)")
     return object_id
-
-
-def _kind(value: object) -> str:
-    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "an array"}.get(type(value), type(value).__name__)
 
 
 def _canonical(value: object) -> bytes:
