@@ -455,6 +455,11 @@ def test_other_client_errors_fail_at_once(status: int) -> None:
     assert error.reason == "request refused: application/json '{\"message\":\"no\"}'"
 
 
+def test_a_refusal_without_a_content_type_says_so() -> None:
+    _, error, _, _ = fetch(lambda r: httpx.Response(404, content=b"nope"), spec())
+    assert error is not None and error.reason == "request refused: a body without Content-Type: 'nope'"
+
+
 def test_unfollowed_redirect_names_the_target() -> None:
     _, error, _, reqs = fetch(lambda r: httpx.Response(302, headers={"Location": "https://login.example.com/"}),
                               spec())

@@ -405,7 +405,7 @@ def path_text(path: tuple) -> str:
 def _excerpt(body: bytes, headers: httpx.Headers) -> str:
     if not body.strip():
         return "an empty body"
-    kind = headers.get("content-type", "no content type").split(";")[0].strip() or "no content type"
+    kind = headers.get("content-type", "").split(";")[0].strip() or "a body without Content-Type:"
     text = body[:120].decode("utf-8", "replace")
     text = " ".join(text.split())
     return f"{kind} {text[:100]!r}" + ("..." if len(body) > 100 else "")
