@@ -17,7 +17,7 @@ import pytest
 
 from poller.config import load_config_text
 from poller.daemon.daemon import Daemon
-from state import open_store
+from state import StateError, open_store
 from tests.fakeprovider import FakeProvider
 from tests.receiver import Receiver
 from tests.test_once_e2e import record
@@ -171,6 +171,36 @@ def test_a_full_disk_makes_health_fail_with_one_log_line_and_recovery_is_clean(
     assert "state.writable_again" in events
     assert "poll.crashed" not in events and not any(r.exc_info for r in caplog.records)
     assert {o for r in receiver.delivered() for o in r.object_ids} == {"r0", "r1", "r2"}  # nothing lost
+
+
+def test_health_recovers_once_the_delivery_engine_can_record_its_attempts_again(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], make_receiver: Callable[..., Receiver]) -> None:
+    """The delivery engine's failed write (a full disk while an attempt was in flight) made
+    /healthz 503 until the daemon stopped, and so starved the systemd watchdog, long after the
+    disk had room again and the attempts were recorded."""
+    provider, receiver = make_fake_provider(), make_receiver()
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        store = daemon.store
+        record_attempts, failing = store.record_attempts, [True]
+
+        def full_disk(results: Any) -> None:
+            if failing[0]:
+                raise StateError(f"{store.path}: cannot record delivery attempts: database or disk is full")
+            record_attempts(results)
+
+        store.record_attempts = full_disk  # type: ignore[method-assign]
+        provider.records.append(record("r1", datetime.now(UTC)))
+        await until(lambda: not daemon.healthy()[0], what="health failing")
+        assert daemon.healthy()[1].startswith("delivery: "), daemon.healthy()
+        failing[0] = False  # room again
+        await until(lambda: [e.status for e in store.notifications()] == ["delivered"], what="the attempt recorded")
+        await until(lambda: daemon.healthy()[0], timeout=10, what="health recovering")
+        assert daemon.healthy() == (True, "ok")
+
+    run_daemon(tmp_path, config_text(provider, receiver), body)
+    assert [o for r in receiver.delivered() for o in r.object_ids] == ["r1"]
 
 
 # -- 12 (issue 12). a hanging provider does not stall the others --------------------------------------

@@ -402,6 +402,7 @@ class Daemon:
                                        before_sending=self.housekeeping.watch_clock)
         self.housekeeping.before_shift = self.delivery.flush
         while not self.stop.is_set():
+            state_failed = False
             try:
                 await self.delivery.run(self.stop)
                 self.delivery_error = None
@@ -410,6 +411,7 @@ class Daemon:
             except StateError as exc:
                 self.store_health.failed(exc, "delivery")
                 self.delivery_error = str(exc)
+                state_failed = True
             except Exception as exc:
                 log.exception("delivery.crashed")
                 self.delivery_error = f"{type(exc).__name__}: {exc}"
@@ -419,8 +421,15 @@ class Daemon:
                     await asyncio.wait_for(self.stop.wait(), DELIVERY_ERROR_BACKOFF_S)
                 except asyncio.TimeoutError:
                     pass
+                if state_failed:
+                    # The engine starts again whole; whether the state file takes writes now is
+                    # the store's to say (healthy() asks it), or /healthz would stay 503 and the
+                    # watchdog unfed long after the disk has room again. (A crash stays until a
+                    # delivery is recorded: a crashing engine must not look healthy in between.)
+                    self.delivery_error = None
 
     def _delivered(self, result: DeliveryResult) -> None:
+        self.delivery_error = None  # the engine started again after a crash delivers: it works
         if self.metrics is not None:
             instance_id, _, resource = result.resource_key.partition("/")
             self.metrics.observe_delivery(instance_id, resource, result)
