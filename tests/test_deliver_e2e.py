@@ -288,6 +288,23 @@ def test_deliver_with_nothing_due_exits_0(tmp_path: Path, provider: FakeProvider
     assert events(tmp_path) == []
 
 
+def test_deliver_says_what_waits_for_an_instance_the_configuration_does_not_have(
+        tmp_path: Path, provider: FakeProvider, make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver(KEY)
+    config = configure(tmp_path, provider, receiver, delivery={"retrySchedule": [3600, 3600]})
+    once(tmp_path, config)
+    changes(provider, 1)
+    receiver.respond(503, times=1)
+    once(tmp_path, config, expect=1)  # pending, its retry an hour away
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"instances": []}), encoding="utf-8")
+    proc = deliver(tmp_path, other, "--all")  # (nothing attempted: exit 0, DESIGN §9)
+    assert proc.stdout.splitlines()[-1] == "0 attempted, 0 delivered, 0 failed (0 dead letters)"
+    assert (f"1 pending notification of instance 'crm' not attempted: it is not in {other}, so its signature "
+            "key and callback are not known here") in proc.stderr
+    assert [row["status"] for row in events(tmp_path)] == ["pending"]
+
+
 def test_deliver_exits_1_when_an_attempt_fails(tmp_path: Path, provider: FakeProvider,
                                                make_receiver: Callable[..., Receiver]) -> None:
     receiver = make_receiver(KEY)

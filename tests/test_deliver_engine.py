@@ -15,7 +15,7 @@ from poller.config import Config, load_config_text
 from poller.deliver.client import delivery_session
 from poller.deliver.engine import DeliveryEngine, deliver_due
 from state import Notification, Store, open_store
-from tests.receiver import Receiver
+from tests.receiver import Receiver, elements_signature
 
 UTC = timezone.utc
 
@@ -187,3 +187,46 @@ def test_pending_notifications_are_read_through_their_own_index(tmp_path: Path) 
             "ORDER BY rowid LIMIT ?", [0, 10]).fetchall()
     # (through outbox_status_next, each part read and sorted every pending row again)
     assert any("outbox_pending_rowid" in str(row) for row in plan) and not any("TEMP B-TREE" in str(r) for r in plan)
+
+
+def test_notifications_of_an_instance_a_reload_removed_are_still_delivered_and_signed(
+        tmp_path: Path, make_receiver: Callable[..., Receiver]) -> None:
+    """DESIGN §9: removed ones stop being polled; notifications already in the outbox are still
+    delivered. They waited forever ('delivery.instance_missing') once their instance was gone."""
+    receiver = make_receiver()
+    receiver.respond(503, times=1)  # the first attempt fails: the notification is pending at the reload
+
+    def signed(names: list[str]) -> Config:
+        return load_config_text(json.dumps({"engine": {"delivery": {"retrySchedule": [0.2]}}, "instances": [
+            {"id": name, "element": {"key": "crm"}, "configuration": {
+                "event.notification.enabled": True, "event.notification.callback.url": receiver.url("/hook"),
+                "event.notification.signature.key": f"{name}-key-0123456789",
+                "event.poller.configuration": {"c": {"url": "http://127.0.0.1:9/c", "idField": "id"}}}}
+            for name in names]}), "c.json", {}).config
+
+    with open_store(tmp_path / "p.db") as store:
+        [nid] = write(store, "gone", receiver.url("/hook"), 1)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            async with delivery_session() as client:
+                engine = DeliveryEngine(client, store, signed(["gone", "kept"]), lambda: datetime.now(UTC))
+                task = asyncio.create_task(engine.run(stop))
+                while not receiver.snapshot():
+                    await asyncio.sleep(0.01)
+                engine.configure(signed(["kept"]))  # the reload: "gone" left the configuration
+                engine.wake()
+                for _ in range(500):
+                    if store.outbox_counts()["pending"] == 0:
+                        break
+                    await asyncio.sleep(0.01)
+                stop.set()
+                await task
+
+        asyncio.run(main())
+        assert [e.status for e in store.notifications()] == ["delivered"]
+    assert [r.answer for r in receiver.snapshot()] == [503, 200]
+    [sent] = receiver.delivered()
+    assert sent.headers["elements-webhook-id"] == nid
+    # signed with the removed instance's key, as before
+    assert sent.headers["elements-webhook-signature"] == elements_signature("gone-key-0123456789", sent.body)

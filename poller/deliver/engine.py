@@ -93,8 +93,13 @@ class DeliveryEngine:
         """A (re)loaded configuration: callback URLs, signature keys, limits. The queues are read
         again from the outbox (pending notifications follow their instance's callback as
         configured now, so that sending and 'a failing endpoint holds its others' agree)."""
+        old = getattr(self, "sender", None)
         self.config = config
-        self.sender = Sender(self.client, config, self.clock, self.random)
+        # an instance the reload removed keeps what signing and sending need, for the notifications
+        # it left in the outbox: they are still delivered (DESIGN §9), and signed as before
+        configured = {i.id for i in config.instances}
+        retired = {k: v for k, v in old.instances.items() if k not in configured} if old is not None else {}
+        self.sender = Sender(self.client, config, self.clock, self.random, retired=retired)
         self.limit = max(1, config.engine.delivery.concurrency_per_endpoint)
         self._stale = True
 

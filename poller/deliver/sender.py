@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random as _random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
@@ -19,7 +19,7 @@ import aiohttp
 from yarl import URL
 
 from poller import USER_AGENT
-from poller.config import Config
+from poller.config import Config, InstanceConfig
 from poller.deliver.client import proxy_for
 from poller.deliver.signing import headers as signed_headers
 from poller.httpclient import parse_retry_after
@@ -90,12 +90,13 @@ class Sender:
     """Sends one notification at a time (callers run several at once); writes nothing."""
 
     def __init__(self, client: aiohttp.ClientSession, config: Config, clock: Callable[[], datetime],
-                 random: Callable[[], float]) -> None:
+                 random: Callable[[], float], *, retired: Mapping[str, InstanceConfig] | None = None) -> None:
         self.client = client
         self.delivery = config.engine.delivery
         self.clock = clock
         self.random = random
-        self.instances = {i.id: i for i in config.instances}
+        # ``retired``: instances a reload removed, kept to deliver what they left in the outbox
+        self.instances = {**(retired or {}), **{i.id: i for i in config.instances}}
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
         try:
@@ -117,8 +118,9 @@ class Sender:
             return response.status, response.headers.get("Retry-After")
 
     def sendable(self, instance_id: str) -> bool:
-        """A notification of an instance no longer configured waits: its signature key is gone,
-        and sending it unsigned would teach the receiver to accept unsigned requests."""
+        """A notification of an instance not configured in this process waits (one a reload
+        removed is still sent: see ``retired``): its signature key is not known here, and sending
+        it unsigned would teach the receiver to accept unsigned requests."""
         return instance_id in self.instances
 
     async def send(self, entry: Pending, body: bytes) -> tuple[DeliveryResult, AttemptResult]:
