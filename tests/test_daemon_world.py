@@ -203,6 +203,28 @@ def test_health_recovers_once_the_delivery_engine_can_record_its_attempts_again(
     assert [o for r in receiver.delivered() for o in r.object_ids] == ["r1"]
 
 
+def test_a_reload_that_changes_a_resources_url_keeps_its_state(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], make_receiver: Callable[..., Receiver]) -> None:
+    """DESIGN §9: a resource is identified by (instance id, resource name), and a kept one keeps
+    its state, as after a restart. A changed URL path used to forget it: the baseline at the new
+    URL swallowed every change made since the last poll."""
+    provider, receiver = make_fake_provider(), make_receiver()
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        before = daemon.store.resource_state("crm/contacts")
+        provider.records.append(record("r1", datetime.now(UTC)))  # changed just before the reload
+        text = config_text(provider, receiver).replace('"/contacts?', '"/v2/contacts?')
+        (tmp_path / "c.json").write_text(text, encoding="utf-8")
+        assert await daemon.reload()
+        await until(lambda: "r1" in [o for r in receiver.delivered() for o in r.object_ids],
+                    what="r1 announced after the reload")
+        assert any(r.path == "/v2/contacts" for r in provider.requests)
+        assert daemon.store.resource_state("crm/contacts").cursor_ms >= before.cursor_ms
+
+    run_daemon(tmp_path, config_text(provider, receiver), body)
+
+
 # -- 12 (issue 12). a hanging provider does not stall the others --------------------------------------
 
 def test_hanging_providers_do_not_take_the_slots_of_a_healthy_one(

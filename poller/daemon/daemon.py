@@ -69,11 +69,6 @@ class ListenError(PollerError):
     """engine.listen cannot be bound (address in use, no permission)."""
 
 
-def _identity(resource: ResourceConfig) -> tuple[str, str]:
-    """What makes a resource the same collection: its URL without the query, and its idField."""
-    return resource.url.display.split("?", 1)[0], resource.id_field
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -539,14 +534,11 @@ class Daemon:
         # kept, paused: a resource that comes back within engine.retention.removedDays resumes
         self._write(lambda: self.store.mark_removed(removed, now_ms=to_ms(now)), "reload")
         kept = sorted(old.keys() & new.keys())
-        # another collection under the same name (its URL's path or idField changed): what was
-        # remembered of the old one would hide or invent changes, so it starts with a baseline
-        moved = [k for k in kept if _identity(old[k][1]) != _identity(new[k][1])]
-        for key in moved:
-            self._write(lambda key=key: self.store.forget_resource(key), "reload")
-        # a new interval (a PATCH, a reload) applies now, counted from the last poll
-        retimed = [k for k in kept if k in moved or
-                   old[k][0].refresh_interval_seconds != new[k][0].refresh_interval_seconds]
+        # A kept resource keeps its state, whatever else changed (its URL, its idField): DESIGN §9
+        # identifies it by (instance id, resource name), as a restart does. (Forgetting it at a
+        # changed URL path missed every change made since its last poll; a new name starts afresh.)
+        # A new interval (a PATCH, a reload) applies now, counted from the last poll.
+        retimed = [k for k in kept if old[k][0].refresh_interval_seconds != new[k][0].refresh_interval_seconds]
         previous = self.config.engine
         self.config = config
         self.resources = new
