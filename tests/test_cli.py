@@ -48,3 +48,24 @@ def test_check_masks_secret_looking_query_values(tmp_path: Path) -> None:
 def test_events_on_a_missing_state_file_says_so(tmp_path: Path) -> None:
     out = poller(tmp_path, "events", "--state", str(tmp_path / "nothing.db"))
     assert out.returncode == 1 and "no state file" in out.stderr
+
+
+def test_a_reader_that_goes_away_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`poller events | head -1`: the rest of the listing has nowhere to go; that is no error
+    worth a BrokenPipeError traceback."""
+    from state import Notification, open_store
+
+    with open_store(tmp_path / "poller.db") as store:  # far more than a pipe's buffer of listing
+        store.record_page("crm/c", "crm", "c", [
+            Notification(f"n{i:05d}", "crm/c", "crm", "c", "http://127.0.0.1:9/h", 1, b"{}", ("e",), i)
+            for i in range(3000)], [])
+    proc = subprocess.Popen([sys.executable, "-m", "poller", "events", "--state", str(tmp_path / "poller.db")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert first.startswith(b"n0") and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

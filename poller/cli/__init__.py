@@ -206,6 +206,19 @@ def webhooks_command(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # (here, so that a reader gone is seen here, not at exit)
+    except BrokenPipeError:
+        # the reader went away (`poller events | head`): the rest has nowhere to go, and a
+        # traceback would say nothing useful; stdout goes to /dev/null so the exit's flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
