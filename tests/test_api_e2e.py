@@ -241,15 +241,36 @@ def test_a_mailchimp_instance_created_by_post_receives_webhooks_with_its_token(
         assert api.ok("GET", f"/instances/{second['id']}")["token"] == second["token"]
         assert httpx.get(f"{api.base}/webhooks/{second['id']}/{second['token']}", timeout=10).status_code == 200
         # `poller webhooks` prints every webhook instance's URL: those created through the API too
-        listed = subprocess.run([sys.executable, "-m", "poller", "webhooks", "-c", str(config), "--state",
-                                 str(tmp_path / "poller.db"), "--json"], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **ENV})
-        assert listed.returncode == 0, listed.stderr
-        paths = {row["instance"]: row["path"] for row in json.loads(listed.stdout)}
+        paths = webhook_paths(tmp_path, config)
         assert paths[str(created["id"])] == f"/webhooks/{created['id']}/{created['token']}"
         assert paths[str(second["id"])] == f"/webhooks/{second['id']}/{second['token']}"
         assert "crm" in paths
+        api.ok("DELETE", f"/instances/{second['id']}")  # its URL answers 404 now: not listed any more
+        assert str(second["id"]) not in webhook_paths(tmp_path, config)
         wait_until(lambda: (str(created["id"]), "8a25ff1d98", "CREATED") in delivered(receiver), WAIT_S,
                    "the webhook's event delivered", daemon)
         receiver.assert_all_verified()
+        # a notification of an API instance left pending when the daemon stops: `poller deliver` sends it
+        receiver.respond(503, times=None)
+        form = (DATA / "mc_subscribe.form").read_bytes().replace(b"8a25ff1d98", b"77777777aa")
+        assert httpx.post(url, content=form, timeout=10,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+        wait_until(lambda: any(r.answer == 503 for r in receiver.snapshot()), WAIT_S, "a failed attempt", daemon)
         assert daemon.stop() == 0
+    receiver.clear_rules()
+    sent = cli(tmp_path, "deliver", "--all", "-c", str(config), "--state", str(tmp_path / "poller.db"))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert (str(created["id"]), "77777777aa", "CREATED") in delivered(receiver)
+    receiver.assert_all_verified()
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m poller ARGS`` with the API's secrets in its environment (the configuration reads them)."""
+    return subprocess.run([sys.executable, "-m", "poller", *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **ENV})
+
+
+def webhook_paths(tmp_path: Path, config: Path) -> dict[str, str]:
+    listed = cli(tmp_path, "webhooks", "-c", str(config), "--state", str(tmp_path / "poller.db"), "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {row["instance"]: row["path"] for row in json.loads(listed.stdout)}

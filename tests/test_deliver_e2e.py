@@ -300,8 +300,8 @@ def test_deliver_says_what_waits_for_an_instance_the_configuration_does_not_have
     other.write_text(json.dumps({"instances": []}), encoding="utf-8")
     proc = deliver(tmp_path, other, "--all")  # (nothing attempted: exit 0, DESIGN §9)
     assert proc.stdout.splitlines()[-1] == "0 attempted, 0 delivered, 0 failed (0 dead letters)"
-    assert (f"1 pending notification of instance 'crm' not attempted: it is not in {other}, so its signature "
-            "key and callback are not known here") in proc.stderr
+    assert (f"1 pending notification of instance 'crm' not attempted: it is not in {other} nor made through "
+            "the API, so its signature key and callback are not known here") in proc.stderr
     assert [row["status"] for row in events(tmp_path)] == ["pending"]
 
 

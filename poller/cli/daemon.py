@@ -50,8 +50,9 @@ def run(config_path: str, config: Config, state_path: Path) -> int:
         return asyncio.run(Daemon(config_path, config, store, early=early).run())
 
 
-def with_api_instances(store: Store, config: Config | None) -> Config:
-    """The file's instances (when -c was given) and those created through the management API."""
+def with_api_instances(store: Store, config: Config | None, *, deleted: bool = True) -> Config:
+    """The file's instances (when -c was given) and those created through the management API
+    (``deleted``: those deleted too, disabled, as the daemon keeps them to deliver what they left)."""
     from poller.config import EngineConfig
     from poller.config.apibody import ApiBody, merge
 
@@ -60,7 +61,8 @@ def with_api_instances(store: Store, config: Config | None) -> Config:
         rows = store.api_instances()
     except StateError:
         return base  # an older state file, read-only: it has none
-    bodies = [ApiBody(r.number, r.body, r.token, r.enabled, r.deleted_ms is not None) for r in rows]
+    bodies = [ApiBody(r.number, r.body, r.token, r.enabled, r.deleted_ms is not None) for r in rows
+              if deleted or r.deleted_ms is None]
     return merge(base, bodies)[0] if bodies else base
 
 

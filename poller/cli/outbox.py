@@ -16,6 +16,7 @@ __all__ = ["deliver", "events", "replay"]
 
 
 def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
+    from poller.cli.daemon import with_api_instances
     from poller.deliver.client import delivery_session
     from poller.deliver.engine import deliver_due
 
@@ -24,6 +25,7 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
             return await deliver_due(client, store, config, now, everything=everything)
 
     with open_store(state_path) as store:
+        config = with_api_instances(store, config)  # their notifications are delivered here too
         report = asyncio.run(run())
         configured = {i.id for i in config.instances}
         unconfigured: dict[str, int] = {}
@@ -37,7 +39,8 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
           f"({counts['dead']} dead letters)")
     for instance_id, n in sorted(unconfigured.items()):
         print(f"{n} pending notification{'s' if n != 1 else ''} of instance {instance_id!r} not attempted: it is not "
-              f"in {config.source or 'the configuration'}, so its signature key and callback are not known here",
+              f"in {config.source or 'the configuration'} nor made through the API, so its signature key and "
+              f"callback are not known here",
               file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAILURE  # type: ignore[attr-defined]
 

@@ -19,10 +19,13 @@ def once(config: Config, state_path: Path) -> int:
     from poller.deliver.engine import deliver_due
     from poller.poll.runner import poll_all
 
+    from poller.cli.daemon import with_api_instances
+
     async def run() -> tuple[list, object]:
         outcomes = await poll_all(config, store, now())
         async with delivery_session() as client:
-            report = await deliver_due(client, store, config, now)
+            # every due notification (DESIGN §9), those of instances made through the API too
+            report = await deliver_due(client, store, with_api_instances(store, config), now)
         return outcomes, report
 
     with open_store(state_path) as store:

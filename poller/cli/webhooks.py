@@ -31,13 +31,14 @@ def _tokens(config: Config, state_path: Path) -> dict[str, str]:
 
 def with_api_instances(config: Config, state_path: Path) -> Config:
     """The file's instances and those created through the management API (kept in the state
-    file, when there is one): theirs are webhook URLs too (DESIGN §10: every webhook instance)."""
+    file, when there is one): theirs are webhook URLs too (DESIGN §10: every webhook instance).
+    A deleted one is not: its URL answers 404, and nothing should register it with a provider."""
     from poller.cli.daemon import with_api_instances as merged
 
     if not state_path.exists():
         return config
     with open_reader(state_path) as store:
-        return merged(store, config)
+        return merged(store, config, deleted=False)
 
 
 def list_urls(config: Config, state_path: Path, *, as_json: bool) -> int:
