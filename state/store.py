@@ -493,7 +493,7 @@ class Store:
         outbox.insert_notifications(self.db, notes)
         outcome = "duplicate" if event_ids and not new else "accepted"
         ids = tuple(n.id for n in notes)
-        fields = {"outcome": outcome, "status": 200, "reason": None, "events": len(new), "notification_ids": ids}
+        fields = {"outcome": outcome, "status": 200, "reason": write.reason, "events": len(new), "notification_ids": ids}
         if write.replay_of is None:
             request_id = inbound.insert_request(self.db, request, **fields)  # type: ignore[arg-type]
         else:

@@ -138,6 +138,7 @@ class InboundWrite:
     build: Callable[[list[str], int], Sequence[Notification]]
     replay_of: int | None = None
     event_dates: Sequence[int] = ()
+    reason: str | None = None  # kept with the request: what of it could not be taken as sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,46 +323,70 @@ def test_the_generic_element_maps_events_by_its_configuration() -> None:
     assert parsed.raw_for([1]) == {"data": {"items": [payload["data"]["items"][1]]}, "other": 1}
     with pytest.raises(Refused, match=r"no array of events at data.items"):
         normalise(instance.webhook, "POST", "application/json", b'{"data": {}}', NOW_MS)
-    payload["data"]["items"][1]["at"] = "nonsense"  # a date that is there must be read
-    with pytest.raises(Refused) as info:
-        normalise(instance.webhook, "POST", "application/json", json.dumps(payload).encode(), NOW_MS)
-    assert info.value.reason == ('event 1 (at data.items): at is "nonsense": not a date '
-                                 '(yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers)')
+    payload["data"]["items"][1]["at"] = "nonsense"  # a date that is there but cannot be read: said
+    again = normalise(instance.webhook, "POST", "application/json", json.dumps(payload).encode(), NOW_MS)
+    assert [e.stamp_ms for e in again.events] == [1_714_564_800_000, NOW_MS]  # announced, at the receive time
+    assert again.notes == ('event 1 (at data.items): at is "nonsense": not a date (yyyy-MM-dd HH:mm:ss, '
+                           'ISO-8601 or epoch numbers); the receive time is used',)
+
+
+def test_a_campaign_monitor_batch_leaves_out_only_its_events_without_an_id() -> None:
+    """One bad event of a batch must not cost the others (DESIGN §10: every event is announced);
+    it is left out and said, and each notification's raw keeps only its own events."""
+    good = [{"Type": "Subscribe", "EmailAddress": f"a{i}@x", "Date": "2010-12-14 11:32:00"} for i in range(3)]
+    items = [good[0], {"Type": "Subscribe", "Date": "2010-12-14 11:32:00"}, good[1], "junk",
+             {"Type": "Update", "EmailAddress": "  "}, {**good[2], "Date": "yesterday"}]
+    parsed = normalise(CM, "POST", "application/json", cm_body(*items), NOW_MS)
+    assert [e.object_id for e in parsed.events] == ["a0@x", "a1@x", "a2@x"]
+    assert parsed.events[2].stamp_ms == NOW_MS
+    assert parsed.raw_for([1, 2]) == {"Events": [good[1], items[5]], "ListID": "L1"}
+    assert parsed.notes == (
+        "Events[1] is CREATED but has no EmailAddress (the record's id): left out",
+        "Events[3] is not an object but a string: left out",
+        "Events[4] is UPDATED but has no EmailAddress (the record's id): left out",
+        'Events[5].Date is "yesterday": not a date (yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers); '
+        "the receive time is used")
+    assert normalise(CM, "POST", "application/json", cm_body(*good), NOW_MS).notes == ()
 
 
 @pytest.mark.parametrize("webhook, content_type, data, reason", [
     (CM, "application/json", cm_body({"Type": "Subscribe", "Date": "2010-12-14 11:32:00"}),
-     "Events[0] is CREATED but has no EmailAddress (the record's id)"),
-    (CM, "application/json", cm_body({"Type": "Update", "EmailAddress": "  "}),
-     "Events[0] is UPDATED but has no EmailAddress (the record's id)"),
-    (CM, "application/json", cm_body({"Type": "Subscribe", "EmailAddress": "a@x", "Date": "yesterday"}),
-     'Events[0].Date is "yesterday": not a date (yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers)'),
+     "no event can be announced: Events[0] is CREATED but has no EmailAddress (the record's id)"),
     (MC, "application/x-www-form-urlencoded", b"type=subscribe&fired_at=2009-03-26+21%3A35%3A57",
      "the subscribe event is CREATED but has no data[id] (the record's id)"),
     (MC, "application/x-www-form-urlencoded", b"type=upemail&data%5Bid%5D=1",
      "the upemail event is UPDATED but has no data[new_id] (the record's id)"),
-    (MC, "application/x-www-form-urlencoded", b"type=subscribe&data%5Bid%5D=1&fired_at=notadate",
-     'fired_at is "notadate": not a date (yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers)'),
 ])
-def test_an_event_without_its_id_or_with_an_unreadable_date_refuses_the_body(
-        webhook: WebhookConfig, content_type: str, data: bytes, reason: str) -> None:
+def test_a_body_without_any_event_to_announce_is_refused(webhook: WebhookConfig, content_type: str, data: bytes,
+                                                          reason: str) -> None:
     with pytest.raises(Refused) as info:
         normalise(webhook, "POST", content_type, data, NOW_MS)
     assert (info.value.status, info.value.reason) == (400, reason)
 
 
+def test_a_mailchimp_date_that_cannot_be_read_is_the_receive_time_and_said() -> None:
+    [event] = (parsed := normalise(MC, "POST", "application/x-www-form-urlencoded",
+                                   b"type=subscribe&data%5Bid%5D=1&fired_at=notadate", NOW_MS)).events
+    assert (event.object_id, event.stamp_ms) == ("1", NOW_MS)
+    assert parsed.notes == ('fired_at is "notadate": not a date (yyyy-MM-dd HH:mm:ss, ISO-8601 or epoch numbers); '
+                            "the receive time is used",)
+
+
 @pytest.mark.parametrize("data, reason", [
-    (b"5", "event 0 is not an object but a number"),
-    (b"null", "event 0 is not an object but null"),
-    (b'[{"id": "1", "type": "created"}, ["x"]]', "event 1 is not an object but a list"),
-    (b'{"type": "created"}', "event 0 is CREATED but has no event_object_id or id (the record's id)"),
+    (b"5", "no event can be announced: event 0 is not an object but a number"),
+    (b"null", "no event can be announced: event 0 is not an object but null"),
+    (b'{"type": "created"}', "no event can be announced: event 0 is CREATED but has no event_object_id or id "
+                             "(the record's id)"),
 ])
-def test_the_generic_element_refuses_events_that_are_not_objects_or_lack_an_id(data: bytes, reason: str) -> None:
+def test_the_generic_element_refuses_a_body_without_an_event_it_can_announce(data: bytes, reason: str) -> None:
     _, instance = _config("anything")
     assert instance.webhook is not None
     with pytest.raises(Refused) as info:
         normalise(instance.webhook, "POST", "application/json", data, NOW_MS)
     assert (info.value.status, info.value.reason) == (400, reason)
+    mixed = normalise(instance.webhook, "POST", "application/json", b'[{"id": "1", "type": "created"}, ["x"]]', NOW_MS)
+    assert [e.object_id for e in mixed.events] == ["1"]
+    assert mixed.notes == ("event 1 is not an object but a list: left out",)
     # an event of an unknown type needs no id ("the id field when present")
     [unknown] = normalise(instance.webhook, "POST", "application/json", b'{"kind": "c"}', NOW_MS).events
     assert (unknown.event_type, unknown.object_id) == ("UNKNOWN", "")

@@ -240,6 +240,27 @@ def test_an_unreadable_body_is_kept_as_rejected_with_its_reason(tmp_path: Path) 
     run(tmp_path, test)
 
 
+def test_a_batch_with_an_event_left_out_is_accepted_and_says_so(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    body = json.dumps({"ListID": "L1", "Events": [
+        {"Type": "Subscribe", "EmailAddress": "a@x", "Date": "2010-12-14 11:32:00"},
+        {"Type": "Subscribe", "Date": "2010-12-14 11:32:00"}]}).encode()
+
+    async def test(h: Harness) -> None:
+        response = await h.client.post(h.url("cm"), content=body, headers={"Content-Type": "application/json"})
+        assert (response.status_code, response.text) == (200, "accepted\n")
+        [kept] = h.store.inbound_requests()
+        assert (kept.outcome, kept.events) == ("accepted", 1)
+        assert kept.reason == "Events[1] is CREATED but has no EmailAddress (the record's id): left out"
+        [note] = h.store.notifications()
+        assert [e["objectId"] for e in json.loads(note.notification.body)["message"]["events"]] == ["a@x"]
+
+    with caplog.at_level(logging.INFO):
+        run(tmp_path, test)
+    [line] = [r for r in caplog.records if r.getMessage() == "inbound.accepted"]
+    assert line.levelno == logging.WARNING and "left out" in line.__dict__["problems"]
+
+
 def test_a_failed_commit_answers_503_with_retry_after(tmp_path: Path) -> None:
     class Failing(Store):
         def record_inbound_many(self, *args: Any, **kwargs: Any) -> Any:

@@ -72,6 +72,9 @@ class Parsed:
     # the payload holding only the events at these positions (each notification's message.raw)
     raw_for: Callable[[Sequence[int]], object] = field(repr=False)
     handshake: bool = False  # a validation request (Mailchimp's GET, an empty POST): no event
+    # what could not be taken as the provider said it: events left out (no id, not an object)
+    # and dates that could not be read (the receive time is used): logged, and kept with the request
+    notes: tuple[str, ...] = ()
 
 
 def media_type(content_type: str | None) -> str:
@@ -113,26 +116,32 @@ def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: by
             raise Refused(400, f"ListID {shown} is not one of events.list.ids")
     items = payload["Events"]
     _count(items)
-    dates = _Dates(webhook.time_zone, received_ms)
+    notes: list[str] = []
+    dates = _Dates(webhook.time_zone, received_ms, notes)
     prefix = _canonical(list_id) + b"\x1f"
-    events = []
+    events, origin = [], []  # origin: each event's position in Events
     for i, item in enumerate(items):
+        where = f"Events[{i}]"
         if not isinstance(item, dict):
-            raise Refused(400, f"Events[{i}] is not an object")
+            notes.append(f"{where} is not an object but {json_kind(item)}: left out")
+            continue
         kind_name = item.get("Type")
         if kind_name == "Deactivate":
             event_type = DELETED if str(item.get("State", "")).strip().lower() == "deleted" else UPDATED
         else:
-            event_type = _CM_TYPES.get(kind_name, UNKNOWN)  # type: ignore[arg-type]
-        where = f"Events[{i}]"
+            event_type = _CM_TYPES.get(kind_name, UNKNOWN) if isinstance(kind_name, str) else UNKNOWN
+        object_id = _text(item.get("EmailAddress"))
+        if _lacks_id(object_id, event_type, where, "EmailAddress", notes):
+            continue
         stamp, key = dates(item.get("Date"), f"{where}.Date")
-        events.append(Pushed(event_type, "contacts", _need_id(_text(item.get("EmailAddress")), event_type, where,
-                                                              "EmailAddress"), stamp, prefix + _canonical(item), key))
+        events.append(Pushed(event_type, "contacts", object_id, stamp, prefix + _canonical(item), key))
+        origin.append(i)
+    _something_left(items, events, notes)
 
     def raw_for(positions: Sequence[int]) -> object:
-        return {**payload, "Events": [items[i] for i in positions]}  # type: ignore[dict-item]
+        return {**payload, "Events": [items[origin[i]] for i in positions]}  # type: ignore[dict-item]
 
-    return Parsed(payload, events, raw_for)
+    return Parsed(payload, events, raw_for, notes=tuple(notes))
 
 
 # -- Mailchimp ----------------------------------------------------------------------------------
@@ -166,11 +175,12 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
         event_type, object_id, id_field = UPDATED, _text(data.get("email")), "data[email]"
     elif kind_name == "campaign":
         event_type, object_type = UPDATED, "campaigns"
-    where = f"the {kind_name} event"
-    stamp, key = _Dates(webhook.time_zone, received_ms)(payload.get("fired_at"), "fired_at")
-    event = Pushed(event_type, object_type, _need_id(object_id, event_type, where, id_field), stamp,
-                   _canonical(payload), key)
-    return Parsed(payload, [event], lambda positions: payload)
+    notes: list[str] = []
+    if _lacks_id(object_id, event_type, f"the {kind_name} event", id_field, notes):
+        raise Refused(400, notes[0].removesuffix(": left out"))  # its only event: nothing to announce
+    stamp, key = _Dates(webhook.time_zone, received_ms, notes)(payload.get("fired_at"), "fired_at")
+    event = Pushed(event_type, object_type, object_id, stamp, _canonical(payload), key)
+    return Parsed(payload, [event], lambda positions: payload, notes=tuple(notes))
 
 
 # -- the generic element ------------------------------------------------------------------------
@@ -190,22 +200,31 @@ def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, rece
     _count(items)
     date = spec.date_format or javadate.compile("yyyy-MM-dd'T'HH:mm:ssXXX", webhook.time_zone)
     types = dict(spec.types)
-    events = [_generic_event(spec, types, date, item, received_ms, i) for i, item in enumerate(items)]
+    notes: list[str] = []
+    events, origin = [], []  # origin: each event's position among the items
+    for i, item in enumerate(items):
+        event = _generic_event(spec, types, date, item, received_ms, i, notes)
+        if event is not None:
+            events.append(event)
+            origin.append(i)
+    _something_left(items, events, notes)
 
     def raw_for(positions: Sequence[int]) -> object:
-        chosen = [items[i] for i in positions]
+        chosen = [items[origin[i]] for i in positions]
         if spec.path is None:
             return chosen if isinstance(payload, list) else payload
         return _replace_at(payload, spec.path, chosen)
 
-    return Parsed(payload, events, raw_for)
+    return Parsed(payload, events, raw_for, notes=tuple(notes))
 
 
 def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javadate.DateFormat, item: object,
-                   received_ms: int, index: int) -> Pushed:
+                   received_ms: int, index: int, notes: list[str]) -> Pushed | None:
+    """The event, or None (and why, in ``notes``) when it cannot be announced."""
     where = f"event {index}" + (f" (at {format_path(spec.path)})" if spec.path else "")
     if not isinstance(item, dict):
-        raise Refused(400, f"{where} is not an object but {json_kind(item)}")
+        notes.append(f"{where} is not an object but {json_kind(item)}: left out")
+        return None
     provider_type = _first(item, spec.type_path)
     event_type = UNKNOWN
     if provider_type is not None:
@@ -219,12 +238,14 @@ def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javad
         found = jsonpath.get(item, spec.object_type_path)
         if isinstance(found, str) and found.strip():
             object_type = found.strip()
+    object_id = _text(_first(item, spec.id_path))
+    if _lacks_id(object_id, event_type, where, " or ".join(format_path(p) for p in spec.id_path), notes):
+        return None
     stamp = _first(item, spec.date_path)
-    id_fields = " or ".join(format_path(p) for p in spec.id_path)
     date_fields = " or ".join(format_path(p) for p in spec.date_path)
-    return Pushed(event_type, object_type, _need_id(_text(_first(item, spec.id_path)), event_type, where, id_fields),
-                  _stamp(date, stamp, received_ms, f"{where}: {date_fields}") if stamp is not None else received_ms,
-                  _canonical(item))
+    return Pushed(event_type, object_type, object_id,
+                  _stamp(date, stamp, received_ms, f"{where}: {date_fields}", notes) if stamp is not None
+                  else received_ms, _canonical(item))
 
 
 def _first(item: object, paths: tuple[tuple, ...]) -> object:
@@ -279,49 +300,61 @@ class _Dates:
     """The providers' dates (``PROVIDER_DATE``) of one request -> (stamp_ms, date_ms) as
     :class:`Pushed` has them. A batch repeats a few values: each text is read once."""
 
-    __slots__ = ("zoned", "utc", "received_ms", "seen")
+    __slots__ = ("zoned", "utc", "received_ms", "notes", "seen")
 
-    def __init__(self, time_zone: str, received_ms: int) -> None:
+    def __init__(self, time_zone: str, received_ms: int, notes: list[str]) -> None:
         self.zoned = javadate.compile(PROVIDER_DATE, time_zone)
         self.utc = javadate.compile(PROVIDER_DATE, "UTC")
         self.received_ms = received_ms
+        self.notes = notes
         self.seen: dict[str, tuple[int, int]] = {}
 
     def __call__(self, value: object, where: str) -> tuple[int, int]:
         known = self.seen.get(value) if isinstance(value, str) else None
         if known is not None:
             return known
-        stamp = _stamp(self.zoned, value, self.received_ms, where)
-        key = _stamp(self.utc, value, 0, where)
+        stamp = _stamp(self.zoned, value, self.received_ms, where, self.notes)
+        key = _stamp(self.utc, value, 0, where, [])
         if isinstance(value, str):
             self.seen[value] = (stamp, key)
         return stamp, key
 
 
-def _stamp(date: javadate.DateFormat, value: object, received_ms: int, where: str) -> int:
-    """The event's date in epoch ms; the receive time when it has none. A date that is there but
-    cannot be read makes the body unreadable (400, kept as rejected, replayable after a fix of
-    event.webhook.timeZone or dateFormat), not an event dated when it happened to arrive."""
-    if value is None or value == "":
+def _stamp(date: javadate.DateFormat, value: object, received_ms: int, where: str, notes: list[str]) -> int:
+    """The event's date in epoch ms; the receive time when it has none, or one that cannot be read
+    (then said in ``notes``: the event is announced all the same, not lost over its date)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return received_ms
     try:
         instant, _ = date.parse_lenient(value.strip() if isinstance(value, str) else value)
     except (DateFormatError, OverflowError, ValueError):
         shown = json.dumps(value, ensure_ascii=False, default=str)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise Refused(400, f"{where} is {shown}: not a date ({date.pattern}, ISO-8601 or epoch numbers)") from None
+        notes.append(f"{where} is {shown}: not a date ({date.pattern}, ISO-8601 or epoch numbers); "
+                     f"the receive time is used")
+        return received_ms
     return to_ms(instant)
 
 
 _TYPED = (CREATED, UPDATED, DELETED)
 
 
-def _need_id(object_id: str, event_type: str, where: str, field: str) -> str:
-    """The id of a CREATED, UPDATED or DELETED event, which must name its record (an UNKNOWN
-    event may have none: DESIGN §10, "the id field when present")."""
+def _lacks_id(object_id: str, event_type: str, where: str, field: str, notes: list[str]) -> bool:
+    """Whether a CREATED, UPDATED or DELETED event lacks the id that names its record (said in
+    ``notes``); an UNKNOWN event may have none (DESIGN §10, "the id field when present")."""
     if event_type in _TYPED and not object_id.strip():
-        raise Refused(400, f"{where} is {event_type} but has no {field} (the record's id)")
-    return object_id
+        notes.append(f"{where} is {event_type} but has no {field} (the record's id): left out")
+        return True
+    return False
+
+
+def _something_left(items: list, events: list[Pushed], notes: list[str]) -> None:
+    """A body whose every event had to be left out is unreadable as a whole (400, kept as
+    rejected); one with some left is taken, the others said in ``notes``."""
+    if items and not events:
+        shown = "; ".join(n.removesuffix(": left out") for n in notes[:3])
+        more = f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""
+        raise Refused(400, f"no event can be announced: {shown}{more}")
 
 
 def _canonical(value: object) -> bytes:

@@ -144,7 +144,11 @@ class Receiver:
             return [Notification(b.id, key, instance.id, WEBHOOK_RESOURCE, str(instance.callback_url), now_ms, b.body,
                                  b.event_ids, seq + i) for i, b in enumerate(bodies)]
 
-        write = InboundWrite(request, key, ids, build, replay_of, [e.date_ms for e in parsed.events])
+        reason = None
+        if parsed.notes:
+            more = f" (and {len(parsed.notes) - 5} more)" if len(parsed.notes) > 5 else ""
+            reason = "; ".join(parsed.notes[:5]) + more
+        write = InboundWrite(request, key, ids, build, replay_of, [e.date_ms for e in parsed.events], reason)
         return _Accepted(write, counts)
 
     def _commit(self, instance: InstanceConfig, step: _Accepted) -> Answer:
@@ -157,7 +161,8 @@ class Receiver:
     def _finish(self, step: _Accepted, result: InboundResult) -> Answer:
         if result.notification_ids and self.on_committed is not None:
             self.on_committed()
-        return Answer(200, result.outcome, "", result.request_id, dict(step.counts), len(result.notification_ids))
+        return Answer(200, result.outcome, step.write.reason or "", result.request_id, dict(step.counts),
+                      len(result.notification_ids))
 
     def _unavailable(self, instance: InstanceConfig, exc: StateError) -> Answer:
         if self.on_write_failure is not None:

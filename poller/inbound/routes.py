@@ -112,7 +112,11 @@ class InboundRoutes:
             extra["request"] = answer.request_id
         if answer.outcome in ("accepted", "duplicate"):
             extra["events"] = sum(answer.events.values())
-            log.info("inbound.accepted", extra=extra)
+            if answer.reason:  # events left out, dates not read: said once per request, and kept with it
+                extra["problems"] = answer.reason
+                log.warning("inbound.accepted", extra=extra)
+            else:
+                log.info("inbound.accepted", extra=extra)
         elif answer.outcome == "handshake":
             log.info("inbound.handshake", extra=extra)
         else:
