@@ -36,14 +36,24 @@ def get_instance(db: Database, number: int) -> ApiInstance | None:
 
 
 def next_number(db: Database, taken: Iterable[str]) -> int:
-    """The lowest number above every one given so far whose text is no file instance's id."""
+    """The lowest number above every one given so far whose text is no instance id the state
+    file knows: not a file instance's (``taken``, and every one ever numbered), and not one whose
+    resources or notifications are kept (an instance removed from the file: a new instance with
+    its id would take over its cursors, its pending notifications and their bodies)."""
     used = db.execute("SELECT max(n) FROM (SELECT max(number) AS n FROM api_instances "
                       "UNION ALL SELECT max(number) FROM instance_numbers)").fetchone()[0] or 0
-    taken = set(taken)
+    taken = set(taken) | set(file_numbers(db))
     number = used + 1
-    while str(number) in taken:
+    while str(number) in taken or _kept(db, str(number)):
         number += 1
     return number
+
+
+def _kept(db: Database, instance_id: str) -> bool:
+    """Whether the state file holds resources or notifications of ``instance_id`` (index lookups)."""
+    return db.execute("SELECT EXISTS (SELECT 1 FROM resources WHERE key >= ? AND key < ?) "
+                      "OR EXISTS (SELECT 1 FROM outbox WHERE instance_id = ?)",
+                      [instance_id + "/", instance_id + "0", instance_id]).fetchone()[0] == 1
 
 
 def insert(db: Database, number: int, body: dict, token: str, now_ms: int) -> None:

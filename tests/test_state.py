@@ -726,3 +726,16 @@ def test_quiet_polls_that_cannot_be_written_are_kept_for_the_next_flush_and_writ
         assert store.resource_state(KEY).polls == 3  # both kept
     with open_store(path) as store:  # written when the first store closed
         assert _on_disk(store) == (7_000, 7_000, 3, 0)
+
+
+def test_an_api_instance_never_takes_the_id_of_an_instance_the_state_file_still_holds(tmp_path: Path) -> None:
+    """A file instance "2" removed from the configuration keeps its cursor and notifications; an
+    API instance numbered 2 would have taken them over (their callbacks, their bodies)."""
+    with open_store(tmp_path / "s.db") as store:
+        store.instance_numbers(["crm"])  # the file's only instance now: number 1
+        store.record_page("2/contacts", "2", "contacts", [
+            Notification("n1", "2/contacts", "2", "contacts", "http://127.0.0.1:9/h", 1, b"{}", ("e",), 1)], [])
+        store.record_page("3/deals", "3", "deals", [], [("d1", "d:1", 1)])  # only state, no notification
+        made = [store.create_api_instance(lambda n: ({"name": f"i{n}"}, "t"), file_ids=["crm", "4"], now_ms=1).number
+                for _ in range(3)]
+    assert made == [5, 6, 7]  # 2 and 3 are kept in the state file, 4 is a file instance's id
