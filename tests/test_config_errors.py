@@ -75,6 +75,12 @@ CASES = [
          "is whsec_ with nothing after it: webhook-signature would be made with an empty key"),
     Case("whsec_ key that is not base64", one(**{"event.notification.signature.key": "whsec_not*base64"}),
          f'{CONF}."event.notification.signature.key"', "starts with whsec_ but the rest is not base64"),
+    Case("standardwebhooks verify secret whsec_ alone", engine_file({
+        "id": "shop", "element": {"key": "shopify"}, "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/cb",
+            "event.webhook.verify": {"type": "standardwebhooks", "secret": "whsec_"}}}),
+         'instances[0].configuration."event.webhook.verify".secret',
+         "is whsec_ with nothing after it: requests signed with an empty key"),
     Case("interval abc", one(**{"event.poller.refresh_interval": "abc"}), f'{CONF}."event.poller.refresh_interval"',
          "expected a number of minutes, got 'abc'"),
     Case("interval 0", one(**{"event.poller.refresh_interval": 0}), f'{CONF}."event.poller.refresh_interval"',

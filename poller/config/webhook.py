@@ -215,9 +215,13 @@ def _verify(ctx: Context, value: object, where: Path) -> VerifyConfig | None:
     secret = out.get("secret")
     if kind == "standardwebhooks" and isinstance(secret, str) and secret.startswith("whsec_"):
         try:
-            base64.b64decode(secret[len("whsec_"):], validate=True)
+            decoded = base64.b64decode(secret[len("whsec_"):], validate=True)
         except ValueError:
             ctx.error(where + ("secret",), "starts with whsec_ but the rest is not base64")
+        else:
+            if not decoded:  # an empty key: anyone could sign what this instance accepts
+                ctx.error(where + ("secret",), "is whsec_ with nothing after it: requests signed with an empty "
+                                               "key, which anyone can make, would be accepted")
     if len(ctx.errors) > errors:
         return None
     return VerifyConfig(**out)  # type: ignore[arg-type]
