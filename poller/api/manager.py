@@ -219,7 +219,7 @@ class Manager:
         size = DEFAULT_PAGE_SIZE
         if limit is not None:
             name, value = limit
-            if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE_SIZE:
+            if not (value.isascii() and value.isdigit() and len(value) <= 6) or not 1 <= int(value) <= MAX_PAGE_SIZE:
                 raise ApiError(400, f"{name} must be a whole number from 1 to {MAX_PAGE_SIZE}",
                                ((name, f"expected 1 to {MAX_PAGE_SIZE}, got {value[:40]!r}"),))
             size = int(value)

@@ -419,8 +419,8 @@ class Daemon:
                 if state_failed:
                     # The engine starts again whole; whether the state file takes writes now is
                     # the store's to say (healthy() asks it), or /healthz would stay 503 and the
-                    # watchdog unfed long after the disk has room again. (A crash stays until a
-                    # delivery is recorded: a crashing engine must not look healthy in between.)
+                    # watchdog unfed long after the disk has room again. (A crash stays until the
+                    # restarted engine ends an attempt: a crashing one must not look healthy meanwhile.)
                     self.delivery_error = None
 
     def _delivered(self, result: DeliveryResult) -> None:
