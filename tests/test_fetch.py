@@ -866,3 +866,25 @@ def test_a_large_body_that_is_not_json_is_said_as_a_small_one_is(monkeypatch: py
     bom = httpx.Response(200, content=b"\xef\xbb\xbf" + json.dumps(items(0, 5)).encode())
     pages, error, _, _ = fetch(lambda r: bom, spec())  # read whole, as before (json reads the BOM)
     assert error is None and ids(pages) == [str(i) for i in range(5)]
+
+
+def test_a_url_that_carries_its_page_size_gets_no_second_one() -> None:
+    """``"url": "/a?limit=${pageSize}", "pageSize": 25``: the page size is in the URL under the
+    provider's own name; adding pageSize=25 beside it made strict APIs refuse the request."""
+    from poller.config import load_config_text
+    from poller.poll.engine import fetch_spec
+
+    def spec_for(url: str) -> FetchSpec:
+        config = load_config_text(json.dumps({"id": "i", "element": {"key": "crm"}, "api": {
+            "baseUrl": "https://api.example.com/v1"}, "configuration": {
+            "event.notification.enabled": True, "event.notification.callback.url": "http://127.0.0.1:9/h",
+            "event.poller.configuration": {"a": {"url": url, "idField": "id", "pageSize": 25,
+                                                 "pagination": {"type": "page"}}}}}), "c.json", {}).config
+        [(instance, resource)] = list(config.resources())
+        now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        return fetch_spec(instance, resource, resource.url.render(now, now, resource.page_size), config.engine)
+
+    _, _, _, reqs = fetch(lambda r: httpx.Response(200, json=[]), spec_for("/a?limit=${pageSize}"))
+    assert str(reqs[0].url) == "https://api.example.com/v1/a?limit=25&page=1"
+    _, _, _, reqs = fetch(lambda r: httpx.Response(200, json=[]), spec_for("/a"))
+    assert str(reqs[0].url) == "https://api.example.com/v1/a?pageSize=25&page=1"  # (§9: sent when not in the URL)

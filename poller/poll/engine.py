@@ -134,7 +134,8 @@ def fetch_spec(instance: InstanceConfig, resource: ResourceConfig, url: str, eng
                      if isinstance(part, templates.Literal) and part.secret and part.text)
     return FetchSpec(
         resource=resource_key(instance, resource), url=url, headers=dict(instance.api.headers),
-        timeout_s=instance.api.timeout_seconds, page_size=resource.page_size, records_path=resource.records_path,
+        timeout_s=instance.api.timeout_seconds, page_size=resource.page_size,
+        send_page_size=not resource.url.uses_page_size, records_path=resource.records_path,
         pagination=pagination, max_response_bytes=engine.max_response_bytes, secrets=secrets,
         max_retry_after_s=retry_after_cap_s(instance.refresh_interval_seconds),
     )

@@ -72,6 +72,9 @@ class FetchSpec:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeout_s: float = 30.0
     page_size: int | None = None
+    # False: the URL carries the page size itself (${pageSize} under a parameter of its own), so
+    # pagination.pageSizeParam is not added beside it (page_size still tells a short page)
+    send_page_size: bool = True
     records_path: tuple | None = None
     pagination: PaginationSpec = PaginationSpec()
     max_response_bytes: int = 64 * 1024 * 1024
@@ -122,7 +125,7 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
     ``sleep`` waits before a retry; ``wait(request)`` awaits each request (the daemon's slots let
     go of a poll's slot through both: see poller.daemon.dispatch)."""
     pagination = spec.pagination
-    url: str | None = first_url(pagination, spec.url, spec.page_size)
+    url: str | None = first_url(pagination, spec.url, spec.page_size if spec.send_page_size else None)
     number = 0
     requested: dict[str, int] = {}  # URL -> the page it fetched
     digests: dict[bytes, int] = {}  # body digest -> the page that had it
