@@ -247,6 +247,11 @@ def _base_url(ctx: Context, value: object, where: Path) -> tuple[str | None, tem
     text, spans = resolved
     if not ctx.check_http_url(text, where):
         return None, None
+    if "?" in text or "#" in text:  # (the value is not shown: a query often holds a key)
+        ctx.error(where, "has a query string or fragment: a relative url is appended to api.baseUrl (DESIGN §9), "
+                         "so it would end up inside the path; put query parameters in each resource's url, "
+                         "or a key in api.headers")
+        return None, None
     try:
         base = templates.parse(text, opaque=spans)
     except templates.TemplateError as exc:
