@@ -64,6 +64,9 @@ def test_explain_names_the_known_resources_when_asked_for_an_unknown_one(
     out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "leads")
     assert out.returncode == 2
     assert "no resource 'leads' in instance 'crm' (known: crm contacts)" in out.stderr
+    other = run_poller(tmp_path, "explain", "-c", str(config), "nosuch", "contacts")
+    assert other.returncode == 2
+    assert "no instance 'nosuch' (known: crm contacts)" in other.stderr
 
 
 def test_explain_reports_a_failed_fetch(tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:

@@ -47,8 +47,9 @@ def explain(config: Config, state_path: Path, instance_id: str, resource_name: s
     pair = next(((i, r) for i, r in config.resources() if i.id == instance_id and r.name == resource_name), None)
     if pair is None:
         known = ", ".join(f"{i.id} {r.name}" for i, r in config.resources()) or "none"
-        print(f"poller explain: no resource {resource_name!r} in instance {instance_id!r} (known: {known})",
-              file=sys.stderr)
+        what = (f"no resource {resource_name!r} in instance {instance_id!r}"
+                if any(i.id == instance_id for i in config.instances) else f"no instance {instance_id!r}")
+        print(f"poller explain: {what} (known: {known})", file=sys.stderr)
         return EXIT_USAGE
     instance, resource = pair
 
