@@ -297,6 +297,29 @@ def test_an_absurd_retry_after_is_capped_and_shown_in_status(tmp_path: Path, fak
     assert shown <= datetime.now(timezone.utc) + timedelta(hours=1, seconds=5)
 
 
+def test_status_lists_a_configured_resource_never_polled_and_no_due_time_for_a_disabled_one(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:
+    config = write_config(tmp_path, fake_provider)
+    assert once_proc(tmp_path, config).returncode == 0
+    data = json.loads(config.read_text(encoding="utf-8"))
+    conf = data["instances"][0]["configuration"] if "instances" in data else data["configuration"]
+    conf["event.poller.configuration"]["deals"] = dict(conf["event.poller.configuration"]["contacts"])
+
+    def status_rows() -> list[dict]:
+        config.write_text(json.dumps(data), encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "poller", "status", "--json", "-c", str(config), "--state",
+                               str(tmp_path / "poller.db")], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    rows = status_rows()
+    assert [(r["resource"], r["lastPoll"] is None, r["nextDue"] is None) for r in rows] == [
+        ("contacts", False, False), ("deals", True, True)]  # added to the file: listed, not polled yet
+    conf["event.notification.enabled"] = False
+    assert [(r["resource"], r["nextDue"]) for r in status_rows()] == [("contacts", None)]  # disabled: not due
+
+
 def test_a_retry_after_left_in_the_state_by_an_earlier_version_is_capped_in_status(
         tmp_path: Path, fake_provider: FakeProvider) -> None:
     config = write_config(tmp_path, fake_provider)

@@ -77,8 +77,16 @@ def status(path: Path, config: Config | None, *, as_json: bool) -> int:
         states = store.resource_states()
         open_counts = store.open_counts_by_resource()
         config = with_api_instances(store, config)
-    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources()}
+    # a disabled instance's resources are not due at all
+    intervals = {f"{i.id}/{r.name}": i.refresh_interval_seconds for i, r in config.resources() if i.enabled}
+    known = {st.key for st in states}
     rows = []
+    for key in sorted(k for k in intervals if k not in known):  # configured, never polled: due at the start
+        instance, _, resource = key.partition("/")
+        counts = open_counts.get(key, {"pending": 0, "dead": 0})
+        rows.append({"instance": instance, "resource": resource, "cursor": None, "lastPoll": None,
+                     "lastSuccess": None, "consecutiveFailures": 0, "lastError": None, "nextDue": None,
+                     "pending": counts["pending"], "dead": counts["dead"]})
     for st in sorted(states, key=lambda s: s.key):
         interval = intervals.get(st.key)
         due = None
@@ -94,6 +102,7 @@ def status(path: Path, config: Config | None, *, as_json: bool) -> int:
                      "lastPoll": when(st.last_poll_ms), "lastSuccess": when(st.last_success_ms),
                      "consecutiveFailures": st.consecutive_failures, "lastError": st.last_error,
                      "nextDue": when(due), "pending": counts["pending"], "dead": counts["dead"]})
+    rows.sort(key=lambda r: (r["instance"], r["resource"]))
     if as_json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
