@@ -156,21 +156,26 @@ def test_the_icontact_seed_is_created_polled_patched_paused_and_survives_restart
         receiver.status = 503
         provider.records.append(message("m5", provider.now()))
         wait_until(lambda: any("m5" in r.object_ids for r in receiver.snapshot()), WAIT_S, "m5 attempted", daemon)
+        assert status_row(tmp_path, db, number)["nextDue"] is not None  # its interval is known from the stored body
         assert api.ok("DELETE", f"/instances/{number}") == {"id": number, "deleted": True}
         assert api.get(f"/instances/{number}").status_code == 404
         seen = polls(provider)
         receiver.status = 200
         wait_until(lambda: (str(number), "m5", "CREATED") in delivered(receiver), WAIT_S, "m5 after DELETE", daemon)
         # the CLI reads the same store
-        status = run_poller(tmp_path, "status", "--state", str(db), "--json")
-        assert status.returncode == 0, status.stderr
-        [row] = [r for r in json.loads(status.stdout) if (r["instance"], r["resource"]) == (str(number), "contacts")]
-        assert row["nextDue"] is not None  # its interval is known from the stored body
+        assert status_row(tmp_path, db, number)["nextDue"] is None  # deleted: nothing polls it any more
         events = run_poller(tmp_path, "events", "--state", str(db), "--json")
         assert {r["instance"] for r in json.loads(events.stdout)} == {str(number)}
         assert daemon.stop() == 0
     assert polls(provider) <= seen + 1
     receiver.assert_all_verified()
+
+
+def status_row(tmp_path: Path, db: Path, number: int) -> dict:
+    status = run_poller(tmp_path, "status", "--state", str(db), "--json")
+    assert status.returncode == 0, status.stderr
+    [row] = [r for r in json.loads(status.stdout) if (r["instance"], r["resource"]) == (str(number), "contacts")]
+    return row
 
 
 def test_bad_requests_name_the_problem_and_change_nothing(tmp_path: Path) -> None:
