@@ -27,17 +27,12 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
     with open_store(state_path) as store:
         config = with_api_instances(store, config)  # their notifications are delivered here too
         report = asyncio.run(run())
-        configured = {i.id for i in config.instances}
-        unconfigured: dict[str, int] = {}
-        for row in store.pending():
-            if row.instance_id not in configured:
-                unconfigured[row.instance_id] = unconfigured.get(row.instance_id, 0) + 1
     for result in report.results:  # type: ignore[attr-defined]
         print(result.summary())
     counts = report.counts()  # type: ignore[attr-defined]
     print(f"{counts['attempted']} attempted, {counts['delivered']} delivered, {counts['failed']} failed "
           f"({counts['dead']} dead letters)")
-    for instance_id, n in sorted(unconfigured.items()):
+    for instance_id, n in sorted(report.unsendable.items()):  # type: ignore[attr-defined]
         print(f"{n} pending notification{'s' if n != 1 else ''} of instance {instance_id!r} not attempted: it is not "
               f"in {config.source or 'the configuration'} nor made through the API, so its signature key and "
               f"callback are not known here",

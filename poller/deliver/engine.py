@@ -146,6 +146,8 @@ class DeliveryEngine:
         for row in rows:
             self.last_rowid = max(self.last_rowid, row.rowid)
             if not self.sender.sendable(row.instance_id):
+                if self._collect:
+                    self.report.unsendable[row.instance_id] = self.report.unsendable.get(row.instance_id, 0) + 1
                 if row.instance_id not in self._missing:
                     self._missing.add(row.instance_id)
                     log.warning("delivery.instance_missing", extra={"notification": row.id,

@@ -76,6 +76,8 @@ class DeliveryResult:
 @dataclass
 class DeliveryReport:
     results: list[DeliveryResult] = field(default_factory=list)
+    # pending notifications not attempted, by instance id: their instance is not configured here
+    unsendable: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
