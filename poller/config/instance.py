@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import re
 
 from poller.config import templates
 from poller.config.resource import build_resource
 from poller.config.types import ApiConfig, InstanceConfig, ResourceConfig, SecretStr
 from poller.config.values import Context, Path, close_match, decode_json, describe, json_error, kind
-from poller.config.webhook import LIST_IDS, WEBHOOK_KEYS, build_webhook
+from poller.config.webhook import LIST_IDS, WEBHOOK_KEYS, build_webhook, whsec_problem
 
 __all__ = ["API_KEYS", "CE_INSTANCE_KEYS", "CONFIGURATION_IGNORED", "CONFIGURATION_KEYS", "INSTANCE_KEYS",
            "build_instance", "normalise_resource_name"]
@@ -163,18 +162,10 @@ def _signature_key(ctx: Context, conf: dict, conf_path: Path) -> SecretStr | Non
     if not key:
         ctx.warn(where, "is empty: notifications will not be signed")
         return None
-    if key.startswith("whsec_"):  # a Standard Webhooks secret: its bytes are the base64 after the prefix
-        rest = key[len("whsec_"):]
-        try:
-            secret = base64.b64decode(rest, validate=True)
-        except ValueError:  # (binascii.Error is one)
-            ctx.error(where, "starts with whsec_ but the rest is not base64 (a Standard Webhooks secret is "
-                             "whsec_ followed by the base64 of its bytes)")
-            return None
-        if not secret:
-            ctx.error(where, "is whsec_ with nothing after it: webhook-signature would be made with an empty key, "
-                             "which anyone can forge")
-            return None
+    problem = whsec_problem(key, "webhook-signature would be made with an empty key, which anyone can forge")
+    if problem is not None:
+        ctx.error(where, problem)
+        return None
     return SecretStr(key)
 
 

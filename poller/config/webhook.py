@@ -40,6 +40,19 @@ MIN_TOKEN_LENGTH = 16
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
+def whsec_problem(secret: str, empty_means: str) -> str | None:
+    """What is wrong with a Standard Webhooks secret (``whsec_`` + the base64 of its bytes), or
+    None; ``empty_means``: what an empty key would allow, for the message."""
+    if not secret.startswith("whsec_"):
+        return None
+    try:
+        decoded = base64.b64decode(secret[len("whsec_"):], validate=True)
+    except ValueError:  # (binascii.Error is one)
+        return ("starts with whsec_ but the rest is not base64 (a Standard Webhooks secret is whsec_ followed "
+                "by the base64 of its bytes)")
+    return None if decoded else f"is whsec_ with nothing after it: {empty_means}"
+
+
 def webhook_kind(element_key: str) -> str:
     """campaignmonitor, mailchimp, or generic (any other element)."""
     return KINDS.get(element_key.strip().lower(), "generic")
@@ -213,15 +226,10 @@ def _verify(ctx: Context, value: object, where: Path) -> VerifyConfig | None:
             elif text is not None:
                 out[key] = SecretStr(text)
     secret = out.get("secret")
-    if kind == "standardwebhooks" and isinstance(secret, str) and secret.startswith("whsec_"):
-        try:
-            decoded = base64.b64decode(secret[len("whsec_"):], validate=True)
-        except ValueError:
-            ctx.error(where + ("secret",), "starts with whsec_ but the rest is not base64")
-        else:
-            if not decoded:  # an empty key: anyone could sign what this instance accepts
-                ctx.error(where + ("secret",), "is whsec_ with nothing after it: requests signed with an empty "
-                                               "key, which anyone can make, would be accepted")
+    if kind == "standardwebhooks" and isinstance(secret, str):
+        problem = whsec_problem(secret, "requests signed with an empty key, which anyone can make, would be accepted")
+        if problem is not None:
+            ctx.error(where + ("secret",), problem)
     if len(ctx.errors) > errors:
         return None
     return VerifyConfig(**out)  # type: ignore[arg-type]
