@@ -352,9 +352,13 @@ def _something_left(items: list, events: list[Pushed], notes: list[str]) -> None
     """A body whose every event had to be left out is unreadable as a whole (400, kept as
     rejected); one with some left is taken, the others said in ``notes``."""
     if items and not events:
-        shown = "; ".join(n.removesuffix(": left out") for n in notes[:3])
-        more = f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""
-        raise Refused(400, f"no event can be announced: {shown}{more}")
+        raise Refused(400, "no event can be announced: " + listed([n.removesuffix(": left out") for n in notes], 3))
+
+
+def listed(notes: Sequence[str], limit: int) -> str:
+    """The first ``limit`` notes, and how many more: for a reason that stays readable."""
+    more = f" (and {len(notes) - limit} more)" if len(notes) > limit else ""
+    return "; ".join(notes[:limit]) + more
 
 
 def _canonical(value: object) -> bytes:

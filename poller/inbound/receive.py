@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from poller.config.types import Config, InstanceConfig
 from poller.events.notify import Envelope
 from poller.inbound.group import GroupCommit
-from poller.inbound.normalise import Parsed, Refused, normalise
+from poller.inbound.normalise import Parsed, Refused, listed, normalise
 from poller.inbound.pushed import WEBHOOK_RESOURCE, build_pushed, event_ids
 from poller.inbound.verify import SECRET_HEADERS, check
 from state import Notification, StateError, Store
@@ -144,10 +144,7 @@ class Receiver:
             return [Notification(b.id, key, instance.id, WEBHOOK_RESOURCE, str(instance.callback_url), now_ms, b.body,
                                  b.event_ids, seq + i) for i, b in enumerate(bodies)]
 
-        reason = None
-        if parsed.notes:
-            more = f" (and {len(parsed.notes) - 5} more)" if len(parsed.notes) > 5 else ""
-            reason = "; ".join(parsed.notes[:5]) + more
+        reason = listed(parsed.notes, 5) if parsed.notes else None
         write = InboundWrite(request, key, ids, build, replay_of, [e.date_ms for e in parsed.events], reason)
         return _Accepted(write, counts)
 
