@@ -178,6 +178,17 @@ def test_refresh_interval_allows_fractions() -> None:
     assert inst.refresh_interval_seconds == 30
 
 
+def test_an_interval_under_a_second_loads_with_a_warning() -> None:
+    """Allowed (a test or demo polls fast), but said: it is most often seconds written as minutes."""
+    result = load(instance(configuration={"event.poller.refresh_interval": "0.01"}))
+    assert result.config.instances[0].refresh_interval_seconds == pytest.approx(0.6)
+    assert result.warnings == (f'config.json: {PC[:13]}."event.poller.refresh_interval": is 0.6 seconds (the value '
+                               "is in minutes): the provider is asked more than once a second for each resource",)
+    assert load(instance(configuration={"event.poller.refresh_interval": 1 / 60})).warnings == ()
+    disabled = {"event.poller.refresh_interval": "0.01", "event.notification.enabled": False}
+    assert load(instance(configuration=disabled)).warnings == ()  # not polled: nothing to warn of
+
+
 @pytest.mark.parametrize(("overrides", "enabled", "vendor"), [
     ({"event.notification.enabled": "false"}, False, "polling"),
     ({"event.notification.enabled": DROP}, False, "polling"),

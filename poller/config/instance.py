@@ -35,6 +35,7 @@ API_KEYS = ("baseUrl", "headers", "timeoutSeconds", "verifyTls")
 VENDOR_TYPES = ("polling", "webhook", "webhooks")
 DEFAULT_ELEMENT_KEY = "poller"
 MAX_INTERVAL_MINUTES = 1_000_000_000  # churros uses 999999999 for "never"
+BACK_TO_BACK_MINUTES = 1 / 60  # below a second, a resource is polled again the moment its poll ends
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -82,6 +83,10 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
         if interval > MAX_INTERVAL_MINUTES:
             ctx.error(conf_path + (REFRESH_INTERVAL,), f"must be at most {MAX_INTERVAL_MINUTES} minutes "
                                                       f"(about 1900 years), got {interval:g}")
+        elif polled and interval < BACK_TO_BACK_MINUTES:
+            # allowed (tests and demos poll fast), but a real provider gets hammered: often a unit slip
+            ctx.warn(conf_path + (REFRESH_INTERVAL,), f"is {interval * 60:g} seconds (the value is in minutes): "
+                                                      "the provider is asked more than once a second for each resource")
     resources = _resources(ctx, conf, conf_path, base, server_zone, polled)
     if len(ctx.errors) > errors_before or instance_id is None:
         return None
