@@ -37,8 +37,8 @@ def mask_url(url: str, secrets: tuple[str, ...] = ()) -> str:
         return url  # nothing to mask (the common case)
     try:
         scheme, netloc, path, query, fragment = urlsplit(url)
-    except ValueError:
-        return mask_text(url, secrets)
+    except ValueError:  # e.g. "http://user:pw@[::1/x": no parts to take, but its password still goes
+        return mask_text(_USERINFO_PASSWORD.sub(r"\1***@", url), secrets)
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
         if ":" in userinfo:
@@ -50,6 +50,10 @@ def mask_url(url: str, secrets: tuple[str, ...] = ()) -> str:
             parts.append(f"{name}=***" if eq and _SENSITIVE.search(unquote_plus(name)) else part)
         query = "&".join(parts)
     return mask_text(urlunsplit((scheme, netloc, path, query, fragment)), secrets)
+
+
+# "//user:password@" up to the last "@" before the path: what urlsplit would take as userinfo
+_USERINFO_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#]*@")
 
 
 def mask_text(text: str, secrets: tuple[str, ...]) -> str:

@@ -97,6 +97,23 @@ def test_an_invalid_callback_url_makes_a_dead_letter_at_once(url: str) -> None:
     assert result.dead and (result.error or "").startswith("invalid callback URL"), result
 
 
+@pytest.mark.parametrize("url", ["http://user:S3CRETPW@127.0.0.1:1\\@evil/hook", "http://user:S3CRETPW@127.1:1/hook",
+                                 "http://user:S3CRETPW@[::1/hook"])
+def test_the_error_of_an_unsendable_callback_url_does_not_show_its_password(url: str) -> None:
+    """The error quotes the URL: masked, also when it does not parse (this one's error was not)."""
+    conf = config("http://127.0.0.1:9/hook")
+
+    async def main() -> DeliveryResult:
+        async with delivery_session() as client:
+            sender = Sender(client, conf, lambda: datetime.now(timezone.utc), lambda: 0.5)
+            result, _ = await sender.send(Pending(1, "n0", "crm/c", "crm", url, 0, 0, None), b"{}")
+            return result
+
+    result = asyncio.run(main())
+    assert result.dead and result.error is not None and "user:***@" in result.error + result.url, result
+    assert "S3CRETPW" not in result.error and "S3CRETPW" not in result.url, result
+
+
 def _https_server(ctx: ssl.SSLContext, seen: list[str]) -> Callable[[], object]:
     async def hook(request: web.Request) -> web.Response:
         seen.append(request.path)

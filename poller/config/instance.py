@@ -7,6 +7,7 @@ import re
 from poller.config import templates
 from poller.config.resource import build_resource
 from poller.config.types import ApiConfig, InstanceConfig, ResourceConfig, SecretStr
+from poller.config.urls import unsendable_problem
 from poller.config.values import Context, Path, close_match, decode_json, describe, json_error, kind
 from poller.config.webhook import LIST_IDS, WEBHOOK_KEYS, build_webhook, whsec_problem
 
@@ -34,7 +35,6 @@ CE_INSTANCE_KEYS = ("element", "tags", "providerData", "externalAuthentication",
 API_KEYS = ("baseUrl", "headers", "timeoutSeconds", "verifyTls")
 VENDOR_TYPES = ("polling", "webhook", "webhooks")
 DEFAULT_ELEMENT_KEY = "poller"
-MAX_INTERVAL_MINUTES = 1_000_000_000  # churros uses 999999999 for "never"
 BACK_TO_BACK_MINUTES = 1 / 60  # below a second, a resource is polled again the moment its poll ends
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -80,10 +80,7 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
     if REFRESH_INTERVAL in conf:
         interval = ctx.number(conf[REFRESH_INTERVAL], conf_path + (REFRESH_INTERVAL,), "a number of minutes",
                               positive=True) or 15.0
-        if interval > MAX_INTERVAL_MINUTES:
-            ctx.error(conf_path + (REFRESH_INTERVAL,), f"must be at most {MAX_INTERVAL_MINUTES} minutes "
-                                                      f"(about 1900 years), got {interval:g}")
-        elif polled and interval < BACK_TO_BACK_MINUTES:
+        if polled and interval < BACK_TO_BACK_MINUTES:
             # allowed (tests and demos poll fast), but a real provider gets hammered: often a unit slip
             ctx.warn(conf_path + (REFRESH_INTERVAL,), f"is {interval * 60:g} seconds (the value is in minutes): "
                                                       "the provider is asked more than once a second for each resource")
@@ -219,7 +216,13 @@ def _callback(ctx: Context, conf: dict, path: Path) -> tuple[str | None, tuple[s
     url = SecretStr(text) if spans else text  # a message about it must not show it
     if not ctx.check_http_url(url, where):
         return None, ()
+    problem = unsendable_problem(text)
+    if problem is not None:
+        ctx.error(where, problem)
+        return None, ()
     return url, tuple(dict.fromkeys(text[a:b] for a, b in spans if b > a))
+
+
 
 
 def _header_value_problem(text: str) -> str | None:

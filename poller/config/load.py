@@ -35,7 +35,7 @@ from poller.config.types import (
     SecretStr,
     WebhooksEngineConfig,
 )
-from poller.config.values import Context, Path, decode_json, describe, json_error, kind
+from poller.config.values import MAX_LOOKBACK, Context, Path, decode_json, describe, json_error, kind
 from poller.errors import ConfigError
 from poller.gcpause import collector_paused
 
@@ -111,7 +111,7 @@ def _load(text: str, source_name: str, environ: Mapping[str, str] | None) -> Loa
         instances.append(instance)
     if engine.listen is None and engine.webhooks.listen is None:
         for instance, path in ((i, first_seen[i.id]) for i in instances if i.receives_webhooks):
-            ctx.warn(path, f"a webhook instance, but neither engine.listen nor engine.webhooks.listen is set: "
+            ctx.warn(path, "a webhook instance, but neither engine.listen nor engine.webhooks.listen is set: "
                            f"nothing receives its webhooks")
     if engine.listen is not None and engine.listen == engine.webhooks.listen and engine.listen[1] != 0:
         ctx.error(("engine", "webhooks", "listen"), "is the same address as engine.listen: leave it out to serve "
@@ -160,7 +160,8 @@ def _engine(ctx: Context, value: object, path: Path) -> EngineConfig:
                "shutdown_timeout_seconds", True), ("maxClockSkewSeconds", "max_clock_skew_seconds", True))
     for key, name, positive in numbers:
         if key in obj:
-            out[name] = ctx.number(obj[key], path + (key,), "a number of seconds", positive=positive)
+            out[name] = ctx.number(obj[key], path + (key,), "a number of seconds", positive=positive,
+                                   at_most=MAX_LOOKBACK if key == "lookbackSeconds" else None)
     for key, name in (("maxConcurrentPolls", "max_concurrent_polls"), ("maxResponseBytes", "max_response_bytes")):
         if key in obj:
             out[name] = ctx.integer(obj[key], path + (key,))

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from poller import javadate, jsonpath
 from poller.config import templates
 from poller.config.types import DatesConfig, PaginationConfig, ResourceConfig
-from poller.config.values import Context, Path, describe
+from poller.config.values import MAX_LOOKBACK, Context, Path, describe
 from poller.errors import DateFormatError
 from poller.javadate.zone import ZoneError, java_zone
 
@@ -59,7 +59,7 @@ def build_resource(ctx: Context, name: str, value: object, path: Path, *,
     id_field, id_path = _id_field(ctx, obj, path)
     dates = ctx.memo("dates", [obj.get("datesConfiguration"), {k: v for k, v in obj.items() if is_time_zone_key(k)}],
                      _dates, ctx, obj, path)
-    poll_delay = _optional_number(ctx, obj, path, "pollDelay", "a number of seconds", 0.0)
+    poll_delay = _optional_number(ctx, obj, path, "pollDelay", "a number of seconds", 0.0, at_most=MAX_LOOKBACK)
     by_updated = _filter_by_updated(ctx, obj, path)
     by_current = ctx.boolean(obj["filterByCurrentDate"], path + ("filterByCurrentDate",)) \
         if "filterByCurrentDate" in obj else False
@@ -156,10 +156,11 @@ def _path_value(ctx: Context, obj: dict, path: Path, key: str) -> tuple | None:
     return None if text is None else _parse_path(ctx, text, path + (key,))
 
 
-def _optional_number(ctx: Context, obj: dict, path: Path, key: str, what: str, default: float) -> float:
+def _optional_number(ctx: Context, obj: dict, path: Path, key: str, what: str, default: float, *,
+                     at_most: tuple[float, str] | None = None) -> float:
     if key not in obj:
         return default
-    number = ctx.number(obj[key], path + (key,), what)
+    number = ctx.number(obj[key], path + (key,), what, at_most=at_most)
     return default if number is None else number
 
 

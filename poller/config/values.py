@@ -13,13 +13,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 
 from poller.config.templates import zone_problem
 from poller.config.types import SecretStr
 from poller.javadate.zone import ZoneError, java_zone
+from poller.config.urls import http_url_problem
+from poller.redact import mask_url
 
 __all__ = ["Context", "JsonObject", "Path", "close_match", "decode_json", "describe", "format_path", "json_error",
            "kind"]
@@ -130,6 +131,12 @@ def format_path(path: Path) -> str:
             quoted = json.dumps(segment, ensure_ascii=False)
             out.append(f".{quoted}" if out else quoted)
     return "".join(out)
+
+
+MAX_DURATION_MINUTES = 1_000_000_000  # churros uses 999999999 minutes for "never"
+MAX_LOOKBACK = (366 * 86400, "a year: that much is read again on every poll")
+_DURATION_MINUTES = {"a number of seconds": 1 / 60, "a number of minutes": 1.0, "a number of hours": 60.0,
+                     "a number of days": 1440.0}
 
 
 def describe(value: object) -> str:
@@ -339,8 +346,9 @@ class Context:
         return None
 
     def number(self, value: object, path: Path, what: str = "a number", *, positive: bool = False,
-               integer: bool = False) -> float | None:
-        """A number given as a JSON number or a string; never negative."""
+               integer: bool = False, at_most: tuple[float, str] | None = None) -> float | None:
+        """A number given as a JSON number or a string; never negative; durations (``what`` is "a
+        number of seconds", ...) at most about 1900 years; ``at_most``: (a lower bound, its reason)."""
         number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
@@ -363,6 +371,15 @@ class Context:
         if number < 0:
             self.error(path, f"must not be negative, got {describe(value)}")
             return None
+        unit_minutes = _DURATION_MINUTES.get(what)
+        if unit_minutes is not None and number * unit_minutes > MAX_DURATION_MINUTES:
+            # beyond it, instants overflow datetime or SQLite's 64 bits (1e300 s crashed the daemon)
+            self.error(path, f"must be at most {MAX_DURATION_MINUTES / unit_minutes:.0f} {what.rsplit(' ', 1)[1]} "
+                             f"(about 1900 years), got {number:g}")
+            return None
+        if at_most is not None and number > at_most[0]:
+            self.error(path, f"must be at most {at_most[0]:g} ({at_most[1]}), got {number:g}")
+            return None
         return number
 
     def integer(self, value: object, path: Path, what: str = "a whole number", *,
@@ -377,24 +394,7 @@ class Context:
         return None
 
     def check_http_url(self, text: str, path: Path) -> bool:
-        shown = describe(text)
-        try:
-            parts = urlsplit(text)
-        except ValueError as exc:
-            self.error(path, f"not a valid URL ({exc}): {shown}")
-            return False
-        if parts.scheme.lower() not in ("http", "https"):
-            self.error(path, f"must be an http:// or https:// URL, got {shown}")
-            return False
-        if not parts.hostname:
-            self.error(path, f"the URL has no host: {shown}")
-            return False
-        try:
-            parts.port  # noqa: B018 - raises for a port that is not a number in 0..65535
-        except ValueError:
-            self.error(path, f"the URL's port is not a number from 0 to 65535: {shown}")
-            return False
-        if any(c.isspace() for c in text):
-            self.error(path, f"the URL contains white space: {shown}")
-            return False
-        return True
+        problem = http_url_problem(text, describe(text if isinstance(text, SecretStr) else mask_url(text)))
+        if problem is not None:
+            self.error(path, problem)
+        return problem is None

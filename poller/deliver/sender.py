@@ -162,8 +162,9 @@ class Sender:
                                                   "status": status, "duration_ms": duration})
             return (DeliveryResult(entry.id, entry.resource_key, shown, True, status, None, duration, None),
                     AttemptResult(entry.id, done_ms, True, status, None, duration))
-        error = mask_text(mask_url(error, instance.callback_secrets) if url in error else error,
-                          instance.callback_secrets)
+        # the URL as shown (masked) wherever the error quotes it; masking the whole error as if it
+        # were a URL leaves a password in place when the URL does not parse
+        error = mask_text(error.replace(url, shown), instance.callback_secrets)
         upcoming = None if status == 410 or permanent else next_attempt_ms(
             entry.attempts + 1, done_ms, self.delivery.retry_schedule, retry_after_s=retry_after, random=self.random)
         event = "delivery.dead_letter" if upcoming is None else "delivery.retry_scheduled"
