@@ -232,14 +232,19 @@ class Store:
 
     def record_page(self, key: str, instance_id: str, resource: str,
                     notifications: Sequence[Notification],
-                    seen: Sequence[SeenVersion | tuple[str, str, int]]) -> None:
+                    seen: Sequence[SeenVersion | tuple[str, str, int]], *,
+                    first_cursor_ms: int | None = None) -> None:
         """Store one page's notifications and seen versions together. Safe to re-run.
 
-        A seen version may be a :class:`SeenVersion` or the tuple ``(object_id, version, stamp_ms)``."""
+        A seen version may be a :class:`SeenVersion` or the tuple ``(object_id, version, stamp_ms)``.
+        ``first_cursor_ms``: the cursor of a resource that has none yet (a baseline's first page:
+        see :func:`state.watermarks.fail_poll`)."""
         with self._transaction(f"cannot record a page of {key}"):
             watermarks.ensure_resource(self.db, key, instance_id, resource)
             outbox.insert_notifications(self.db, notifications)
             watermarks.add_seen(self.db, key, seen)
+            if first_cursor_ms is not None:
+                watermarks.set_first_cursor(self.db, key, first_cursor_ms)
 
     def finish_poll(self, key: str, instance_id: str, resource: str, *, cursor_ms: int | None, now_ms: int,
                     prune_before_ms: int | None, prune_hash_before_ms: int | None, events: int) -> None:

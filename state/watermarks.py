@@ -137,6 +137,12 @@ def fail_poll(db: Database, key: str, *, now_ms: int, error: str, next_due_ms: i
     )
 
 
+def set_first_cursor(db: Database, key: str, cursor_ms: int) -> None:
+    """Give a resource that has no cursor yet this one (a resource with one keeps it)."""
+    require_transaction(db)
+    db.execute("UPDATE resources SET cursor_ms = ? WHERE key = ? AND cursor_ms IS NULL", [cursor_ms, key])
+
+
 def seen_versions(db: Database, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
     """``{object id: {version: stamp ms}}`` for those ids that have any; others are absent.
 

@@ -86,6 +86,41 @@ def test_a_baseline_that_fails_still_fixes_when_watching_began(
     assert "3" in ids and "1" not in ids
 
 
+def test_a_baseline_stopped_part_way_is_not_redone_from_scratch(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
+    """A stop (or kill -9: the state is the same, page 1 committed) during page 2 of a baseline.
+    The next run must announce what changed since the baseline began (a new baseline swallowed it)."""
+    provider = make_fake_provider(style="page", page_size=1)
+    now = datetime.now(UTC)
+    provider.records.extend([record(1, now - timedelta(seconds=5)), record(2, now - timedelta(seconds=4))])
+    provider.fail(None, page=2, delay_s=30)  # page 2 hangs: the poll is stopped meanwhile
+    text = json.loads(_config(provider, "/c?updatedSince=${gmtDate:yyyy-MM-dd'T'HH:mm:ss.SSS'Z'}"))
+    res = text["instances"][0]["configuration"]["event.poller.configuration"]["contacts"]
+    res.update({"pageSize": 1, "pagination": {"type": "page"}})
+    config = load_config_text(json.dumps(text), "c.json", {}).config
+
+    async def stopped() -> None:
+        task = asyncio.ensure_future(poll_all(config, store, now))
+        while not any(r.page == 2 for r in provider.requests):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with open_store(tmp_path / "p.db") as store:
+        asyncio.run(stopped())
+        assert store.seen_count("crm/contacts") == 1  # page 1's version: committed before the stop
+    provider.faults.clear()
+    later = now + timedelta(minutes=10)
+    provider.records[0] = record(1, later - timedelta(seconds=2))  # changed on page 1, after the stop
+    provider.records.append(record(3, later - timedelta(seconds=1)))  # created after the stop
+    with open_store(tmp_path / "p.db") as store:
+        [second] = asyncio.run(poll_all(config, store, later))
+        assert second.ok and not second.baseline, second
+        ids = [e["objectId"] for n in store.notifications() for e in json.loads(n.notification.body)["message"]["events"]]
+    # 1 changed and 3 is new; 2 is announced too: on a page the baseline never reached, as after a failure
+    assert sorted(ids) == ["1", "2", "3"], ids
+
+
 def test_lone_surrogates_from_json_escapes_neither_crash_nor_lose_the_page(
         tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
     """JSON may escape a lone UTF-16 surrogate ("\\ud800"): no valid text holds it, and neither

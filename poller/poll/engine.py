@@ -252,6 +252,7 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     # after every notification the resource already has, even if the clock stepped back
     seq = max(now_ms * _SEQ_SCALE, (max_seq or 0) + 1)
     seen_written = 0
+    first_cursor_ms: int | None = None
     pages = poll_pages(client, instance, resource, engine, plan, now, outcome, sleep=sleep, wait=wait)
     try:
         async with aclosing(pages):
@@ -259,6 +260,12 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
                 if server_now_ms is None and server_date is not None:
                     server_now_ms = to_ms(server_date)
                 records = page.records
+                if plan.baseline and page.number == 1 and cursor_ms is None:
+                    # Watching begins here, as a baseline that fails says (below): one killed or
+                    # stopped before its end must not be redone from scratch by the next run, which
+                    # would swallow every change made in between. (Written with the first page, once
+                    # its response has settled the window: see poll_pages.)
+                    first_cursor_ms = _baseline_cursor(plan, server_now_ms)
                 for start in range(0, max(1, len(records)), CHUNK_RECORDS):
                     if start:  # a large page: let the event loop run between its parts
                         await turn()
@@ -266,7 +273,9 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
                     if len(records) > CHUNK_RECORDS:
                         # freed a part at a time: 500,000 records freed at once held the loop 0.1 s
                         records[start:start + CHUNK_RECORDS] = [None] * len(part)
-                    result, notifications = _commit_page(store, part, spec, env, instance, key, plan, now_ms, seq)
+                    result, notifications = _commit_page(store, part, spec, env, instance, key, plan, now_ms, seq,
+                                                         first_cursor_ms=first_cursor_ms)
+                    first_cursor_ms = None
                     del part
                     seq += notifications
                     seen_written += len(result.new_versions) + len(result.touched)
@@ -295,17 +304,12 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         # changes from here on, instead of starting a new baseline that would swallow those changes.
         store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=outcome.error,
                         next_due_ms=to_ms(outcome.retry_after) if outcome.retry_after else None,
-                        first_cursor_ms=to_ms(plan.since) + 2 * plan.lookback_ms if plan.baseline else None)
+                        first_cursor_ms=_baseline_cursor(plan, server_now_ms) if plan.baseline else None)
         outcome.duration_s = timer() - started
         log.warning("poll.failed", extra={"resource": key, "error": outcome.error})
         return outcome
     if plan.baseline:
-        # The baseline remembered everything from since = (our now, or the provider's after a restart)
-        # - 2 * lookback. Its cursor is the earlier of that now and the provider's Date, so the next
-        # window (cursor - lookback) starts inside what the baseline remembered (no spurious
-        # announcements), and no later than the provider's clock (no gap for late commits).
-        window_end = to_ms(plan.since) + 2 * plan.lookback_ms
-        server_now_ms = window_end if server_now_ms is None else min(window_end, server_now_ms)
+        server_now_ms = _baseline_cursor(plan, server_now_ms)
     cursor = next_cursor(cursor_ms, max_stamp, server_now_ms if server_now_ms is not None else now_ms,
                          baseline=plan.baseline, has_dates=spec.has_dates, poll_start_ms=now_ms)
     # After a poll, the resource's date versions all lie within a lookback of its cursor: the
@@ -398,10 +402,19 @@ def _report(outcome: PollOutcome, spec: DetectSpec, future_example: str | None) 
                     "instead (check datesConfiguration)"})
 
 
+def _baseline_cursor(plan: PollPlan, server_now_ms: int | None) -> int:
+    """A baseline's cursor. It remembered everything from since = (our now, or the provider's after
+    a restart) - 2 * lookback; its cursor is the earlier of that now and the provider's Date, so
+    the next window (cursor - lookback) starts inside what the baseline remembered (no spurious
+    announcements), and no later than the provider's clock (no gap for late commits)."""
+    window_end = to_ms(plan.since) + 2 * plan.lookback_ms
+    return window_end if server_now_ms is None else min(window_end, server_now_ms)
+
+
 def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, instance: InstanceConfig, key: str,
-                 plan: PollPlan, now_ms: int, seq: int) -> tuple[PageResult, int]:
+                 plan: PollPlan, now_ms: int, seq: int, *, first_cursor_ms: int | None = None) -> tuple[PageResult, int]:
     """Detect one page (or part of one: CHUNK_RECORDS) and write its notifications and seen
-    versions in one transaction."""
+    versions in one transaction (with ``first_cursor_ms``: see Store.record_page)."""
     with collector_paused():  # tens of thousands of short-lived tuples, strings and dicts, no cycles
         seen = store.seen_versions(key, lookup_ids(records, spec))
         result = detect_page(records, seen, spec, since_ms=to_ms(plan.since), now_ms=now_ms,
@@ -415,8 +428,8 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
                              callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
                              event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
         seen_rows = [*result.new_versions, *result.touched]  # (object id, version, stamp ms): SeenVersion's fields
-        if rows or seen_rows:  # a page with nothing new writes nothing
-            store.record_page(key, instance.id, env.resource, rows, seen_rows)
+        if rows or seen_rows or first_cursor_ms is not None:  # a page with nothing new writes nothing
+            store.record_page(key, instance.id, env.resource, rows, seen_rows, first_cursor_ms=first_cursor_ms)
     return result, len(rows)
 
 
