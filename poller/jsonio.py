@@ -13,12 +13,15 @@ always has a body and its receiver reads what was sent.
 from __future__ import annotations
 
 import json
+import re
+import secrets
+from collections.abc import Generator
 
 import orjson
 
 from poller.gcpause import collector_paused
 
-__all__ = ["depth", "dumps", "loads"]
+__all__ = ["CUT_LEVELS", "cut_deep", "cut_deep_steps", "depth", "dumps", "loads"]
 
 
 def loads(data: bytes | str) -> object:
@@ -70,7 +73,8 @@ def dumps(value: object) -> bytes:
 
 def depth(value: object) -> int:
     """How deeply ``value`` nests (a scalar is 0, ``[]`` and ``{}`` are 1). Iterative: it measures
-    what the recursive encoders cannot take."""
+    what the recursive encoders cannot take. A container :func:`cut_deep` replaced counts with the
+    levels it had."""
     deepest = 0
     stack = [(value, 1)]
     while stack:
@@ -82,5 +86,60 @@ def depth(value: object) -> int:
         else:
             continue
         deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, level + 1))
+            elif type(child) is str and child.startswith(_CUT_MARK):
+                deepest = max(deepest, level + int(child[len(_CUT_MARK):]))
     return deepest
+
+
+# -- documents nested more deeply than a decoder goes ---------------------------------------------
+# orjson refuses more than 1,024 levels, and json's recursion stops near 1,000. One record that
+# deep must not make the page unreadable: it is skipped as too deep (poller.events.notify), and
+# the other records are announced. So its deepest part is cut away before decoding, and replaced
+# by a marker string that says how many levels it had: the record keeps its id, its dates and
+# its depth, and is never sent. The marker holds a NUL and a per-process random part, so that no
+# provider's text is taken for one.
+CUT_LEVELS = 600  # levels of the document kept: more than a record may have (512) plus its envelope
+_CUT_MARK = f"\x00poller:cut:{secrets.token_hex(8)}:"
+_CUT_MARK_JSON = orjson.dumps(_CUT_MARK)[:-1]  # the string's JSON, open: the levels and '"' follow
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def cut_deep(data: bytes, keep: int = CUT_LEVELS) -> bytes:
+    """``data`` with every container that opens below ``keep`` levels replaced by a marker (see
+    above). A body that is not JSON stays not JSON (its decoding then says so). Linear, in
+    Python's time per string and bracket: for the rare body that needs it."""
+    walk = cut_deep_steps(data, keep)
+    while True:
+        try:
+            next(walk)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def cut_deep_steps(data: bytes, keep: int = CUT_LEVELS, step: int = 1 << 16) -> Generator[None, None, bytes]:
+    """:func:`cut_deep` as a generator that pauses (yields None) every ``step`` strings and brackets."""
+    out: list[bytes] = []
+    level = 0
+    cut_at = last = deepest = 0
+    for count, token in enumerate(_TOKENS.finditer(data), 1):
+        if not count % step:
+            yield
+        char = data[token.start()]
+        if char == 0x22:  # a string: skipped whole, so that brackets inside it do not count
+            continue
+        if char in b"[{":
+            level += 1
+            if level == keep + 1:
+                cut_at, deepest = token.start(), level
+            elif level > deepest:
+                deepest = level
+        else:
+            if level == keep + 1:
+                out += (data[last:cut_at], _CUT_MARK_JSON, str(deepest - keep).encode(), b'"')
+                last = token.end()
+            level -= 1
+    out.append(data[last:])
+    return b"".join(out)

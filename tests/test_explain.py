@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,28 @@ def test_explain_shows_every_decision_and_changes_nothing(tmp_path: Path,
     assert _digest(db) == before
     once(tmp_path, config)  # what explain predicted is what a poll does
     assert sorted(announced(tmp_path)) == [("changed", "UPDATED"), ("new", "CREATED")]
+
+
+@pytest.mark.parametrize("levels", [600, 2000])
+def test_explain_skips_a_record_too_deep_to_be_sent_as_a_poll_does(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], levels: int) -> None:
+    """(It said UPDATED for one of 513 to 1,000 levels, and could not read a page with a deeper one.)"""
+    provider = make_fake_provider()
+    provider.records.append(record("old", provider.now() - timedelta(seconds=10)))
+    config = write_config(tmp_path, provider)
+    once(tmp_path, config)
+    now = provider.now()
+    provider.records.extend([record("new", now), {**record("deep", now), "tree": [0]}])
+    body = json.dumps(provider.records).replace("[0]", "[" * levels + "]" * levels).encode()
+    provider.fail(200, body=body, times=None)
+    out = run_poller(tmp_path, "explain", "-c", str(config), "crm", "contacts")
+    assert out.returncode == 0, out.stderr
+    assert "record new: CREATED" in out.stdout
+    assert f"skipped: nested too deeply to be sent: record deep: nested {levels + 1} levels deep (more than 512)" \
+        in out.stdout, out.stdout
+    assert "summary: 3 records, 1 events would be announced, 1 seen before, 1 skipped." in out.stdout
+    once(tmp_path, config)
+    assert sorted(announced(tmp_path)) == [("new", "CREATED")]
 
 
 def test_explain_names_the_known_resources_when_asked_for_an_unknown_one(

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from state import open_store
 from tests.conftest import ROOT
 from tests.fakeprovider import FakeProvider
@@ -130,17 +132,23 @@ def outbox_bodies(tmp_path: Path) -> list[bytes]:
         return [entry.notification.body for entry in store.notifications()]
 
 
-def test_a_record_nested_too_deeply_is_skipped_and_the_others_announced(tmp_path: Path,
-                                                                        fake_provider: FakeProvider) -> None:
+@pytest.mark.parametrize("levels, tail", [(990, b""), (1100, b""), (100_000, b""), (5000, b"\xff")],
+                         ids=["990", "past orjson and json", "100,000", "past them, and not UTF-8"])
+def test_a_record_nested_too_deeply_is_skipped_and_the_others_announced(
+        tmp_path: Path, fake_provider: FakeProvider, levels: int, tail: bytes) -> None:
+    """Until 2026-12-04, past about 1,000 levels (where the decoders stop) the whole page was
+    unreadable: the resource failed on every poll and announced nothing while it was served."""
     now = datetime.now(timezone.utc)
-    deep = "[" * 990 + "]" * 990
+    deep = "[" * levels + '"x[{\\"]}"' + "]" * levels  # (a string with brackets and a quote, at the bottom)
     body = ("[" + json.dumps(record("ok1", now)) + ","
             + json.dumps(record("deep", now))[:-1] + ', "tree": ' + deep + "}," + json.dumps(record("ok2", now)) + "]")
-    fake_provider.fail(200, body=body.encode(), times=None)
+    body_bytes = body.encode().replace(b'"x[{', b'"x' + tail + b"[{")
+    fake_provider.fail(200, body=body_bytes, times=None)
     config = write_config(tmp_path, fake_provider, resource=BACKFILL)
     proc = once_proc(tmp_path, config)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "too_deep=1" in proc.stderr and "record deep: nested 991 levels deep (more than 512)" in proc.stderr
+    assert "too_deep=1" in proc.stderr, proc.stderr
+    assert f"record deep: nested {levels + 1} levels deep (more than 512)" in proc.stderr
     assert sorted(announced(tmp_path)) == [("ok1", "CREATED"), ("ok2", "CREATED")]
     proc = once_proc(tmp_path, config)  # the next poll carries on, and says it again
     assert proc.returncode == 0 and "too_deep=1" in proc.stderr, proc.stdout + proc.stderr

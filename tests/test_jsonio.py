@@ -99,3 +99,39 @@ def test_which_documents_are_left_to_the_standard_library(text: bytes, may: bool
     assert jsonio._may_hold_a_long_integer(text) is may
     assert jsonio._may_hold_a_long_integer(text.decode()) is may
     assert jsonio.loads(text) == json.loads(text)
+
+
+# -- cut_deep: documents deeper than the decoders go -------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    b'[]', b'{"a": [1, {"b": "[{\\"]}"}], "c": "x\\\\"}', b'[[[["deep"]]], {"k": {"k": {}}}]', b"not json [",
+])
+def test_cut_deep_leaves_a_document_within_its_levels_unchanged(text: bytes) -> None:
+    assert jsonio.cut_deep(text, keep=4) == text
+
+
+def test_cut_deep_replaces_what_lies_below_its_levels_and_depth_still_counts_it() -> None:
+    text = b'[{"id": "a", "t": [[["[[", {"x": [[]]}]]], "s": "]]"}, {"id": "b", "t": [[1]]}]'
+    cut = jsonio.cut_deep(text, keep=4)
+    value = jsonio.loads(cut)
+    assert [r["id"] for r in value] == ["a", "b"] and value[0]["s"] == "]]"
+    assert jsonio.depth(value[0]) == jsonio.depth(json.loads(text)[0]) == 7  # the cut levels count
+    assert jsonio.depth(value[1]) == 3 and value[1]["t"] == [[1]]  # within its levels: as it was
+    assert isinstance(value[0]["t"][0][0], str)  # the fifth level of the document: the marker
+    assert jsonio.depth({"t": "\x00poller:cut:0123456789abcdef:50"}) == 1  # another process's mark: text
+
+
+def test_cut_deep_in_steps_gives_the_same_bytes_and_pauses() -> None:
+    text = b"[" + b",".join(b'{"id": "%d", "t": ' % i + b"[" * 700 + b"]" * 700 + b"}" for i in range(20)) + b"]"
+    walk = jsonio.cut_deep_steps(text, step=1000)
+    pauses = 0
+    try:
+        while True:
+            next(walk)
+            pauses += 1
+    except StopIteration as done:
+        cut = done.value
+    assert pauses >= 20 and cut == jsonio.cut_deep(text)
+    value = jsonio.loads(cut)
+    assert [r["id"] for r in value] == [str(i) for i in range(20)]
+    assert {jsonio.depth(r) for r in value} == {701}

@@ -22,7 +22,8 @@ import httpx
 from poller import jsonpath
 from poller.config import EngineConfig, InstanceConfig, ResourceConfig, templates
 from poller.errors import FetchError
-from poller.events.notify import MAX_RECORD_DEPTH, Envelope, RecordsTooDeep, build_notifications, hub_key, iso_z
+from poller.events.notify import (MAX_RECORD_DEPTH, Envelope, NotificationBody, RecordsTooDeep, build_notifications,
+                                  hub_key, iso_z)
 from poller.gcpause import collector_paused
 from poller.httpclient import retry_after_cap_s
 from poller.javadate.zone import from_ms, to_ms
@@ -419,11 +420,7 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
         seen = store.seen_versions(key, lookup_ids(records, spec))
         result = detect_page(records, seen, spec, since_ms=to_ms(plan.since), now_ms=now_ms,
                              baseline=plan.baseline)
-        try:
-            bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
-        except RecordsTooDeep as exc:  # rare: skip those records, and announce the others
-            _drop_too_deep(result, exc)
-            bodies = build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
+        bodies = notifications_of(result, env, now_ms)
         rows = [Notification(id=b.id, resource_key=key, instance_id=instance.id, resource=env.resource,
                              callback_url=instance.callback_url or "", created_ms=now_ms, body=b.body,
                              event_ids=b.event_ids, seq=seq + i) for i, b in enumerate(bodies)]
@@ -431,6 +428,16 @@ def _commit_page(store: Store, records: list, spec: DetectSpec, env: Envelope, i
         if rows or seen_rows or first_cursor_ms is not None:  # a page with nothing new writes nothing
             store.record_page(key, instance.id, env.resource, rows, seen_rows, first_cursor_ms=first_cursor_ms)
     return result, len(rows)
+
+
+def notifications_of(result: PageResult, env: Envelope, now_ms: int) -> list[NotificationBody]:
+    """The page's notification bodies; the events of records nested too deeply to be sent are
+    taken out of ``result`` first, as skips (``poller explain`` decides by this too)."""
+    try:
+        return build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
+    except RecordsTooDeep as exc:  # rare: skip those records, and announce the others
+        _drop_too_deep(result, exc)
+        return build_notifications(result.events, env, poll_ms=now_ms, created_ms=now_ms)
 
 
 def _drop_too_deep(result: PageResult, exc: RecordsTooDeep) -> None:

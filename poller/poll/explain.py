@@ -13,7 +13,8 @@ from poller.errors import FetchError
 from poller.events.notify import iso_z
 from poller.javadate.zone import to_ms
 from poller.poll.detect import PageResult, detect_page
-from poller.poll.engine import PollOutcome, detect_spec, lookup_ids, plan_poll, poll_pages, resource_key
+from poller.poll.engine import (PollOutcome, detect_spec, envelope, lookup_ids, notifications_of, plan_poll, poll_pages,
+                                resource_key)
 from poller.redact import mask_url
 from state import ResourceState, Store
 
@@ -43,6 +44,7 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
         cursor_ms = now_ms
     plan = plan_poll(cursor_ms, resource, engine, now)
     spec = detect_spec(instance, resource)
+    env = envelope(instance, resource, engine)
     since_ms = to_ms(plan.since)
     if cursor_ms is None:
         kind = "backfill from initialCursor" if not plan.baseline else \
@@ -70,6 +72,8 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
                                                   if store is not None else {}).items()}
                 for record in page.records:
                     result = detect_page([record], seen, spec, since_ms=since_ms, now_ms=now_ms, baseline=plan.baseline)
+                    if result.events:
+                        notifications_of(result, env, now_ms)  # a record too deep to be sent is skipped, as a poll does
                     for oid, version, stamp in result.new_versions:
                         seen.setdefault(oid, {})[version] = stamp
                     totals["records"] += 1

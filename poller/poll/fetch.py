@@ -308,7 +308,24 @@ async def _decode_in_steps(spec: FetchSpec, masked: str, response: _Response) ->
             return done.value
         except jsonsteps.NotSteppable:
             pass  # decoded whole, as any other body: its problems are said the same way
-    return _decode(spec, masked, response)
+    try:
+        return _decode(spec, masked, response)
+    except _TooDeep:
+        pass
+    # A record nested past what the decoders take (about 1,000 levels): the depths are cut away
+    # (jsonio.cut_deep, in steps: it is Python's time per string), and detection skips that record
+    # as too deep while the others are announced, as for one of 513 levels.
+    walk = jsonio.cut_deep_steps(response.body)
+    try:
+        while True:
+            next(walk)
+            await turn()
+    except StopIteration as done:
+        return _decode(spec, masked, response, done.value)
+
+
+class _TooDeep(Exception):
+    """The body nests more deeply than the decoders go."""
 
 
 async def _digest(body: bytes) -> bytes:
@@ -322,32 +339,38 @@ async def _digest(body: bytes) -> bytes:
     return digest.digest()
 
 
-def _decode(spec: FetchSpec, masked: str, response: _Response) -> object:
+def _decode(spec: FetchSpec, masked: str, response: _Response, body: bytes | None = None) -> object:
     if response.status == 204:  # No Content: an empty page
         return []
     try:
-        return jsonio.loads(response.body)
+        return jsonio.loads(response.body if body is None else body)
     except UnicodeDecodeError as exc:
-        return _decode_invalid_utf8(spec, masked, response, exc.start)
+        return _decode_invalid_utf8(spec, masked, response, exc.start, body)
     except RecursionError:
-        # deterministic: another attempt would read the same; quoting it would put records in logs
-        raise FetchError(spec.resource, masked, "the JSON body is nested too deeply to be read (more than about "
-                         "1,000 levels)", status=response.status) from None
+        if body is None:
+            raise _TooDeep from None  # see _decode_in_steps
+        raise FetchError(spec.resource, masked, "the JSON body is nested too deeply to be read",
+                         status=response.status) from None  # (not after cut_deep: a guard)
     except ValueError as exc:
         reason = f"expected a JSON body, found {_excerpt(response.body, response.headers)}"
         raise _Retry(FetchError(spec.resource, masked, mask_text(reason, spec.secrets),
                                 status=response.status)) from exc
 
 
-def _decode_invalid_utf8(spec: FetchSpec, masked: str, response: _Response, position: int) -> object:
+def _decode_invalid_utf8(spec: FetchSpec, masked: str, response: _Response, position: int,
+                         body: bytes | None = None) -> object:
     """A body with bytes that are not UTF-8: each such byte is kept as a lone surrogate (U+DC80 to
     U+DCFF, Python's surrogateescape), which the notification carries escaped ("\\udcff"): nothing
     is lost, and a record id holding one is skipped as not valid Unicode. The message quotes no
     content, which would be record data in the logs."""
-    text = response.body.decode("utf-8", "surrogateescape")
+    text = (response.body if body is None else body).decode("utf-8", "surrogateescape")
     try:
         value = jsonio.loads(text)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        if body is None:
+            raise _TooDeep from None
+        raise
+    except ValueError as exc:
         reason = f"the body is not valid UTF-8 (first bad byte at offset {position}) and not JSON either"
         raise _Retry(FetchError(spec.resource, masked, reason, status=response.status)) from exc
     log.warning("fetch.invalid_utf8", extra={"resource": spec.resource, "url": masked, "offset": position,
