@@ -218,7 +218,7 @@ def test_offset_full_last_page_costs_one_empty_request() -> None:
     assert [len(p.records) for p in pages] == [10, 10, 0] and len(reqs) == 3
 
 
-@pytest.mark.parametrize("last", [{}, {"next": None}, {"next": ""}])
+@pytest.mark.parametrize("last", [{}, {"next": None}, {"next": ""}, {"next": False}, {"next": {}}, {"next": []}])
 def test_cursor_from_body_until_missing_null_or_empty(last: dict) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         cursor = request.url.params.get("cursor")
@@ -231,6 +231,16 @@ def test_cursor_from_body_until_missing_null_or_empty(last: dict) -> None:
     assert error is None and len(pages) == 3
     assert [str(r.url) for r in reqs] == [BASE + "?cursor=old&x=1", BASE + "?cursor=42&x=1",
                                           BASE + "?cursor=c%203&x=1"]
+
+
+@pytest.mark.parametrize("found, said", [({"next": "p2"}, "an object"), (["p2"], "a list"), (True, "true")])
+def test_a_cursor_that_is_not_one_fails_the_poll_instead_of_ending_it_after_page_1(found: object, said: str) -> None:
+    """pagination.path "meta" for "meta.next": the poll stopped after page 1, and said nothing."""
+    pages, error, _, reqs = fetch(lambda r: ok({"data": items(0, 2), "meta": found}), spec(
+        records_path=("data",), pagination=PaginationSpec(kind="cursor", path=jsonpath.parse("meta"))))
+    assert len(reqs) == 1 and isinstance(error, FetchError), error
+    assert f"expected the next cursor (a string or a number) at pagination.path, found {said}: point " \
+           "pagination.path at the cursor itself" in str(error)
 
 
 @pytest.mark.parametrize("kind", ["link", "nextPageToken", "cursor", "page"])

@@ -129,9 +129,15 @@ def next_url(spec: PaginationSpec, request_url: str, *, headers: Mapping[str, st
         return set_query_params(request_url, {spec.param_name: token}) if token else None
     if spec.kind == "cursor":
         value = jsonpath.get(body, spec.path or ())
-        if value is jsonpath.MISSING or value is None or value == "" or isinstance(value, (dict, list)):
+        if value is jsonpath.MISSING or value is None or value is False or value in ("", [], {}):
             return None
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if value is True or isinstance(value, (dict, list)):
+            # a path to the object holding the cursor ("meta" for "meta.next"): taken as no cursor,
+            # paging stopped after page 1 without a word
+            raise PaginationError(f"expected the next cursor (a string or a number) at pagination.path, found "
+                                  f"{'true' if value is True else 'an object' if isinstance(value, dict) else 'a list'}"
+                                  f": point pagination.path at the cursor itself")
+        text = str(value)
         if text.lower().startswith(("http://", "https://")):
             raise PaginationError("the next cursor (pagination.path) is a URL, not a cursor: with "
                                   '{"type": "nextUrl", "path": ...} poller follows it as the next page')
