@@ -223,7 +223,7 @@ def test_cursor_from_body_until_missing_null_or_empty(last: dict) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         cursor = request.url.params.get("cursor")
         meta = {"next": 42} if cursor == "old" else {"next": "c 3"} if cursor == "42" else last
-        return ok({"data": items(0, 2), "meta": meta})
+        return ok({"data": items({"old": 0, "42": 2}.get(cursor, 4), 2), "meta": meta})
 
     pages, error, _, reqs = fetch(handler, spec(
         BASE + "?cursor=old&x=1", records_path=("data",),
@@ -301,6 +301,22 @@ def test_a_page_identical_to_an_earlier_one_fails_the_poll_at_once(kind: str, ex
     assert isinstance(error, FetchError) and f"page 3 is the same as page 2: the provider ignores the pagination ({kind})" \
         in str(error)
     assert ("set pagination.morePath" in str(error)) == (kind in ("page", "offset"))
+
+
+@pytest.mark.parametrize("kind", ["page", "cursor"])
+def test_a_page_of_the_same_records_in_a_fresh_envelope_fails_the_poll_at_once(kind: str) -> None:
+    """A request id in the envelope, or a new cursor token with every answer, made every body
+    differ: the poll ran to maxPages (1,000 requests), then said to raise it."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return ok({"requestId": f"r{len(seen)}", "next": f"token-{len(seen)}", "data": items(0, 5)})
+
+    seen: list[httpx.Request] = []
+    pages, error, _, reqs = fetch(handler, spec(page_size=5, records_path=("data",), pagination=PaginationSpec(
+        kind=kind, path=("next",) if kind == "cursor" else None)))
+    assert len(reqs) == 2 and len(pages) == 1, len(reqs)
+    assert isinstance(error, FetchError) and f"page 2 is the same as page 1: the provider ignores the pagination " \
+        f"({kind})" in str(error)
 
 
 def test_query_param_helpers() -> None:
