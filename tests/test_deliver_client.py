@@ -184,3 +184,41 @@ def test_the_environments_proxy_is_used_and_no_proxy_is_honoured(tmp_path: Path,
     (tmp_path / "b").mkdir()
     report = deliver(tmp_path / "b", receiver.url("/hook"))
     assert report.ok and len(receiver.requests) == 1 and len(proxy.requests) == 1
+
+
+@pytest.mark.parametrize("status, error", [(200, None), (503, "HTTP 503")])
+def test_a_status_that_came_in_time_stands_when_the_rest_of_the_answer_is_slow(status: int, error: str | None) -> None:
+    """DESIGN §7: any 2xx is success. A 200 whose two bytes of body came after timeoutSeconds
+    was recorded as "no answer within 1 s" and sent again."""
+    async def main() -> DeliveryResult:
+        done = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n" % status)
+            await writer.drain()
+            await done.wait()  # the body never comes while the sender waits
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+        conf = load_config_text(json.dumps({"engine": {"delivery": {"timeoutSeconds": 1}}, "instances": [
+            {"id": "crm", "element": {"key": "crm"}, "configuration": {
+                "event.notification.enabled": True, "event.notification.callback.url": url,
+                "event.poller.configuration": {"c": {"url": "http://127.0.0.1:9/c", "idField": "id"}}}}]}),
+            "c.json", {}).config
+        try:
+            async with delivery_session() as client:
+                sender = Sender(client, conf, lambda: datetime.now(timezone.utc), lambda: 0.5)
+                result, _ = await sender.send(Pending(1, "n0", "crm/c", "crm", url, 0, 0, None), b"{}")
+        finally:
+            done.set()
+            server.close()
+            await server.wait_closed()
+        return result
+
+    result = asyncio.run(main())
+    assert (result.ok, result.status_code, result.error) == (error is None, status, error), result

@@ -88,6 +88,15 @@ class DeliveryReport:
                 "failed": sum(not r.ok for r in self.results), "dead": sum(r.dead for r in self.results)}
 
 
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    read = 0
+    while chunk := await response.content.readany():
+        read += len(chunk)
+        if read > MAX_ANSWER_BYTES:
+            response.close()
+            return
+
+
 class Sender:
     """Sends one notification at a time (callers run several at once); writes nothing."""
 
@@ -100,24 +109,29 @@ class Sender:
         # ``retired``: instances a reload removed, kept to deliver what they left in the outbox
         self.instances = {**(retired or {}), **{i.id: i for i in config.instances}}
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> tuple[int, str | None]:
+        """The status and Retry-After of one POST. The whole attempt is bounded, not only each
+        read (a receiver trickling bytes must not hold delivery hostage); a status that arrived
+        in time stands even when the rest of the answer does not (its 2xx is a delivery)."""
         try:
             target = URL(url)
         except (TypeError, ValueError) as exc:
             raise aiohttp.InvalidURL(url, str(exc)) from None
         proxy, proxy_auth = proxy_for(target.scheme, target.host or "")
-        async with self.client.post(target, data=body, headers=headers, allow_redirects=False, proxy=proxy,
-                                    proxy_auth=proxy_auth) as response:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        response = await asyncio.wait_for(self.client.post(
+            target, data=body, headers=headers, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth), timeout_s)
+        try:
             # the answer is read to its end (a little of it: nobody looks at it), so that the
-            # connection goes back to the pool; a longer one is not worth reading: that
-            # connection is closed instead
-            read = 0
-            while chunk := await response.content.readany():
-                read += len(chunk)
-                if read > MAX_ANSWER_BYTES:
-                    response.close()
-                    break
-            return response.status, response.headers.get("Retry-After")
+            # connection goes back to the pool; a longer or a slower one is not worth reading:
+            # that connection is closed instead
+            await asyncio.wait_for(_drain(response), max(0.0, deadline - loop.time()))
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):  # the status came: it is the answer
+            response.close()
+        finally:
+            response.release()
+        return response.status, response.headers.get("Retry-After")
 
     def sendable(self, instance_id: str) -> bool:
         """A notification of an instance not configured in this process waits (one a reload
@@ -140,10 +154,7 @@ class Sender:
         error: str | None = None
         permanent = False
         try:
-            # the whole attempt is bounded, not only each read: a receiver trickling bytes must not
-            # hold delivery hostage
-            status, retry_header = await asyncio.wait_for(self._post(url, body, headers),
-                                                          self.delivery.timeout_seconds)
+            status, retry_header = await self._post(url, body, headers, self.delivery.timeout_seconds)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
                 retry_after = parse_retry_after(retry_header, None, now)
