@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,6 +115,8 @@ def object_id_text(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if not math.isfinite(value):  # 1e400 and 2e400 both read as inf: not an id to tell records by
+            return None
         return str(int(value)) if value.is_integer() else repr(value)
     try:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -142,6 +145,8 @@ def id_problem(value: object) -> str:
         return f"is {json.dumps(value)}"
     if isinstance(value, str) and not value.strip():
         return "is blank"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is a number beyond a double's range (such ids cannot be told apart)"
     return "is not valid Unicode (a lone surrogate)"
 
 
