@@ -225,6 +225,27 @@ def test_a_reload_that_changes_a_resources_url_keeps_its_state(
     run_daemon(tmp_path, config_text(provider, receiver), body)
 
 
+def test_a_reload_that_changes_the_state_path_says_the_next_start_would_use_another_file(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], make_receiver: Callable[..., Receiver],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Said nothing before: the next start would have opened an empty file (a new baseline for
+    every resource, and this file's pending notifications left behind)."""
+    provider, receiver = make_fake_provider(), make_receiver()
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        text = config_text(provider, receiver, engine={"statePath": str(tmp_path / "elsewhere.db")})
+        (tmp_path / "c.json").write_text(text, encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            assert await daemon.reload()
+        [said] = [r for r in caplog.records if r.getMessage() == "config.restart_needed"]
+        assert getattr(said, "key") == "engine.statePath" and "move the file there" in getattr(said, "note")
+        assert daemon.store.path == tmp_path / "poller.db"  # kept: the state is not moved under a running daemon
+
+    run_daemon(tmp_path, config_text(provider, receiver), body)
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
 # -- 12 (issue 12). a hanging provider does not stall the others --------------------------------------
 
 def test_hanging_providers_do_not_take_the_slots_of_a_healthy_one(

@@ -31,7 +31,7 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
         print(result.summary())
     counts = report.counts()  # type: ignore[attr-defined]
     print(f"{counts['attempted']} attempted, {counts['delivered']} delivered, {counts['failed']} failed "
-          f"({counts['dead']} dead letters)")
+          f"({counts['dead']} dead letter{'s' if counts['dead'] != 1 else ''})")
     for instance_id, n in sorted(report.unsendable.items()):  # type: ignore[attr-defined]
         print(f"{n} pending notification{'s' if n != 1 else ''} of instance {instance_id!r} not attempted: it is not "
               f"in {config.source or 'the configuration'} nor made through the API, so its signature key and "

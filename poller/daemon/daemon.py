@@ -556,6 +556,14 @@ class Daemon:
                                     config.engine.webhooks.listen)):
             if before != after:
                 log.warning("config.restart_needed", extra={"key": key, "note": "takes effect when the daemon restarts"})
+        if previous.state_path != config.engine.state_path:
+            # silently, the next start (without --state) would open another file: a new baseline for
+            # every resource, and this file's outbox left behind
+            log.warning("config.restart_needed", extra={
+                "key": "engine.statePath", "state": self.store.path,
+                "note": "this daemon keeps its state file; a start without --state would open the new path, "
+                        "where none of this file's cursors or pending notifications are: move the file there "
+                        "while the daemon is stopped"})
         if self.receiver is not None:
             self._refresh_tokens()
         log.info(event, extra={"added": added, "removed": removed, "kept": len(old.keys() & new.keys())})
