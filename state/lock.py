@@ -60,9 +60,8 @@ class WriterLock:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise StateError(f"{state_path}: cannot lock {lock_path}: {exc}") from exc
-            raise StateError(
-                f"{state_path} is in use by another poller process (pid {holder}); stop it first or use --state"
-            ) from None
+            raise StateError(f"{state_path} is in use by another poller process (pid {holder}); stop it first "
+                             "(poller status, events and replay work beside it)") from None
         try:
             file_fd = _lock_inode(state_path)
         except BaseException:
@@ -133,7 +132,8 @@ def _lock_inode(state_path: Path) -> int:
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise StateError(f"{state_path}: cannot lock the state file: {exc}") from exc
         raise StateError(f"{state_path} is in use by another poller process, through another path to the same "
-                         "file (a hard link?); stop it first or use --state") from None
+                         "file (a hard link?); stop it first (poller status, events and replay work beside "
+                         "it)") from None
     return fd
 
 

@@ -273,7 +273,7 @@ def test_second_writer_process_is_refused_and_readers_still_work(path: Path) -> 
         try:
             assert _readline(holder, 20) == "locked\n"
             with pytest.raises(StateError, match=rf"is in use by another poller process \(pid {holder.pid}\); "
-                                                 "stop it first or use --state"):
+                                                 r"stop it first \(poller status, events and replay work beside it\)"):
                 open_store(path)
             with open_store(path, writer=False) as r:
                 assert r.seen_versions(KEY, ["a"]) == {"a": {"d:1": 1}}

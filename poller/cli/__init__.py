@@ -46,7 +46,7 @@ ONCE_HELP = (
 )
 DELIVER_HELP = (
     "Attempt the due notifications now, then exit (with --all: every pending one, whatever its retry "
-    "time, e.g. after fixing an endpoint). Exit 0 when every attempt got a 2xx (also when none was due)."
+    "time, e.g. after fixing an endpoint). Exit 0 when every attempt got a 2xx (also when none was due); 1 when there is no state file."
 )
 EVENTS_HELP = (
     "List notifications in the outbox (newest first) with their delivery status; --json prints a "
@@ -69,7 +69,8 @@ STATUS_HELP = (
     "its pending and dead notifications (--json for machines). Reads the state file only; works while "
     "the daemon runs."
 )
-REPLAY_HELP = "Put notifications back to pending with their attempts reset: the given IDs, or every dead letter (--dead)."
+REPLAY_HELP = ("Put notifications back to pending with their attempts reset: the given IDs, every dead letter "
+               "(--dead), or both.")
 EXPLAIN_HELP = (
     "Show what one poll of INSTANCE/RESOURCE would do: the since instant, the rendered URL, each "
     "page fetched and, for every record, the event it would produce or why it is skipped. "

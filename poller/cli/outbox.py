@@ -24,6 +24,10 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
         async with delivery_session() as client:
             return await deliver_due(client, store, config, now, everything=everything)
 
+    if not state_path.exists():  # a mistyped --state: not a new, empty state file delivered "successfully"
+        print(f"no state file at {state_path}: nothing to deliver (poller once and poller run make it)",
+              file=sys.stderr)
+        return EXIT_FAILURE
     with open_store(state_path) as store:
         config = with_api_instances(store, config)  # their notifications are delivered here too
         report = asyncio.run(run())
