@@ -70,6 +70,7 @@ class Store:
         # quiet polls (see finish_quiet_poll) not written yet: key -> (latest poll ms, how many)
         self.defer_quiet_polls = False
         self._quiet: dict[str, tuple[int, int]] = {}
+        self._identity = _file_identity(path)  # to tell, later, the file deleted or replaced under us
 
     @property
     def immutable(self) -> bool:
@@ -542,6 +543,13 @@ class Store:
             raise StateError(f"{self.path}: health check: the store is open read-only")
         if self.write_failure is not None:
             raise StateError(f"{self.path}: the last write failed: {self.write_failure}")
+        now = _file_identity(self.path)
+        if now != self._identity:
+            # the writes still succeed, into a file nobody will open again: everything since is lost
+            # at the next start (cursors, seen versions, the outbox), so the daemon must say so
+            happened = "deleted" if now is None else "replaced by another file"
+            raise StateError(f"{self.path}: the state file was {happened} while in use: what is written now "
+                             "is lost when this process stops; restore it, or restart to begin a new one")
         with self._errors("health check"):
             if not self.db.conn.in_transaction:
                 self.db.conn.execute("BEGIN IMMEDIATE")
@@ -579,6 +587,14 @@ def open_store(path: str | os.PathLike[str], *, writer: bool = True, exclusive: 
     """Open the state file at ``path``; see :func:`state.db.open_db` for what each mode does."""
     path = Path(path)
     return Store(path, open_db(path, writer=writer, exclusive=exclusive), writer=writer)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def default_state_path(environ: Mapping[str, str], config_state_path: str | None) -> Path:

@@ -142,6 +142,24 @@ def test_a_failed_write_is_remembered_until_a_write_commits(store: Store) -> Non
     assert store.integrity_check() == "ok"
 
 
+@pytest.mark.parametrize("how", ["deleted", "replaced by another file"])
+def test_a_state_file_deleted_or_replaced_under_its_writer_fails_the_health_check(tmp_path: Path, how: str) -> None:
+    """The writes go on succeeding, into a file no one opens again: /healthz said ok until the
+    stop, and the next start began afresh, every cursor and pending notification gone."""
+    path = tmp_path / "p.db"
+    with open_store(path) as store:
+        store.check_writable()
+        path.unlink()
+        if how != "deleted":
+            with open_store(tmp_path / "other.db"):
+                pass
+            (tmp_path / "other.db").rename(path)
+        record(store, [note(1)])  # (still works: that is the trouble)
+        with pytest.raises(StateError, match=f"the state file was {how} while in use: what is written now is lost "
+                                             "when this process stops"):
+            store.check_writable()
+
+
 def test_housekeeping_hands_a_failed_retention_to_the_daemon(tmp_path: Path) -> None:
     """The daemon logs one line per kind of failed write and counts it in health: retention's
     failures go the same way (a full disk failing every round would otherwise log each minute)."""
