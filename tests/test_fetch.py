@@ -531,7 +531,6 @@ def test_body_at_the_cap_is_accepted() -> None:
     ({"items": [], "total": 0}, "data",
      "expected a JSON array of records at 'data' (recordsPath), found no 'data' in an object with keys: items, total"),
     ({"data": "oops"}, "data", "expected a JSON array of records at 'data' (recordsPath), found a string 'oops'"),
-    ({"data": None}, "data", "expected a JSON array of records at 'data' (recordsPath), found null"),
     ({"r": {"list": {"a": 1}}}, "r.list", "expected a JSON array of records at 'r.list' (recordsPath), "
                                           "found an object with keys: a"),
     ({"r": [{"x": 1}]}, "r[0]['x y']", "expected a JSON array of records at \"r[0]['x y']\" (recordsPath), "
@@ -544,6 +543,14 @@ def test_records_path_messages(body: object, records_path: str | None, message: 
     _, error, sleeps, reqs = fetch(lambda r: ok(body), spec(records_path=path))
     assert len(reqs) == 1 and sleeps == []  # not retried
     assert error is not None and error.status == 200 and error.reason == message
+
+
+@pytest.mark.parametrize("empty", [None, {}])
+def test_null_or_an_empty_object_at_records_path_is_an_empty_page(empty: object) -> None:
+    """("data": null for no results; PHP's json_encode writes an empty array as {}.) They failed
+    every poll that found nothing new."""
+    pages, error, _, reqs = fetch(lambda r: ok({"data": empty, "total": 0}), spec(records_path=("data",)))
+    assert error is None and len(reqs) == 1 and [p.records for p in pages] == [[]]
 
 
 def test_records_path_nested() -> None:

@@ -400,6 +400,8 @@ def _records(spec: FetchSpec, masked: str, status: int, body: object) -> list:
     found = body if spec.records_path is None else jsonpath.get(body, spec.records_path)
     if isinstance(found, list):
         return found
+    if spec.records_path is not None and (found is None or found == {}):
+        return []  # how many APIs say "no records" ("data": null; PHP encodes an empty array as {})
     if spec.records_path is None:
         reason = f"expected a JSON array of records, found {describe(body)}"
     else:
