@@ -99,6 +99,8 @@ def detect_page(
     added_get = added.get
     new_append = new_versions.append
     event_append = events.append
+    read_created = None
+    stamp_path: tuple = ()
     if stamp_field is not None:
         stamp_path = stamp_field.path
         stamp_key = top_key(stamp_path)
@@ -196,8 +198,29 @@ def detect_page(
         if not baseline:
             event_append(new_event(Event, (ids(object_id, version), object_id, event_type, version, stamp, record)))
     skips.seen += seen_count
+    if read_created is not None and len(new_versions) > len(added) and events:
+        _created_first(events, added, seen, read_created, stamp_path, since_ms)
     events.sort(key=event_order)
     return PageResult(events, new_versions, touched, max_stamp, count, skips, fallbacks)
+
+
+def _created_first(events: list[Event], added: Mapping[str, set[str]], seen: Mapping[str, Mapping[str, int]],
+                   read_created: Any, stamp_path: tuple, since_ms: int) -> None:
+    """An id never seen that is on the page twice (two versions): the CREATED check belongs to
+    its earliest version, not to the one that came first on the page, or the receiver would get
+    UPDATED, then CREATED (events go out in stamp order)."""
+    twice = {object_id for object_id, versions in added.items() if len(versions) > 1 and not seen.get(object_id)}
+    where: dict[str, list[int]] = {}
+    for i, event in enumerate(events):
+        if event.object_id in twice:
+            where.setdefault(event.object_id, []).append(i)
+    for places in where.values():
+        places.sort(key=lambda i: (events[i].stamp_ms, events[i].version))
+        first = events[places[0]]
+        kind, _ = read_created(first.record, first.stamp_ms, since_ms, jsonpath.get(first.record, stamp_path), False)
+        events[places[0]] = first._replace(event_type=kind)
+        for i in places[1:]:
+            events[i] = events[i]._replace(event_type=UPDATED)
 
 
 def next_cursor(old_ms: int | None, max_stamp_ms: int | None, server_now_ms: int, *, baseline: bool,
