@@ -46,8 +46,9 @@ def zeros_gzip(size: int) -> bytes:
     ("deflate, gzip", gzip.compress(zlib.compress(DATA))),
     ("identity, gzip", gzip.compress(DATA)),
     ("gzip", gzip.compress(DATA[:1000]) + gzip.compress(DATA[1000:])),  # two gzip members
+    ("gzip", gzip.compress(DATA) + b"\0" * 5000),  # zero padding after the last member: gzip(1) takes it
 ], ids=["none", "identity", "gzip", "x-gzip", "upper", "deflate", "raw-deflate", "gzip-gzip", "deflate-gzip",
-        "identity-gzip", "two-members"])
+        "identity-gzip", "two-members", "zero-padding"])
 def test_every_encoding_reads_back_exactly_whatever_the_chunks(encoding: str | None, blob: bytes, chunk: int) -> None:
     assert read(encoding, blob, chunk=chunk) == DATA
 
@@ -94,3 +95,21 @@ def test_bytes_that_are_not_what_the_header_says() -> None:
         read("gzip", b'{"not": "gzip"}')
     with pytest.raises(BodyEncodingError, match="not valid deflate data"):
         read("deflate", b"\xff" * 100)
+
+
+@pytest.mark.parametrize("encoding, blob", [
+    ("gzip", gzip.compress(DATA)[:-20]), ("gzip", gzip.compress(DATA)[:5000]), ("deflate", zlib.compress(DATA)[:-10]),
+    ("deflate", deflate_raw(DATA)[:3000]), ("gzip, gzip", gzip.compress(gzip.compress(DATA))[:-8]),
+])
+def test_a_stream_cut_off_before_its_end_says_so(encoding: str, blob: bytes) -> None:
+    """(It was read as far as it went, and the cut-off JSON reported as "expected a JSON body".)"""
+    with pytest.raises(BodyEncodingError, match="data ends before its end: the body was cut off"):
+        read(encoding, blob)
+
+
+def test_bytes_after_zero_padding_are_refused() -> None:
+    with pytest.raises(BodyEncodingError, match="not valid gzip data"):
+        read("gzip", gzip.compress(DATA) + b"\0" * 10 + b"junk", chunk=4096)
+    blob = gzip.compress(DATA)
+    with pytest.raises(BodyEncodingError, match="not valid gzip data: bytes after its end"):
+        read("gzip", blob + b"\0" * (4096 - len(blob) % 4096) + b"junk", chunk=4096)  # zeros, then junk later

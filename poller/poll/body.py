@@ -55,6 +55,7 @@ class _Layer:
         else:
             self.z = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip") else None
             self.kept = None
+        self.padding = False  # after the last gzip member: only NUL bytes may follow
 
     def pieces(self, data: bytes) -> Iterator[bytes]:
         """Undo this layer for ``data``, one piece of at most STEP bytes at a time: the caller
@@ -64,12 +65,19 @@ class _Layer:
                 yield data[start:start + STEP]
             return
         while data:
+            if self.padding:
+                if data.strip(b"\0"):
+                    raise BodyEncodingError(f"the body is not valid {self.encoding} data: bytes after its end")
+                return
             piece = self._inflate(data)
             if piece:
                 yield piece
             if self.z.eof and self.z.unused_data and self.encoding != "deflate":
-                data = self.z.unused_data  # another gzip member follows
-                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                data = self.z.unused_data
+                if not data.strip(b"\0"):
+                    self.padding = True  # zeros after the last member: gzip(1) ignores them too
+                    return
+                self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # another gzip member follows
             else:
                 data = self.z.unconsumed_tail
 
@@ -93,9 +101,14 @@ class _Layer:
         if self.z is None:
             return b""
         try:
-            return self.z.flush()
+            rest = self.z.flush()
         except zlib.error as exc:
             raise BodyEncodingError(f"the body is not valid {self.encoding} data: {exc}") from None
+        if not self.z.eof and (self.produced or rest or self.kept):
+            # what zlib read so far was valid, but the stream stops before its end: without this,
+            # the cut-off JSON was reported as "expected a JSON body"
+            raise BodyEncodingError(f"the {self.encoding} data ends before its end: the body was cut off")
+        return rest
 
 
 class BoundedBody:
