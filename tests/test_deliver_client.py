@@ -186,10 +186,9 @@ def test_the_environments_proxy_is_used_and_no_proxy_is_honoured(tmp_path: Path,
     assert report.ok and len(receiver.requests) == 1 and len(proxy.requests) == 1
 
 
-@pytest.mark.parametrize("status, error", [(200, None), (503, "HTTP 503")])
-def test_a_status_that_came_in_time_stands_when_the_rest_of_the_answer_is_slow(status: int, error: str | None) -> None:
-    """DESIGN §7: any 2xx is success. A 200 whose two bytes of body came after timeoutSeconds
-    was recorded as "no answer within 1 s" and sent again."""
+def send_to_raw_receiver(answer: bytes, timeout_s: float = 1.0) -> DeliveryResult:
+    """One attempt against a receiver that reads the request, writes ``answer`` and then holds
+    the connection open (whatever the answer lacks never comes)."""
     async def main() -> DeliveryResult:
         done = asyncio.Event()
 
@@ -198,14 +197,14 @@ def test_a_status_that_came_in_time_stands_when_the_rest_of_the_answer_is_slow(s
             length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                           if line.lower().startswith(b"content-length:"))
             await reader.readexactly(length)
-            writer.write(b"HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n" % status)
+            writer.write(answer)
             await writer.drain()
-            await done.wait()  # the body never comes while the sender waits
+            await done.wait()
             writer.close()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
-        conf = load_config_text(json.dumps({"engine": {"delivery": {"timeoutSeconds": 1}}, "instances": [
+        conf = load_config_text(json.dumps({"engine": {"delivery": {"timeoutSeconds": timeout_s}}, "instances": [
             {"id": "crm", "element": {"key": "crm"}, "configuration": {
                 "event.notification.enabled": True, "event.notification.callback.url": url,
                 "event.poller.configuration": {"c": {"url": "http://127.0.0.1:9/c", "idField": "id"}}}}]}),
@@ -220,5 +219,21 @@ def test_a_status_that_came_in_time_stands_when_the_rest_of_the_answer_is_slow(s
             await server.wait_closed()
         return result
 
-    result = asyncio.run(main())
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("status, error", [(200, None), (503, "HTTP 503")])
+def test_a_status_that_came_in_time_stands_when_the_rest_of_the_answer_is_slow(status: int, error: str | None) -> None:
+    """DESIGN §7: any 2xx is success. A 200 whose two bytes of body came after timeoutSeconds
+    was recorded as "no answer within 1 s" and sent again."""
+    result = send_to_raw_receiver(b"HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n" % status)
     assert (result.ok, result.status_code, result.error) == (error is None, status, error), result
+
+
+def test_an_answer_that_is_not_http_is_said_to_be_not_a_400() -> None:
+    """aiohttp reports a bad status line as a ClientResponseError with its own code 400, which
+    the receiver never sent: the error read "ClientResponseError: 400, message=...". """
+    result = send_to_raw_receiver(b"SSH-2.0-OpenSSH_9.6\r\n")
+    assert not result.ok and result.status_code is None, result
+    assert (result.error or "").startswith("the answer is not valid HTTP: "), result
+    assert "400" not in (result.error or ""), result

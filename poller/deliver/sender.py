@@ -162,6 +162,11 @@ class Sender:
             error, permanent = f"invalid callback URL: {exc}", True  # no retry can fix it: a dead letter
         except asyncio.TimeoutError:
             error = f"no answer within {self.delivery.timeout_seconds:g} s"
+        except aiohttp.ClientResponseError as exc:
+            # raised by aiohttp's parser only (nothing here raises for a status): its "400" is
+            # aiohttp's own code for a bad answer, which the receiver never sent
+            text = exc.message if len(exc.message) <= 200 else exc.message[:197] + "..."
+            error = f"the answer is not valid HTTP: {text}"
         except (aiohttp.ClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         except Exception as exc:  # noqa: BLE001 - recorded as a failed attempt, never a wedged queue
