@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Generator
 
 import orjson
@@ -90,7 +89,9 @@ def depth(value: object) -> int:
             if isinstance(child, (dict, list)):
                 stack.append((child, level + 1))
             elif type(child) is str and child.startswith(_CUT_MARK):
-                deepest = max(deepest, level + int(child[len(_CUT_MARK):]))
+                levels = child[len(_CUT_MARK):]
+                if levels.isascii() and levels.isdigit():
+                    deepest = max(deepest, level + int(levels))
     return deepest
 
 
@@ -99,12 +100,15 @@ def depth(value: object) -> int:
 # deep must not make the page unreadable: it is skipped as too deep (poller.events.notify), and
 # the other records are announced. So its deepest part is cut away before decoding, and replaced
 # by a marker string that says how many levels it had: the record keeps its id, its dates and
-# its depth, and is never sent. The marker holds a NUL and a per-process random part, so that no
-# provider's text is taken for one.
-CUT_LEVELS = 600  # levels of the document kept: more than a record may have (512) plus its envelope
-_CUT_MARK = f"\x00poller:cut:{secrets.token_hex(8)}:"
+# its depth, and is never sent. (The marker starts with a NUL: a provider's text that starts with
+# it could only get its own record skipped. It is the same in every process, so that a record's
+# content hash is too.)
+CUT_LEVELS = 600  # levels kept below the records (more than a record may have, 512), plus the envelope's
+_CUT_MARK = "\x00poller:cut:"
 _CUT_MARK_JSON = orjson.dumps(_CUT_MARK)[:-1]  # the string's JSON, open: the levels and '"' follow
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# a string runs to its closing quote, or to the end of a body that never closes it: without that
+# end, a match would be tried from every quote of an unclosed string to the end (quadratic)
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
 def cut_deep(data: bytes, keep: int = CUT_LEVELS) -> bytes:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from poller import jsonpath, redact
+from poller import jsonio, jsonpath, redact
 from poller.errors import FetchError
 from poller.httpclient import parse_retry_after
 from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
@@ -921,3 +921,31 @@ def test_a_url_that_carries_its_page_size_gets_no_second_one() -> None:
     assert str(reqs[0].url) == "https://api.example.com/v1/a?limit=25&page=1"
     _, _, _, reqs = fetch(lambda r: httpx.Response(200, json=[]), spec_for("/a"))
     assert str(reqs[0].url) == "https://api.example.com/v1/a?pageSize=25&page=1"  # (§9: sent when not in the URL)
+
+
+# -- records nested past the decoders (jsonio.cut_deep) ------------------------------------------------
+
+def _nested(levels: int, leaf: str = '"leaf"') -> str:
+    return "[" * levels + leaf + "]" * levels
+
+
+def test_a_deep_envelope_keeps_its_records_whole_when_another_record_is_cut() -> None:
+    """The levels kept are counted below the records: with recordsPath 100 levels deep, a record
+    of 505 levels (under the 512 limit) beside one of 1,100 was sent with its deepest part
+    replaced by the cut marker."""
+    path = ("a",) * 99 + ("data",)
+    records = '[{"id": "ok", "v": ' + _nested(504) + '}, {"id": "deep", "v": ' + _nested(1100) + "}]"
+    body = "".join('{"a": ' for _ in range(99)) + '{"data": ' + records + "}" * 100
+    pages, error, _, _ = fetch(lambda r: httpx.Response(200, content=body.encode()), spec(records_path=path))
+    assert error is None, error
+    ok_record, deep = pages[0].records
+    assert json.dumps(ok_record["v"]) == _nested(504)  # as the provider sent it
+    assert jsonio.depth(deep) == 1101 and jsonio.depth(ok_record) == 505
+
+
+def test_a_record_of_about_a_thousand_levels_in_an_envelope_does_not_fail_the_page_digest() -> None:
+    """(orjson reads up to 1,024 levels; json.dumps, re-encoding the records to compare pages,
+    raised RecursionError: every poll of the resource failed.)"""
+    body = '{"data": [{"id": "ok"}, {"id": "deep", "v": ' + _nested(1010) + "}]}"
+    pages, error, _, _ = fetch(lambda r: httpx.Response(200, content=body.encode()), spec(records_path=("data",)))
+    assert error is None and [r["id"] for r in pages[0].records] == ["ok", "deep"]

@@ -145,7 +145,8 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
         if records:
             # In an envelope, the records: a request id or a fresh cursor token in it must not
             # hide a page that comes back (1,000 requests per poll, then "raise maxPages")
-            digest = await (_digest(response.body) if spec.records_path is None else _records_digest(records))
+            digest = await (_digest(response.body) if spec.records_path is None
+                            else _records_digest(records, response.body))
             if digest in digests:
                 # json-server 1.0 answers pages past the end with the last one; a provider that
                 # ignores the page parameter sends page 1 again: either way the walk cannot end
@@ -317,7 +318,7 @@ async def _decode_in_steps(spec: FetchSpec, masked: str, response: _Response) ->
     # A record nested past what the decoders take (about 1,000 levels): the depths are cut away
     # (jsonio.cut_deep, in steps: it is Python's time per string), and detection skips that record
     # as too deep while the others are announced, as for one of 513 levels.
-    walk = jsonio.cut_deep_steps(response.body)
+    walk = jsonio.cut_deep_steps(response.body, jsonio.CUT_LEVELS + len(spec.records_path or ()))
     try:
         while True:
             next(walk)
@@ -341,13 +342,18 @@ async def _digest(body: bytes) -> bytes:
     return digest.digest()
 
 
-async def _records_digest(records: list) -> bytes:
-    """A digest of the page's records (to see them come back), some thousands at a time."""
+async def _records_digest(records: list, body: bytes) -> bytes:
+    """A digest of the page's records (to see them come back), some thousands at a time; of the
+    whole body when a record cannot be encoded again (about 1,000 levels: orjson read it, and
+    json's recursion cannot write it)."""
     digest = hashlib.blake2b(digest_size=16)
     for start in range(0, len(records), _DIGEST_RECORDS):
         if start:
             await turn()
-        digest.update(jsonio.dumps(records[start:start + _DIGEST_RECORDS]))
+        try:
+            digest.update(jsonio.dumps(records[start:start + _DIGEST_RECORDS]))
+        except RecursionError:
+            return await _digest(body)
     return digest.digest()
 
 
