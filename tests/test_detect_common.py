@@ -78,9 +78,14 @@ def test_the_common_path_takes_a_clean_page_and_agrees() -> None:
 
 
 def test_a_baseline_page_agrees() -> None:
+    """A baseline announces only new versions of ids it already knows (after one stopped part-way)."""
     records, seen = clean_page()
     common, general = both(records, seen, make_spec(), baseline=True)
-    assert common == general and common.events == [] and common.new_versions
+    assert common == general and common.new_versions
+    assert common.events and {(e.object_id, e.event_type) for e in common.events} == {
+        (e.object_id, e.event_type) for e in both(records, seen, make_spec())[0].events if e.object_id in seen}
+    assert {e.event_type for e in common.events} == {"UPDATED"}
+    assert both(records, {}, make_spec(), baseline=True)[0].events == []  # a first baseline: nothing
 
 
 def bad(records: list[dict[str, Any]], i: int, **change: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from poller.config import load_config_text
 from poller.poll.runner import poll_all
 from state import open_store
@@ -119,6 +121,50 @@ def test_a_baseline_stopped_part_way_is_not_redone_from_scratch(
         ids = [e["objectId"] for n in store.notifications() for e in json.loads(n.notification.body)["message"]["events"]]
     # 1 changed and 3 is new; 2 is announced too: on a page the baseline never reached, as after a failure
     assert sorted(ids) == ["1", "2", "3"], ids
+
+
+@pytest.mark.parametrize("how", ["stopped", "failed"])
+def test_a_baseline_without_dates_stopped_or_failed_part_way_is_done_again_and_says_only_changes(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], how: str) -> None:
+    """A resource without dates has no window to bound what a next poll would announce: it is a
+    baseline again, which announces the new versions of the records it had seen (here 1, changed
+    after the stop) and remembers the others silently. (With the cursor of a stopped baseline,
+    every record of the pages never reached was announced, 900 of 1,000 unchanged.)"""
+    provider = make_fake_provider(style="page", page_size=1, since_param=None)
+    provider.records.extend([{"id": str(i), "status": "open"} for i in range(1, 4)])
+    text = json.loads(_config(provider, "/c"))
+    res = text["instances"][0]["configuration"]["event.poller.configuration"]["contacts"]
+    del res["datesConfiguration"]
+    res.update({"pageSize": 1, "pagination": {"type": "page"}})
+    config = load_config_text(json.dumps(text), "c.json", {}).config
+    now = datetime.now(UTC)
+
+    async def stopped() -> None:
+        task = asyncio.ensure_future(poll_all(config, store, now))
+        while not any(r.page == 2 for r in provider.requests):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with open_store(tmp_path / "p.db") as store:
+        if how == "stopped":
+            provider.fail(None, page=2, delay_s=30)
+            asyncio.run(stopped())
+        else:
+            provider.fail(500, page=2, times=None)
+            [first] = asyncio.run(poll_all(config, store, now))
+            assert not first.ok and first.baseline
+        assert store.seen_count("crm/contacts") == 1 and store.resource_state("crm/contacts").cursor_ms is None
+    provider.faults.clear()
+    provider.records[0] = {"id": "1", "status": "closed"}  # changed on page 1, after the first try
+    with open_store(tmp_path / "p.db") as store:
+        [second] = asyncio.run(poll_all(config, store, now + timedelta(minutes=10)))
+        assert second.ok and second.baseline, second
+        announced = [(e["objectId"], e["eventType"]) for n in store.notifications()
+                     for e in json.loads(n.notification.body)["message"]["events"]]
+        assert announced == [("1", "UPDATED")], announced
+        [third] = asyncio.run(poll_all(config, store, now + timedelta(minutes=20)))
+        assert third.ok and not third.baseline and third.events == 0, third
 
 
 def test_lone_surrogates_from_json_escapes_neither_crash_nor_lose_the_page(

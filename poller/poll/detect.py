@@ -72,7 +72,9 @@ def detect_page(
     """Judge one page of records against the versions already seen.
 
     ``seen`` maps object id -> {version: stamp ms} for (at least) the ids on this page; it is
-    not modified. A baseline page announces nothing but remembers every version it returns.
+    not modified. A baseline page remembers every version it returns and announces only new
+    versions of ids already seen: those come from an earlier baseline that was stopped or
+    failed part-way (of a resource without dates, whose next poll is a baseline again).
     """
     if type(records) is list:
         common = detect_common_page(records, seen, spec, since_ms=since_ms, now_ms=now_ms, baseline=baseline)
@@ -195,7 +197,7 @@ def detect_page(
         else:
             mine.add(version)
         new_append((object_id, version, stamp))
-        if not baseline:
+        if not baseline or known:  # (a baseline announces a new version of an id it already knows)
             event_append(new_event(Event, (ids(object_id, version), object_id, event_type, version, stamp, record)))
     skips.seen += seen_count
     if read_created is not None and len(new_versions) > len(added) and events:

@@ -90,7 +90,7 @@ def detect_common_page(records: list[Any], seen: Mapping[str, Mapping[str, int]]
             event_type, created_fell_back = read_created(record, stamp, since_ms, value, False)
             fallbacks += created_fell_back
         new_append((object_id, version, stamp))
-        if not baseline:
+        if not baseline or known:  # (as detect_page: a new version of an id a baseline knows)
             event_append(new_event(Event, (ids(object_id, version), object_id, event_type, version, stamp, record)))
     skips.seen = seen_count
     skips.before_since = before_since

@@ -261,7 +261,7 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
                 if server_now_ms is None and server_date is not None:
                     server_now_ms = to_ms(server_date)
                 records = page.records
-                if plan.baseline and page.number == 1 and cursor_ms is None:
+                if plan.baseline and page.number == 1 and cursor_ms is None and spec.has_dates:
                     # Watching begins here, as a baseline that fails says (below): one killed or
                     # stopped before its end must not be redone from scratch by the next run, which
                     # would swallow every change made in between. (Written with the first page, once
@@ -303,9 +303,13 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
         outcome.retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         # A baseline that fails still fixes when watching began: the retry then announces what
         # changes from here on, instead of starting a new baseline that would swallow those changes.
+        # (Not for a resource without dates: with no window to bound it, that retry would announce
+        # every record of the pages never reached. It is a baseline again, which announces the new
+        # versions of the records it had seen: see detect_page.)
         store.fail_poll(key, instance.id, resource.name, now_ms=now_ms, error=outcome.error,
                         next_due_ms=to_ms(outcome.retry_after) if outcome.retry_after else None,
-                        first_cursor_ms=_baseline_cursor(plan, server_now_ms) if plan.baseline else None)
+                        first_cursor_ms=_baseline_cursor(plan, server_now_ms)
+                        if plan.baseline and spec.has_dates else None)
         outcome.duration_s = timer() - started
         log.warning("poll.failed", extra={"resource": key, "error": outcome.error})
         return outcome
