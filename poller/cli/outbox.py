@@ -24,10 +24,12 @@ def deliver(config: Config, state_path: Path, *, everything: bool) -> int:
         async with delivery_session() as client:
             return await deliver_due(client, store, config, now, everything=everything)
 
-    if not state_path.exists():  # a mistyped --state: not a new, empty state file delivered "successfully"
+    if not state_path.exists():
+        # nothing is pending (DESIGN §9: exit 0), but a mistyped --state must not leave an empty
+        # state file behind, nor pass unnoticed
         print(f"no state file at {state_path}: nothing to deliver (poller once and poller run make it)",
               file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_OK
     with open_store(state_path) as store:
         config = with_api_instances(store, config)  # their notifications are delivered here too
         report = asyncio.run(run())
