@@ -76,6 +76,10 @@ CASES = [
            f"the host '{host}' is not an IPv4 address in dotted-quad form (four numbers from 0 to 255 without "
            "leading zeros, such as 127.0.0.1), which is all delivery accepts")
       for host in ("127.1", "2130706433", "0177.0.0.1", "127.0.0.01", "256.1.1.1")],
+    Case("callback URL whose host from the environment is not dotted-quad",
+         one(**{"event.notification.callback.url": "http://${env:HOOK_HOST}:8080/in"}),
+         f'{CONF}."event.notification.callback.url"', "the host '***' (from the environment) is not an IPv4 address",
+         environ={"HOOK_HOST": "10.1"}),
     Case("callback URL with junk after its IPv6 host", one(**{"event.notification.callback.url": "http://[::1]x:80/in"}),
          f'{CONF}."event.notification.callback.url"', "cannot be sent to: Invalid IPv6 URL"),
     Case("callback URL with a backslash in its authority",

@@ -216,7 +216,7 @@ def _callback(ctx: Context, conf: dict, path: Path) -> tuple[str | None, tuple[s
     url = SecretStr(text) if spans else text  # a message about it must not show it
     if not ctx.check_http_url(url, where):
         return None, ()
-    problem = unsendable_problem(text)
+    problem = unsendable_problem(text, secret=bool(spans))
     if problem is not None:
         ctx.error(where, problem)
         return None, ()

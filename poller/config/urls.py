@@ -36,10 +36,11 @@ def http_url_problem(text: str, shown: str) -> str | None:
     return None
 
 
-def unsendable_problem(url: str) -> str | None:
+def unsendable_problem(url: str, *, secret: bool = False) -> str | None:
     """Why delivery (aiohttp, which parses with yarl) would refuse ``url`` although urlsplit
     takes it, or None. Without this check such a URL passes ``poller check``, and every
-    notification becomes a dead letter on its first attempt. The message never shows the URL."""
+    notification becomes a dead letter on its first attempt. The message never shows the URL,
+    nor its host when ``secret`` (a part of it came from ``${env:...}``)."""
     try:
         host = URL(url).raw_host or ""
     except (ValueError, UnicodeError) as exc:  # yarl's messages name the part, not the URL
@@ -47,7 +48,8 @@ def unsendable_problem(url: str) -> str | None:
     # aiohttp refuses the legacy numeric forms of IPv4 (127.1, 2130706433, 0177.0.0.1), which
     # socket would map onto an address (aiohttp.helpers.is_canonical_ipv4_address)
     if ":" not in host and host.replace(".", "").isdigit() and not _DOTTED_QUAD.fullmatch(host):
-        return (f"the host {host!r} is not an IPv4 address in dotted-quad form (four numbers from 0 to 255 "
+        shown = "'***' (from the environment)" if secret else repr(host)
+        return (f"the host {shown} is not an IPv4 address in dotted-quad form (four numbers from 0 to 255 "
                 "without leading zeros, such as 127.0.0.1), which is all delivery accepts")
     return None
 
