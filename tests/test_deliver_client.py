@@ -82,9 +82,8 @@ def test_a_long_answer_is_not_read_whole_and_the_notification_is_delivered(
     assert len(receiver.requests) == 2
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1/hook", "http:///hook", "http://[::1/hook"])
-def test_an_invalid_callback_url_makes_a_dead_letter_at_once(url: str) -> None:
-    """(The configuration refuses such URLs; one can still be in the outbox of an older file.)"""
+def send_one_to(url: str) -> DeliveryResult:
+    """One attempt at a notification whose stored callback URL is ``url`` (an older file's)."""
     conf = config("http://127.0.0.1:9/hook")
 
     async def main() -> DeliveryResult:
@@ -93,7 +92,13 @@ def test_an_invalid_callback_url_makes_a_dead_letter_at_once(url: str) -> None:
             result, _ = await sender.send(Pending(1, "n0", "crm/c", "crm", url, 0, 0, None), b"{}")
             return result
 
-    result = asyncio.run(main())
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/hook", "http:///hook", "http://[::1/hook"])
+def test_an_invalid_callback_url_makes_a_dead_letter_at_once(url: str) -> None:
+    """(The configuration refuses such URLs; one can still be in the outbox of an older file.)"""
+    result = send_one_to(url)
     assert result.dead and (result.error or "").startswith("invalid callback URL"), result
 
 
@@ -101,15 +106,7 @@ def test_an_invalid_callback_url_makes_a_dead_letter_at_once(url: str) -> None:
                                  "http://user:S3CRETPW@[::1/hook"])
 def test_the_error_of_an_unsendable_callback_url_does_not_show_its_password(url: str) -> None:
     """The error quotes the URL: masked, also when it does not parse (this one's error was not)."""
-    conf = config("http://127.0.0.1:9/hook")
-
-    async def main() -> DeliveryResult:
-        async with delivery_session() as client:
-            sender = Sender(client, conf, lambda: datetime.now(timezone.utc), lambda: 0.5)
-            result, _ = await sender.send(Pending(1, "n0", "crm/c", "crm", url, 0, 0, None), b"{}")
-            return result
-
-    result = asyncio.run(main())
+    result = send_one_to(url)
     assert result.dead and result.error is not None and "user:***@" in result.error + result.url, result
     assert "S3CRETPW" not in result.error and "S3CRETPW" not in result.url, result
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from poller.config import load_config_text
+from poller.config import Config, load_config_text
 from poller.poll.runner import poll_all
-from state import open_store
+from state import Store, open_store
 from tests.fakeprovider import FakeProvider
 from tests.test_once_e2e import record
 
@@ -88,6 +88,18 @@ def test_a_baseline_that_fails_still_fixes_when_watching_began(
     assert "3" in ids and "1" not in ids
 
 
+def stop_during_page_2(provider: FakeProvider, config: Config, store: Store, now: datetime) -> None:
+    """Poll, and stop the poll (as SIGTERM does; kill -9 leaves the same state) once it asks for page 2."""
+    async def stopped() -> None:
+        task = asyncio.ensure_future(poll_all(config, store, now))
+        while not any(r.page == 2 for r in provider.requests):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(stopped())
+
+
 def test_a_baseline_stopped_part_way_is_not_redone_from_scratch(
         tmp_path: Path, make_fake_provider: Callable[..., FakeProvider]) -> None:
     """A stop (or kill -9: the state is the same, page 1 committed) during page 2 of a baseline.
@@ -101,15 +113,8 @@ def test_a_baseline_stopped_part_way_is_not_redone_from_scratch(
     res.update({"pageSize": 1, "pagination": {"type": "page"}})
     config = load_config_text(json.dumps(text), "c.json", {}).config
 
-    async def stopped() -> None:
-        task = asyncio.ensure_future(poll_all(config, store, now))
-        while not any(r.page == 2 for r in provider.requests):
-            await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
     with open_store(tmp_path / "p.db") as store:
-        asyncio.run(stopped())
+        stop_during_page_2(provider, config, store, now)
         assert store.seen_count("crm/contacts") == 1  # page 1's version: committed before the stop
     provider.faults.clear()
     later = now + timedelta(minutes=10)
@@ -139,17 +144,10 @@ def test_a_baseline_without_dates_stopped_or_failed_part_way_is_done_again_and_s
     config = load_config_text(json.dumps(text), "c.json", {}).config
     now = datetime.now(UTC)
 
-    async def stopped() -> None:
-        task = asyncio.ensure_future(poll_all(config, store, now))
-        while not any(r.page == 2 for r in provider.requests):
-            await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
     with open_store(tmp_path / "p.db") as store:
         if how == "stopped":
             provider.fail(None, page=2, delay_s=30)
-            asyncio.run(stopped())
+            stop_during_page_2(provider, config, store, now)
         else:
             provider.fail(500, page=2, times=None)
             [first] = asyncio.run(poll_all(config, store, now))

@@ -112,7 +112,7 @@ def _load(text: str, source_name: str, environ: Mapping[str, str] | None) -> Loa
     if engine.listen is None and engine.webhooks.listen is None:
         for instance, path in ((i, first_seen[i.id]) for i in instances if i.receives_webhooks):
             ctx.warn(path, "a webhook instance, but neither engine.listen nor engine.webhooks.listen is set: "
-                           f"nothing receives its webhooks")
+                           "nothing receives its webhooks")
     if engine.listen is not None and engine.listen == engine.webhooks.listen and engine.listen[1] != 0:
         ctx.error(("engine", "webhooks", "listen"), "is the same address as engine.listen: leave it out to serve "
                                                     "the webhooks there")
