@@ -28,7 +28,7 @@ import logging
 import random as _random
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
@@ -142,7 +142,7 @@ async def fetch_pages(client: httpx.AsyncClient, spec: FetchSpec, *,
         except PaginationError as exc:
             raise FetchError(spec.resource, masked, str(exc), status=response.status) from None
         del body  # the page's records are all we keep
-        if records:
+        if records and (number > 1 or following is not None):  # (a poll of one page: nothing to compare)
             # In an envelope, the records: a request id or a fresh cursor token in it must not
             # hide a page that comes back (1,000 requests per poll, then "raise maxPages")
             digest = await (_digest(response.body) if spec.records_path is None
@@ -302,13 +302,8 @@ async def _read(client: httpx.AsyncClient, spec: FetchSpec, url: str) -> tuple[i
 async def _decode_in_steps(spec: FetchSpec, masked: str, response: _Response) -> object:
     """:func:`_decode`, with a large body decoded a part at a time (poller.poll.jsonsteps)."""
     if response.status != 204 and len(response.body) > STEPPED_BYTES:
-        walk = jsonsteps.decode(response.body, spec.records_path)
         try:
-            while True:
-                next(walk)
-                await turn()
-        except StopIteration as done:
-            return done.value
+            return await _in_steps(jsonsteps.decode(response.body, spec.records_path))
         except jsonsteps.NotSteppable:
             pass  # decoded whole, as any other body: its problems are said the same way
     try:
@@ -318,13 +313,18 @@ async def _decode_in_steps(spec: FetchSpec, masked: str, response: _Response) ->
     # A record nested past what the decoders take (about 1,000 levels): the depths are cut away
     # (jsonio.cut_deep, in steps: it is Python's time per string), and detection skips that record
     # as too deep while the others are announced, as for one of 513 levels.
-    walk = jsonio.cut_deep_steps(response.body, jsonio.CUT_LEVELS + len(spec.records_path or ()))
+    cut = await _in_steps(jsonio.cut_deep_steps(response.body, jsonio.CUT_LEVELS + len(spec.records_path or ())))
+    return _decode(spec, masked, response, cut)
+
+
+async def _in_steps(walk: Generator[None, None, _T]) -> _T:
+    """Run ``walk`` to its value, letting the event loop run at each of its pauses."""
     try:
         while True:
             next(walk)
             await turn()
     except StopIteration as done:
-        return _decode(spec, masked, response, done.value)
+        return done.value  # type: ignore[no-any-return]
 
 
 class _TooDeep(Exception):
