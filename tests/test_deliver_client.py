@@ -30,8 +30,8 @@ TLS_DIR = Path(__file__).parent / "data" / "tls"
 KEY = "client-secret"
 
 
-def config(url: str) -> Config:
-    return load_config_text(json.dumps({"instances": [
+def config(url: str, **delivery: object) -> Config:
+    return load_config_text(json.dumps({"engine": {"delivery": delivery}, "instances": [
         {"id": "crm", "element": {"key": "crm"}, "configuration": {
             "event.notification.enabled": True, "event.notification.callback.url": url,
             "event.notification.signature.key": KEY,
@@ -201,11 +201,7 @@ def send_to_raw_receiver(answer: bytes, timeout_s: float = 1.0) -> DeliveryResul
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
-        conf = load_config_text(json.dumps({"engine": {"delivery": {"timeoutSeconds": timeout_s}}, "instances": [
-            {"id": "crm", "element": {"key": "crm"}, "configuration": {
-                "event.notification.enabled": True, "event.notification.callback.url": url,
-                "event.poller.configuration": {"c": {"url": "http://127.0.0.1:9/c", "idField": "id"}}}}]}),
-            "c.json", {}).config
+        conf = config(url, timeoutSeconds=timeout_s)
         try:
             async with delivery_session() as client:
                 sender = Sender(client, conf, lambda: datetime.now(timezone.utc), lambda: 0.5)

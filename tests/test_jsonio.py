@@ -10,6 +10,7 @@ import pytest
 
 from poller import jsonio
 from poller.gcpause import collector_paused
+from tests.test_jsonsteps import drain
 
 
 @pytest.fixture(autouse=True)
@@ -123,14 +124,7 @@ def test_cut_deep_replaces_what_lies_below_its_levels_and_depth_still_counts_it(
 
 def test_cut_deep_in_steps_gives_the_same_bytes_and_pauses() -> None:
     text = b"[" + b",".join(b'{"id": "%d", "t": ' % i + b"[" * 700 + b"]" * 700 + b"}" for i in range(20)) + b"]"
-    walk = jsonio.cut_deep_steps(text, step=1000)
-    pauses = 0
-    try:
-        while True:
-            next(walk)
-            pauses += 1
-    except StopIteration as done:
-        cut = done.value
+    cut, pauses = drain(jsonio.cut_deep_steps(text, step=1000))
     assert pauses >= 20 and cut == jsonio.cut_deep(text)
     value = jsonio.loads(cut)
     assert [r["id"] for r in value] == [str(i) for i in range(20)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,11 @@ from poller.poll.jsonsteps import NotSteppable
 
 def run(data: bytes, path: tuple | None) -> tuple[object, int]:
     """The document, and how many times the walk paused."""
-    walk = jsonsteps.decode(data, path)
+    return drain(jsonsteps.decode(data, path))
+
+
+def drain(walk: Generator[None, None, Any]) -> tuple[Any, int]:
+    """A stepped walk's value, and how many times it paused."""
     pauses = 0
     try:
         while True:

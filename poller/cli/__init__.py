@@ -46,7 +46,8 @@ ONCE_HELP = (
 )
 DELIVER_HELP = (
     "Attempt the due notifications now, then exit (with --all: every pending one, whatever its retry "
-    "time, e.g. after fixing an endpoint). Exit 0 when every attempt got a 2xx (also when none was due, or there is no state file)."
+    "time, e.g. after fixing an endpoint). Exit 0 when every attempt got a 2xx (also when none was due, "
+    "or there is no state file)."
 )
 EVENTS_HELP = (
     "List notifications in the outbox (newest first) with their delivery status; --json prints a "

@@ -223,8 +223,6 @@ def _callback(ctx: Context, conf: dict, path: Path) -> tuple[str | None, tuple[s
     return url, tuple(dict.fromkeys(text[a:b] for a, b in spans if b > a))
 
 
-
-
 def _header_value_problem(text: str) -> str | None:
     """Why ``text`` cannot be sent as a header value (httpx encodes them as ASCII; a control
     character would split or corrupt the request), naming the position, never the value: it may

@@ -18,8 +18,8 @@ import orjson
 
 from poller.config.templates import zone_problem
 from poller.config.types import SecretStr
-from poller.javadate.zone import ZoneError, java_zone
 from poller.config.urls import http_url_problem
+from poller.javadate.zone import ZoneError, java_zone
 from poller.redact import mask_url
 
 __all__ = ["Context", "JsonObject", "Path", "close_match", "decode_json", "describe", "format_path", "json_error",
@@ -348,7 +348,7 @@ class Context:
     def number(self, value: object, path: Path, what: str = "a number", *, positive: bool = False,
                integer: bool = False, at_most: tuple[float, str] | None = None) -> float | None:
         """A number given as a JSON number or a string; never negative; durations (``what`` is "a
-        number of seconds", ...) at most about 1900 years; ``at_most``: (a lower bound, its reason)."""
+        number of seconds", ...) at most about 1900 years; ``at_most``: (an upper bound, its reason)."""
         number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
