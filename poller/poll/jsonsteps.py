@@ -6,16 +6,20 @@ decoded a part of about :data:`STEP` bytes at a time, each slice as one list by
 :func:`poller.jsonio.loads`. Where a part ends is first guessed in C's time (the first comma
 past STEP bytes with even quotes and balanced brackets before it: :func:`_balanced_comma`);
 when the guess does not decode, a regular expression that tracks strings and brackets finds
-where the next few thousand records end (exact, slower). Between parts :func:`decode`, a
-generator, yields ``None``, and its caller lets the loop run. The containers on the way to the
-records (``recordsPath``) are walked member by member, each other member decoded whole.
+where the next few thousand records end (exact, slower), and when that expression cannot follow
+them (records nested more than :data:`DEPTH` levels), a walk over their strings and brackets
+does (exact at any depth, in Python's time per string and bracket). A part holding a record
+nested past what the decoders take (about 1,000 levels) is cut as :func:`poller.jsonio.cut_deep`
+cuts the whole body, with the same result. Between parts :func:`decode`, a generator, yields
+``None``, and its caller lets the loop run. The containers on the way to the records
+(``recordsPath``) are walked member by member, each other member decoded whole.
 
 Why a slice's end is a record's end: the slice starts where a record starts, so it is read as
 the document reads it, and it decodes only if it is a complete list of records. The value is
 the one :func:`poller.jsonio.loads` gives for the whole body. Whatever this walk does not
-expect (a record nested more than :data:`DEPTH` levels, a body that is not UTF-8 or not JSON, a
-byte-order mark) raises :class:`NotSteppable`, and the caller decodes the whole body as
-before, with that path's messages. Pure: bytes in, a value out.
+expect (a body that is not UTF-8 or not JSON, a byte-order mark, a member beside the records
+nested past what the decoders take) raises :class:`NotSteppable`, and the caller decodes the
+whole body as before, with that path's messages. Pure: bytes in, a value out.
 
     walk = decode(body, ("items",))
     try:
@@ -36,7 +40,7 @@ from poller import jsonio
 __all__ = ["DEPTH", "STEP", "NotSteppable", "decode"]
 
 STEP = 1 << 20  # bytes of records per part: 20-40 ms of finding and decoding on a slow core
-DEPTH = 8  # levels of nesting inside a record that the expression follows
+DEPTH = 16  # levels of nesting inside a record that the expression follows (deeper: the walk of _exact_end)
 
 Walk = Generator[None, None, tuple[object, int]]
 
@@ -58,6 +62,52 @@ _VALUE = rb"(?:" + _container(DEPTH) + rb"|" + _STRING + rb'|[^"\[\]{}, \t\n\r]+
 _ONE = re.compile(_VALUE, re.DOTALL)
 _NAME = re.compile(_STRING, re.DOTALL)
 _BLANK = re.compile(_WS)
+
+
+# strings (to their closing quote, or to the end of a body that never closes one), brackets, commas
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{},]', re.DOTALL)
+_TOKENS_PER_PAUSE = 1 << 16
+
+
+def _exact_end(data: bytes, start: int, target: int) -> Generator[None, None, int | None]:
+    """Where the values from ``data[start]`` on end: the first comma between them from ``target``
+    on, or the bracket that closes their container; None when neither comes (not JSON). Exact at
+    any depth; pauses every ``_TOKENS_PER_PAUSE`` strings and brackets."""
+    level = 0
+    for count, token in enumerate(_TOKENS.finditer(data, start), 1):
+        if not count % _TOKENS_PER_PAUSE:
+            yield
+        char = data[token.start()]
+        if char == 0x22:  # a string, skipped whole: what is inside does not count
+            continue
+        if char in b"[{":
+            level += 1
+        elif char == 0x2C:  # a comma
+            if not level and token.start() >= target:
+                return token.start()
+        else:
+            level -= 1
+            if level < 0:
+                return token.start()
+    return None
+
+
+def _part(data: bytes, start: int, end: int) -> Generator[None, None, list | None]:
+    """``data[start:end]`` decoded as a list of records, or None when it is not one. A record
+    nested past what the decoders take is cut as the whole body's decoding would cut it (the
+    levels are counted from the records, and this list is where they are)."""
+    body = b"[" + data[start:end] + b"]"
+    try:
+        part = jsonio.loads(body)
+    except RecursionError:
+        cut = yield from jsonio.cut_deep_steps(body, jsonio.CUT_LEVELS)
+        try:
+            part = jsonio.loads(cut)
+        except (ValueError, RecursionError):
+            return None
+    except ValueError:  # (a guess that a quote or bracket inside a string misled)
+        return None
+    return part if isinstance(part, list) else None
 
 
 @lru_cache(maxsize=32)
@@ -114,11 +164,13 @@ class _Walker:
     def skip(self, i: int) -> int:
         return _BLANK.match(self.data, i).end()  # type: ignore[union-attr]
 
-    def whole(self, i: int) -> tuple[object, int]:
+    def whole(self, i: int) -> Walk:
+        """The value at ``data[i]``, decoded at once, and where it ends."""
         found = _ONE.match(self.data, i)
-        if found is None:
-            raise NotSteppable(f"no value the expression follows at {i}")
-        return jsonio.loads(self.data[i:found.end()]), found.end()
+        end = found.end() if found is not None else (yield from _exact_end(self.data, i, i))
+        if end is None or end == i:
+            raise NotSteppable(f"no value at {i}")
+        return jsonio.loads(self.data[i:end]), end
 
     def value(self, i: int, path: tuple[str | int, ...]) -> Walk:
         c = self.data[i:i + 1]
@@ -128,7 +180,7 @@ class _Walker:
             return (yield from self._array(i, path))
         if c == b"{" and path and isinstance(path[0], str):
             return (yield from self._object(i, path))
-        return self.whole(i)
+        return (yield from self.whole(i))
 
     def _after_item(self, i: int, closing: bytes) -> tuple[int, bool]:
         """Past an item of a container: (after its closing bracket, True) or (the next item, False)."""
@@ -156,19 +208,13 @@ class _Walker:
         count = 64  # records per part after the first: as many as fit in STEP bytes
         while True:
             end = _balanced_comma(data, start, start + STEP)
-            part = None
-            if end is not None:
-                try:
-                    part = jsonio.loads(b"[" + data[start:end] + b"]")
-                except ValueError:  # a quote or bracket inside a string misled the count
-                    part = None
-            if part is None:
+            part = None if end is None else (yield from _part(data, start, end))
+            if part is None:  # no guess, or a quote or bracket inside a string misled it
                 found = _items(count).match(data, start)
-                if found is None:
-                    raise NotSteppable(f"no record the expression follows at {start}")
-                end = found.end()
-                part = jsonio.loads(b"[" + data[start:end] + b"]")
-            assert isinstance(part, list)
+                end = found.end() if found is not None else (yield from _exact_end(data, start, start + STEP))
+                part = None if end is None else (yield from _part(data, start, end))
+                if not part:  # (empty: no record between two commas, or after the last one)
+                    raise NotSteppable(f"no list of records at {start}")
             records.extend(part)
             after = data[end:end + 1]
             if after == b"]":
@@ -191,7 +237,7 @@ class _Walker:
             if len(items) == path[0]:
                 item, i = yield from self.value(i, path[1:])
             else:
-                item, i = self.whole(i)
+                item, i = yield from self.whole(i)
             items.append(item)
             i, closed = self._after_item(i, b"]")
             if closed:
@@ -219,7 +265,7 @@ class _Walker:
             if name == path[0]:
                 members[name], i = yield from self.value(i, path[1:])
             else:
-                members[name], i = self.whole(i)
+                members[name], i = yield from self.whole(i)
             i, closed = self._after_item(i, b"}")
             if closed:
                 return members, i
