@@ -436,7 +436,9 @@ class Store:
         return found
 
     def instance_numbers(self, file_ids: Sequence[str]) -> dict[str, int]:
-        """The integer id of every instance: the file's (given one now where missing) and the API's."""
+        """The integer id of every instance: the file's (given one now where missing) and the API's.
+        (A file instance whose id is an API instance's number text keeps its own number: that API
+        instance is not loaded, see poller.config.apibody.merge.)"""
         with self._errors("cannot read instance numbers"):
             known = apiinstances.file_numbers(self.db)
             api = {a.instance_id: a.number for a in apiinstances.list_instances(self.db)}
@@ -444,7 +446,7 @@ class Store:
             with self._transaction("cannot number the instances"):
                 apiinstances.number_files(self.db, file_ids, api)
                 known = apiinstances.file_numbers(self.db)
-        return {**known, **api}
+        return {**api, **known}
 
     # inbound webhooks (DESIGN §10)
 

@@ -214,6 +214,8 @@ def test_bad_requests_name_the_problem_and_change_nothing(tmp_path: Path) -> Non
         assert [i["instanceId"] for i in api.ok("GET", "/instances")] == ["crm"]  # nothing created
         assert api.get("/instances/999").status_code == 404
         assert api.get("/instances/abc").status_code == 404
+        assert api.get("/instances/1").status_code == 200  # the file's instance
+        assert api.get("/instances/\u0661").status_code == 404  # (an Arabic-Indic 1: int() took it for 1)
         assert api.patch("/instances/999", json={"name": "x"}).status_code == 404
         assert api.get("/openapi.json").json()["openapi"] == "3.1.0"
         assert httpx.get(api.base + "/elements/api-v2/openapi.json", timeout=10).status_code == 401  # (every request)

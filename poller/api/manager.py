@@ -9,12 +9,13 @@ integer ids and those shown for the file's instances come from one space of numb
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from poller.api.views import event_view, instance_view, page_token, read_page_token
+from poller.api.views import MASK, element_key, event_view, instance_view, masks_in, page_token, read_page_token, unmasked
 from poller.config.apibody import ApiBody, build_api_instance, parse_body
 from poller.config.load import ConfigLoadError
 from poller.config.types import Config
@@ -25,6 +26,7 @@ from state.types import ApiInstance
 __all__ = ["ApiError", "Host", "Manager", "PATCHABLE", "MAX_PAGE_SIZE"]
 
 PATCHABLE = ("name", "tags", "configuration", "api")
+log = logging.getLogger(__name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
@@ -80,8 +82,7 @@ class Manager:
         out = {}
         for value in values:
             if isinstance(value, dict):
-                element = value.get("element") if isinstance(value.get("element"), dict) else {}
-                ident = value.get("id") or value.get("name") or element.get("key") or "poller"
+                ident = value.get("id") or value.get("name") or element_key(value)
                 out[str(ident).strip()] = value
         return out
 
@@ -101,15 +102,28 @@ class Manager:
         views += [self._view(row) for row in store.api_instances(deleted=False)]
         return sorted(views, key=lambda v: v["id"])
 
-    def _view(self, row: ApiInstance) -> dict[str, Any]:
+    def _view(self, row: ApiInstance, warnings: tuple[str, ...] = ()) -> dict[str, Any]:
         configuration = row.body.get("configuration", {})
         enabled_in_body = configuration.get("event.notification.enabled") in (True, "true", "True", "TRUE")
         # the token is the inbound webhook token (DESIGN §11): the body's own when it sets one
         configured = configuration.get(WEBHOOK_TOKEN)
         token = configured if isinstance(configured, str) and configured else row.token
-        return instance_view(row.number, row.body, instance_id=row.instance_id, token=token,
+        clash = self._clash(row)
+        view = instance_view(row.number, row.body, instance_id=row.instance_id, token=token,
                              created_ms=row.created_ms, updated_ms=row.updated_ms, enabled=row.enabled,
-                             events_enabled=row.enabled and enabled_in_body, read_only=None)
+                             events_enabled=row.enabled and enabled_in_body and clash is None, read_only=None)
+        if clash is not None:
+            view["notLoaded"] = clash
+        if warnings:
+            view["warnings"] = list(warnings)
+        return view
+
+    def _clash(self, row: ApiInstance) -> str | None:
+        """Why the instance does not run, when the configuration file took its id (see apibody.merge)."""
+        if any(i.id == row.instance_id for i in self.host.file_config.instances):
+            return (f"{self.host.file_config.source} has an instance with id {row.instance_id!r}, so this one "
+                    f"is not loaded: delete it, or give the file's instance another id")
+        return None
 
     def get(self, number: int) -> dict[str, Any]:
         row = self._api_row(number, changing=False)
@@ -141,28 +155,39 @@ class Manager:
 
     # -- changing ---------------------------------------------------------------------------------
 
-    def _check(self, body: dict, number: int = 0, token: str = "x") -> None:
+    def _check(self, body: dict, number: int = 0, token: str = "x") -> tuple[str, ...]:
+        """The body's warnings (unknown keys, ...); ApiError 400 when it is invalid."""
+        masks = masks_in(body)
+        if masks:  # (a body copied from a GET answer: the secret itself was never shown)
+            message = f"is {MASK}, how this API shows a secret: give the secret itself"
+            raise ApiError(400, f"invalid instance body: {masks[0]} {message}",
+                           tuple((path, message) for path in masks))
         try:
-            build_api_instance(ApiBody(number, body, token), self.host.config.engine)
+            _, warnings = build_api_instance(ApiBody(number, body, token), self.host.config.engine)
         except ConfigLoadError as exc:
             raise _invalid(exc) from None
+        return tuple(w.removeprefix("body: ") for w in warnings)
+
+    def _warn(self, number: int, warnings: tuple[str, ...]) -> None:
+        for warning in warnings:
+            log.warning("api.config_warning", extra={"instance": number, "warning": warning})
 
     def create(self, raw: bytes) -> dict[str, Any]:
         try:
             body = parse_body(raw)
         except ConfigLoadError as exc:
             raise _invalid(exc) from None
-        self._check(body)
+        warnings = self._check(body)
         token = self.token()
         row = self.host.store.create_api_instance(lambda number: (body, token),
                                                   file_ids=[i.id for i in self.host.file_config.instances],
                                                   now_ms=self.host.now_ms())
+        self._warn(row.number, warnings)
         self.host.api_changed()
-        return self._view(row)
+        return self._view(row, warnings)
 
     def patch(self, number: int, raw: bytes, *, configuration_only: bool = False) -> dict[str, Any]:
-        row = self._api_row(number, changing=True)
-        assert row is not None
+        row = self._loaded_row(number)
         try:
             change = parse_body(raw, "an object of the configuration keys to change" if configuration_only
                                 else "an object of the keys to change")
@@ -176,25 +201,31 @@ class Manager:
                            tuple((k, f"cannot be changed (a PATCH changes {', '.join(PATCHABLE)})") for k in unknown))
         body = dict(row.body)
         for key, value in change.items():
-            if key == "configuration":
-                if not isinstance(value, dict):
-                    raise ApiError(400, "configuration: expected an object of the keys to change",
-                                   (("configuration", "expected an object of the keys to change"),))
-                conf = dict(body.get("configuration") or {})
-                for name, new in value.items():
-                    if new is None:
-                        conf.pop(name, None)  # null removes a key
-                    else:
-                        conf[name] = new
-                body["configuration"] = conf
+            if key in ("configuration", "api") and isinstance(value, dict) and isinstance(body.get(key, {}), dict):
+                # only the keys given change (api.headers too, header by header); null removes one;
+                # ******** where a secret is kept keeps it (an instance sent back as GET showed it)
+                body[key] = _merged(body.get(key) or {}, value, deeper=("headers",) if key == "api" else ())
+            elif key == "configuration":
+                raise ApiError(400, "configuration: expected an object of the keys to change",
+                               (("configuration", "expected an object of the keys to change"),))
             elif value is None:
                 body.pop(key, None)
             else:
                 body[key] = value
-        self._check(body, row.number, row.token)
+        warnings = self._check(body, row.number, row.token)
         updated = self.host.store.update_api_instance(number, now_ms=self.host.now_ms(), body=body)
+        self._warn(number, warnings)
         self.host.api_changed()
-        return self._view(updated)
+        return self._view(updated, warnings)
+
+    def _loaded_row(self, number: int) -> ApiInstance:
+        """The API instance to change (409 when the file holds it, or took its id)."""
+        row = self._api_row(number, changing=True)
+        assert row is not None
+        clash = self._clash(row)
+        if clash is not None:
+            raise ApiError(409, f"instance {number}: {clash}")
+        return row
 
     def delete(self, number: int) -> dict[str, Any]:
         row = self._api_row(number, changing=True)
@@ -204,8 +235,7 @@ class Manager:
         return {"id": number, "deleted": True}
 
     def set_enabled(self, number: int, enabled: bool) -> dict[str, Any]:
-        row = self._api_row(number, changing=True)
-        assert row is not None
+        self._loaded_row(number)
         updated = self.host.store.update_api_instance(number, now_ms=self.host.now_ms(), enabled=enabled)
         self.host.api_changed()
         return self._view(updated)
@@ -266,3 +296,17 @@ class Manager:
             raise ApiError(503, f"the state file cannot be written now: {exc}") from None
         self.host.api_changed()
         return {"replayed": replayed}
+
+
+def _merged(old: dict, change: dict, *, deeper: tuple[str, ...] = ()) -> dict:
+    """``old`` with the keys of ``change``: null removes a key, ``********`` keeps a kept secret,
+    and the objects under ``deeper`` are merged the same way, key by key."""
+    out = dict(old)
+    for name, new in change.items():
+        if new is None:
+            out.pop(name, None)
+        elif name in deeper and isinstance(new, dict) and isinstance(old.get(name), dict):
+            out[name] = _merged(old[name], new)
+        else:
+            out[name] = unmasked(new, old.get(name))
+    return out

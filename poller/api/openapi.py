@@ -33,7 +33,12 @@ _INSTANCE = {"type": "object", "required": ["id", "name", "token", "element", "c
                  "eventsEnabled": {"type": "boolean"},
                  "readOnly": {"type": "boolean", "description": "An instance of the configuration file."},
                  "source": {"type": "string"},
-                 "api": {"type": "object"},
+                 "api": {"type": "object", "description": "Header values shown as ********."},
+                 "warnings": {"type": "array", "items": {"type": "string"},
+                              "description": "In the answer to POST and PATCH: what poller check would warn about "
+                                             "(unknown keys, ...)."},
+                 "notLoaded": {"type": "string", "description": "Why this API instance does not run: the "
+                                                                "configuration file took its id."},
              }}
 _BODY = {"type": "object", "description": "A Cloud Elements instance body, as in the element docs; checked as "
                                           "`poller check` checks the configuration file.",
@@ -42,8 +47,8 @@ _BODY = {"type": "object", "description": "A Cloud Elements instance body, as in
                         "name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
                         "configuration": {"type": "object"}, "api": {"type": "object"},
                         "providerData": {"type": "object"}}}
-_PATCH = {"type": "object", "description": "The keys to change: name, tags, api, and configuration keys (null "
-                                           "removes one).",
+_PATCH = {"type": "object", "description": "The keys to change: name, tags, api keys and configuration keys "
+                                           "(null removes one; ******** keeps the secret there).",
           "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
                          "configuration": {"type": "object"}, "api": {"type": "object"}}}
 _EVENT = {"type": "object", "required": ["id", "status", "attempts", "createdDate", "events"], "properties": {
@@ -113,7 +118,8 @@ ROUTES: tuple[Route, ...] = (
 
 _REASONS = {400: "Invalid: errors[] names each problem with its JSON path, as poller check does.",
             401: "Missing or wrong Authorization: User <userSecret>, Organization <organizationSecret>.",
-            404: "No such instance or event.", 409: "An instance of the configuration file: change it there.",
+            404: "No such instance or event.",
+            409: "An instance of the configuration file (change it there), or one whose id the file took.",
             413: "The body is too large.", 503: "The state file cannot be written now."}
 
 

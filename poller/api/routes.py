@@ -82,7 +82,7 @@ class ApiRoutes:
     @staticmethod
     def _number(request: web.Request) -> int:
         text = request.match_info["id"]
-        if not text.isdigit() or len(text) > 18:
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:  # (int() would take "١" too)
             raise ApiError(404, f"no instance {text[:40]!r} (ids are integers)")
         return int(text)
 

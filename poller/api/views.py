@@ -7,15 +7,19 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from poller.config.values import format_path
 from poller.events.notify import iso_z
 from state import OutboxEntry
 
-__all__ = ["MASK", "masked", "instance_view", "event_view", "page_token", "read_page_token"]
+__all__ = ["MASK", "masked", "masked_api", "masks_in", "instance_view", "event_view", "page_token",
+           "read_page_token", "unmasked"]
 
 MASK = "********"
 _SECRET_WORDS = ("secret", "password", "token", "key", "code", "credential", "authorization", "cookie")
 _NOT_SECRET = frozenset({"events.list.ids", "event.notification.callback.url", "event.notification.enabled",
                          "event.vendor.type", "idfield"})
+# objects of names, JSON paths and patterns, never secrets (a resource named "tokens" is no secret)
+_NO_SECRETS_INSIDE = frozenset({"event.poller.configuration", "event.webhook.events"})
 
 
 def _secret_key(key: str) -> bool:
@@ -23,33 +27,78 @@ def _secret_key(key: str) -> bool:
     return lower not in _NOT_SECRET and any(word in lower.rsplit(".", 1)[-1] for word in _SECRET_WORDS)
 
 
+def _masked_value(key: str, value: Any) -> Any:
+    if _secret_key(key):
+        return MASK if value not in (None, "") else value
+    if isinstance(value, dict) and key.lower() not in _NO_SECRETS_INSIDE:
+        return {k: _masked_value(k, v) for k, v in value.items()}  # event.webhook.verify's secret, password
+    return value
+
+
 def masked(configuration: Mapping[str, Any]) -> dict[str, Any]:
     """The configuration with every value of a secret-looking key (``*.key``, ``*secret*``,
-    ``*password*``, ``*token*``...) shown as ``********``."""
-    return {k: (MASK if _secret_key(k) and v not in (None, "") else v) for k, v in configuration.items()}
+    ``*password*``, ``*token*``...) shown as ``********``, in nested objects too."""
+    return {k: _masked_value(k, v) for k, v in configuration.items()}
 
 
-def _api(api: object) -> object:
+def masked_api(api: object) -> object:
+    """The ``api`` object with every header value (credentials, mostly) shown as ``********``."""
     if not isinstance(api, dict):
         return api
-    out = dict(api)
+    out = {k: v if k == "headers" else _masked_value(k, v) for k, v in api.items()}
     if isinstance(out.get("headers"), dict):
         out["headers"] = {name: MASK for name in out["headers"]}
     return out
+
+
+def unmasked(new: Any, old: Any) -> Any:
+    """``new`` with each ``********`` that stands where ``old`` has a value given that value: an
+    instance sent back as it was read changes no secret."""
+    if new == MASK and old is not None:
+        return old
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: unmasked(v, old.get(k)) for k, v in new.items()}
+    return new
+
+
+def masks_in(body: Mapping[str, Any]) -> list[str]:
+    """The paths (as ``poller check`` writes them) where a body gives ``********`` for a secret."""
+    found: list[str] = []
+
+    def walk(key: str, value: Any, path: tuple[str, ...]) -> None:
+        if value == MASK and _secret_key(key):
+            found.append(format_path(path))
+        elif isinstance(value, dict) and key.lower() not in _NO_SECRETS_INSIDE:
+            for k, v in value.items():
+                walk(k, v, (*path, k))
+
+    for k, v in (body.get("configuration") or {}).items() if isinstance(body.get("configuration"), dict) else ():
+        walk(k, v, ("configuration", k))
+    api = body.get("api")
+    if isinstance(api, dict) and isinstance(api.get("headers"), dict):
+        found += [format_path(("api", "headers", k)) for k, v in api["headers"].items() if v == MASK]
+    return found
+
+
+def element_key(body: Mapping[str, Any]) -> str:
+    """The body's element key, read as the loader reads it (``{"key": ...}``, or the key itself)."""
+    element = body.get("element")
+    if isinstance(element, dict):
+        element = element.get("key")
+    return element.strip() if isinstance(element, str) and element.strip() else "poller"
 
 
 def instance_view(number: int, body: Mapping[str, Any], *, instance_id: str, token: str | None,
                   created_ms: int | None, updated_ms: int | None, enabled: bool, events_enabled: bool,
                   read_only: str | None) -> dict[str, Any]:
     """One instance in Cloud Elements' shape (plus ``instanceId``, ``readOnly`` and ``source``)."""
-    element = body.get("element") if isinstance(body.get("element"), dict) else {}
     configuration = body.get("configuration") if isinstance(body.get("configuration"), dict) else {}
     view: dict[str, Any] = {
         "id": number,
         "instanceId": instance_id,
         "name": str(body.get("name") or instance_id),
         "token": token,
-        "element": {"key": str(element.get("key", "poller"))},
+        "element": {"key": element_key(body)},
         "configuration": masked(configuration),
         "tags": [str(t) for t in body.get("tags", [])] if isinstance(body.get("tags"), list) else [],
         "createdDate": iso_z(created_ms) if created_ms is not None else None,
@@ -60,7 +109,7 @@ def instance_view(number: int, body: Mapping[str, Any], *, instance_id: str, tok
         "source": read_only or "api",
     }
     if "api" in body:
-        view["api"] = _api(body["api"])
+        view["api"] = masked_api(body["api"])
     return view
 
 
