@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 from poller import javadate, jsonpath
 from poller.config import templates
 from poller.config.types import DatesConfig, PaginationConfig, ResourceConfig
+from poller.config.urls import http_url_problem
 from poller.config.values import MAX_LOOKBACK, Context, Path, describe
 from poller.errors import DateFormatError
 from poller.javadate.zone import ZoneError, java_zone
@@ -25,6 +27,7 @@ DATES_KEYS = ("updatedDateField", "updatedDateFormat", "createdDateField", "crea
 # Matched case-insensitively, inside datesConfiguration or at resource level.
 TIME_ZONE_KEYS = ("updatedDateTimezone", "createdDateTimezone")
 _TZ_BY_LOWER = {k.lower(): k for k in TIME_ZONE_KEYS}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PAGINATION_COMMON = ("type", "maxPages", "pageSizeParam")
 # type -> its own keys with their defaults (None: required)
 PAGINATION_TYPES: dict[str, dict[str, object]] = {
@@ -113,10 +116,21 @@ def _url(ctx: Context, obj: dict, path: Path, base: templates.Template | None, s
             ctx.error(where, problem)
         return None
     if scheme is not None:
-        host = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        if not host:
+        authority = re.split(r"[/?#]", text.split("://", 1)[1], maxsplit=1)[0]
+        if not authority:
             ctx.error(where, f"the URL has no host: {shown}")
             return None
+        # (the origin as httpx will read it: a port past 65535 crashed the poll, a space in the
+        # host or a malformed IPv6 address failed it; the checks api.baseUrl gets)
+        problem = None if "${" in authority else http_url_problem(f"{scheme}://{authority}/", shown)
+        if problem is not None:
+            ctx.error(where, problem)
+            return None
+    control = _CONTROL.search(text)
+    if control is not None:  # (httpx refuses them at every request; a CR LF would split the request line)
+        ctx.error(where, f"the URL contains the control character {control.group()!r} at position "
+                         f"{control.start()}: {shown}")
+        return None
     for warning in template.warnings:
         ctx.warn(where, warning)
     for param in template.path_parameters:
