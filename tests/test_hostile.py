@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import subprocess
 import sys
 import zlib
@@ -463,3 +464,27 @@ def test_status_and_events_read_a_state_file_on_a_read_only_mount(tmp_path: Path
         assert proc.returncode == 0, proc.stderr
         assert check(json.loads(proc.stdout)), proc.stdout
         assert "the folder is read-only" in proc.stderr
+
+
+def test_a_lying_clock_is_warned_about_once_an_hour_per_resource_not_at_every_poll(
+        tmp_path: Path, make_fake_provider: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """(Every poll of a daemon logged poll.clock_skew_ignored at WARNING: one a minute per resource.)"""
+    from poller.config import load_config_text
+    from poller.poll import engine
+    from poller.poll.runner import poll_all
+
+    provider: FakeProvider = make_fake_provider(clock_offset_s=2 * 86400)
+    config = load_config_text(json.dumps(local_config_for(provider)), "c.json", {}).config
+    caplog.set_level(logging.DEBUG, "poller.poll.engine")
+    engine._SKEW_WARNED.clear()  # (what earlier tests of this process left)
+    start = datetime.now(timezone.utc)
+    with open_store(tmp_path / "poller.db") as store:
+        for minutes in (0, 1, 2, 61):
+            [outcome] = asyncio.run(poll_all(config, store, start + timedelta(minutes=minutes)))
+            assert outcome.ok and outcome.clock_skew_ignored_ms is not None, outcome.summary()
+    said = [r.levelno for r in caplog.records if r.getMessage() == "poll.clock_skew_ignored"]
+    assert said == [logging.WARNING, logging.DEBUG, logging.DEBUG, logging.WARNING]
+    # per resource, and anew once a Date was believed (poll_pages drops the mark then)
+    assert engine._skew_level("other/contacts", 0) == logging.WARNING
+    engine._SKEW_WARNED.pop("other/contacts")
+    assert engine._skew_level("other/contacts", 60_000) == logging.WARNING

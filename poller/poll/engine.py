@@ -162,6 +162,20 @@ def plan_poll(cursor_ms: int | None, resource: ResourceConfig, engine: EngineCon
     return PollPlan(now - timedelta(milliseconds=2 * lookback_ms), True, lookback_ms)
 
 
+# resource key -> when its provider's Date was last warned about (a poll's start, ms): at every
+# poll of a daemon, one WARNING per resource and minute would bury the other logs (the anomaly
+# metric still counts every poll); again after an hour, and anew once a Date was believed
+_SKEW_WARNED: dict[str, int] = {}
+
+
+def _skew_level(key: str, now_ms: int) -> int:
+    last = _SKEW_WARNED.get(key)
+    if last is not None and 0 <= now_ms - last < _HOUR_MS:
+        return logging.DEBUG
+    _SKEW_WARNED[key] = now_ms
+    return logging.WARNING
+
+
 def render_url(resource: ResourceConfig, since: datetime, now: datetime) -> str:
     return templates.render(resource.url, since, now, resource.page_size)
 
@@ -212,10 +226,11 @@ async def poll_pages(client: httpx.AsyncClient, instance: InstanceConfig, resour
                     skew = to_ms(page.server_date) - to_ms(now)
                     if abs(skew) > max_skew_ms:
                         outcome.clock_skew_ignored_ms = skew
-                        log.warning("poll.clock_skew_ignored", extra={
+                        log.log(_skew_level(outcome.key, to_ms(now)), "poll.clock_skew_ignored", extra={
                             "resource": outcome.key, "clock_skew_ms": skew, "server_date": page.server_date.isoformat(),
                             "max_clock_skew_s": engine.max_clock_skew_seconds})
                     else:
+                        _SKEW_WARNED.pop(outcome.key, None)
                         outcome.clock_skew_ms = skew
                         server_date = page.server_date
                         if plan.baseline and -skew > plan.lookback_ms:
