@@ -230,6 +230,43 @@ def test_a_body_that_never_finishes_is_408(tmp_path: Path) -> None:
     run(tmp_path, test, body_timeout_s=0.2)
 
 
+@pytest.mark.parametrize("send", [
+    b"Content-Length: 1000\r\n\r\n0123456789",  # hangs up part-way: our handler sees it
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\nzz\r\n",  # bad framing: aiohttp answers 400 itself
+    b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\nabc",
+], ids=["hung-up", "bad-chunk", "huge-chunk"])
+def test_a_sender_that_breaks_off_its_body_gets_one_line_not_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, send: bytes) -> None:
+    """(aiohttp logged `Error handling request` at ERROR with a 25-line traceback for a sender
+    that hung up mid-body: anyone can flood the log that way.)"""
+    caplog.set_level(logging.DEBUG)
+    hung_up = b"Content-Length" in send
+
+    async def test(h: Harness) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+        writer.write(f"POST {h.url('cm')} HTTP/1.1\r\nHost: x\r\n".encode() + send)
+        await writer.drain()
+        if hung_up:
+            writer.close()
+        with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        for _ in range(100):  # (the handler sees the close a moment later)
+            if h.outcome_count("cm", "aborted") or not hung_up:
+                break
+            await asyncio.sleep(0.02)
+        assert h.outcome_count("cm", "aborted") == (1 if hung_up else None)
+        assert h.store.inbound_requests() == []
+
+    run(tmp_path, test)
+    refused = [(r.levelno, r.outcome, r.reason) for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "inbound.refused"]
+    assert refused == ([(logging.WARNING, "aborted", "the connection was closed before the whole body came")]
+                       if hung_up else [])
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        [r.getMessage() for r in caplog.records]
+
+
 def test_an_unreadable_body_is_kept_as_rejected_with_its_reason(tmp_path: Path) -> None:
     async def test(h: Harness) -> None:
         response = await h.client.post(h.url("cm"), content=b"{not json", headers={"Content-Type": "application/json"})

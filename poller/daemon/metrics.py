@@ -50,7 +50,7 @@ POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 DELIVERY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # inbound webhooks: outcomes of a request, and how long it took to answer it
 INBOUND_OUTCOMES = ("accepted", "duplicate", "handshake", "rejected", "unauthorized", "not_found", "too_large",
-                    "unsupported", "timeout", "unavailable")
+                    "unsupported", "timeout", "aborted", "unavailable")
 ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 

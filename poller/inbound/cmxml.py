@@ -30,7 +30,10 @@ def read_xml(body: bytes) -> dict[str, object]:
     except ET.ParseError as exc:
         line, column = exc.position
         raise XmlError(f"not well-formed XML: {_reason(exc)} at line {line}, column {column + 1}") from None
-    value = _value(root)
+    try:
+        value = _value(root)
+    except RecursionError:  # (expat nests without bound; this walk recurses per level)
+        raise XmlError("the XML nests too deeply to be read (about 1,000 levels or more)") from None
     if not isinstance(value, dict):
         raise XmlError(f"the XML root <{_local(root.tag)}> holds no elements")
     return value

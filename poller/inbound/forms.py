@@ -22,14 +22,16 @@ class FormError(ValueError):
     """A body that is not a form Mailchimp could have sent; the message says why and where."""
 
 
-def decode_form(body: bytes) -> dict[str, object]:
+def decode_form(body: bytes, encoding: str = "utf-8") -> dict[str, object]:
+    """``encoding``: of the body and of its percent-escapes (a Content-Type's charset)."""
     try:
-        text = body.decode("utf-8")
+        text = body.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise FormError(f"the form is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise FormError(f"the form is not {encoding}: {exc.reason} at byte {exc.start}") from None
     if text.count("&") >= MAX_FIELDS:
         raise FormError(f"the form cannot be decoded: it has more than {MAX_FIELDS} fields")
     root: dict[str, object] = {}
+    name, known = "", None  # (the field being read, for the message)
     try:
         # as urllib.parse.parse_qsl(keep_blank_values=True) reads it (a field without "=" has an
         # empty value, empty fields are skipped, "+" is a space), without its per-field cost:
@@ -39,22 +41,26 @@ def decode_form(body: bytes) -> dict[str, object]:
             if not field:
                 continue
             name, _, value = field.partition("=")
-            known = _PATHS.get(name)
+            known = _PATHS.get((name, encoding))  # type: ignore[assignment]
             if known is None:
-                key = unquote(name.replace("+", " "), errors="strict") if "%" in name or "+" in name else name
+                key = (unquote(name.replace("+", " "), encoding, errors="strict") if "%" in name or "+" in name
+                       else name)
                 known = (_split(key), key)
                 if len(_PATHS) >= _PATHS_KEPT:
                     _PATHS.clear()
-                _PATHS[name] = known
+                _PATHS[name, encoding] = known
             if "%" in value or "+" in value:
-                value = unquote(value.replace("+", " "), errors="strict")
+                value = unquote(value.replace("+", " "), encoding, errors="strict")
             _put(root, known[0], value, known[1])
-    except UnicodeDecodeError as exc:  # a percent-escape that is not UTF-8
-        raise FormError(f"the form cannot be decoded: {exc}") from None
+    except UnicodeDecodeError as exc:  # a percent-escape that is not in the encoding
+        where = name[:80] if known is None else known[1][:80]
+        raise FormError(f"the form field {where!r} is not {encoding} once its %-escapes are decoded "
+                        f"({exc.reason})") from None
     return _lists(root)  # type: ignore[return-value]
 
 
-_PATHS: dict[str, tuple[tuple[str, ...], str]] = {}  # field name as sent -> (its parts, the name decoded)
+# (field name as sent, encoding) -> (its parts, the name decoded)
+_PATHS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
 _PATHS_KEPT = 4096
 
 

@@ -9,6 +9,7 @@ read raises :class:`Refused` with the HTTP status and the reason.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -21,10 +22,11 @@ from poller import javadate, jsonpath
 from poller.config.types import WebhookConfig, WebhookEventsConfig
 from poller.config.values import format_path, kind as json_kind
 from poller.errors import DateFormatError
+from poller.events.notify import MAX_RECORD_DEPTH
 from poller.inbound.cmxml import XmlError, read_xml
 from poller.inbound.forms import FormError, decode_form
 from poller.javadate.zone import to_ms
-from poller.jsonio import loads
+from poller.jsonio import depth, loads
 
 __all__ = ["CREATED", "UPDATED", "DELETED", "UNKNOWN", "Pushed", "Parsed", "Refused", "normalise", "media_type"]
 
@@ -81,13 +83,38 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def charset(content_type: str | None) -> str:
+    """The ``charset`` parameter's codec (``utf-8`` when there is none); Refused 415 for one
+    Python does not know."""
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            declared = value.strip().strip('"').strip()
+            try:
+                return codecs.lookup(declared).name
+            except LookupError:
+                raise Refused(415, f"unknown charset {declared[:40]!r} in the Content-Type") from None
+    return "utf-8"
+
+
 def normalise(webhook: WebhookConfig, method: str, content_type: str | None, body: bytes,
               received_ms: int) -> Parsed:
-    if webhook.kind == "campaignmonitor":
-        return _campaign_monitor(webhook, content_type, body, received_ms)
-    if webhook.kind == "mailchimp":
-        return _mailchimp(webhook, method, content_type, body, received_ms)
-    return _generic(webhook, content_type, body, received_ms)
+    try:
+        if webhook.kind == "campaignmonitor":
+            parsed = _campaign_monitor(webhook, content_type, body, received_ms)
+        elif webhook.kind == "mailchimp":
+            parsed = _mailchimp(webhook, method, content_type, body, received_ms)
+        else:
+            parsed = _generic(webhook, content_type, body, received_ms)
+        around = depth(parsed.raw_for([]))  # what a notification's raw holds beside its events
+    except RecursionError:  # (a guard: each reader bounds what it nests)
+        raise Refused(400, "the body nests too deeply to be read") from None
+    except _TooDeep as exc:  # (not in an event: Campaign Monitor's ListID, say)
+        raise Refused(400, f"a value of the body {exc}") from None
+    if around > MAX_RECORD_DEPTH:
+        raise Refused(400, f"the body nests {around} levels deep beside its events (more than "
+                           f"{MAX_RECORD_DEPTH}: it could not be sent on)")
+    return parsed
 
 
 # -- Campaign Monitor ---------------------------------------------------------------------------
@@ -104,7 +131,7 @@ def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: by
         except XmlError as exc:
             raise Refused(400, f"not a Campaign Monitor XML body: {exc}") from None
     elif kind in JSON_TYPES or kind.endswith("+json") or not kind:
-        payload = _json(body, "Campaign Monitor")
+        payload = _json(body, "Campaign Monitor", content_type)
     else:
         raise Refused(415, f"Campaign Monitor sends JSON or XML, not {kind}")
     if not isinstance(payload, dict) or not isinstance(payload.get("Events"), list):
@@ -130,11 +157,16 @@ def _campaign_monitor(webhook: WebhookConfig, content_type: str | None, body: by
             event_type = DELETED if str(item.get("State", "")).strip().lower() == "deleted" else UPDATED
         else:
             event_type = _CM_TYPES.get(kind_name, UNKNOWN) if isinstance(kind_name, str) else UNKNOWN
-        object_id = _text(item.get("EmailAddress"))
+        try:
+            content = prefix + _canonical(item)
+            object_id = _text(item.get("EmailAddress"))
+        except _TooDeep as exc:
+            notes.append(f"{where} {exc}: left out")
+            continue
         if _lacks_id(object_id, event_type, where, "EmailAddress", notes):
             continue
         stamp, key = dates(item.get("Date"), f"{where}.Date")
-        events.append(Pushed(event_type, "contacts", object_id, stamp, prefix + _canonical(item), key))
+        events.append(Pushed(event_type, "contacts", object_id, stamp, content, key))
         origin.append(i)
     _something_left(items, events, notes)
 
@@ -154,7 +186,7 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
     if kind and kind != FORM_TYPE:
         raise Refused(415, f"Mailchimp sends {FORM_TYPE}, not {kind}")
     try:
-        payload = decode_form(body)
+        payload = decode_form(body, charset(content_type))
     except FormError as exc:
         raise Refused(400, f"not a Mailchimp form body: {exc}") from None
     kind_name = payload.get("type")
@@ -162,7 +194,12 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
         raise Refused(400, "not a Mailchimp form body: it has no \"type\" field")
     data = payload.get("data")
     data = data if isinstance(data, dict) else {}
-    object_type, object_id, event_type, id_field = "contacts", _text(data.get("id")), UNKNOWN, "data[id]"
+    if webhook.list_ids:  # (Mailchimp signs nothing: the token and the list protect it, DESIGN §10)
+        list_id = data.get("list_id")
+        if not isinstance(list_id, str) or list_id not in webhook.list_ids:
+            raise Refused(400, f"data[list_id] {json.dumps(list_id)[:80]} is not one of events.list.ids")
+    # the record's id, and the e-mail address when a request has none (README, Mailchimp)
+    object_type, id_fields, event_type = "contacts", ("id", "email"), UNKNOWN
     if kind_name == "subscribe":
         event_type = CREATED
     elif kind_name == "profile":
@@ -170,11 +207,13 @@ def _mailchimp(webhook: WebhookConfig, method: str, content_type: str | None, bo
     elif kind_name == "unsubscribe":
         event_type = DELETED if str(data.get("action", "")).strip().lower() == "delete" else UPDATED
     elif kind_name == "upemail":
-        event_type, object_id, id_field = UPDATED, _text(data.get("new_id")), "data[new_id]"
+        event_type, id_fields = UPDATED, ("new_id", "new_email")
     elif kind_name == "cleaned":
-        event_type, object_id, id_field = UPDATED, _text(data.get("email")), "data[email]"
+        event_type, id_fields = UPDATED, ("email",)
     elif kind_name == "campaign":
-        event_type, object_type = UPDATED, "campaigns"
+        event_type, object_type, id_fields = UPDATED, "campaigns", ("id",)
+    object_id = next((t for t in (_text(data.get(name)) for name in id_fields) if t.strip()), "")
+    id_field = " or ".join(f"data[{name}]" for name in id_fields)
     notes: list[str] = []
     if _lacks_id(object_id, event_type, f"the {kind_name} event", id_field, notes):
         raise Refused(400, notes[0].removesuffix(": left out"))  # its only event: nothing to announce
@@ -189,7 +228,7 @@ def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, rece
     kind = media_type(content_type)
     if kind and kind not in JSON_TYPES and not kind.endswith("+json"):
         raise Refused(415, f"this element takes JSON, not {kind}")
-    payload = _json(body, "JSON")
+    payload = _json(body, "JSON", content_type)
     spec = webhook.events
     if spec.path is None:
         items = payload if isinstance(payload, list) else [payload]
@@ -203,7 +242,11 @@ def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, rece
     notes: list[str] = []
     events, origin = [], []  # origin: each event's position among the items
     for i, item in enumerate(items):
-        event = _generic_event(spec, types, date, item, received_ms, i, notes)
+        try:
+            event = _generic_event(spec, types, date, item, received_ms, i, notes)
+        except _TooDeep as exc:
+            notes.append(f"event {i}{_at(spec)} {exc}: left out")
+            continue
         if event is not None:
             events.append(event)
             origin.append(i)
@@ -221,7 +264,7 @@ def _generic(webhook: WebhookConfig, content_type: str | None, body: bytes, rece
 def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javadate.DateFormat, item: object,
                    received_ms: int, index: int, notes: list[str]) -> Pushed | None:
     """The event, or None (and why, in ``notes``) when it cannot be announced."""
-    where = f"event {index}" + (f" (at {format_path(spec.path)})" if spec.path else "")
+    where = f"event {index}{_at(spec)}"
     if not isinstance(item, dict):
         notes.append(f"{where} is not an object but {json_kind(item)}: left out")
         return None
@@ -248,6 +291,10 @@ def _generic_event(spec: WebhookEventsConfig, types: dict[str, str], date: javad
                   else received_ms, _canonical(item))
 
 
+def _at(spec: WebhookEventsConfig) -> str:
+    return f" (at {format_path(spec.path)})" if spec.path else ""
+
+
 def _first(item: object, paths: tuple[tuple, ...]) -> object:
     for path in paths:
         value = jsonpath.get(item, path)
@@ -271,7 +318,14 @@ def _replace_at(value: object, path: tuple, replacement: object) -> object:
 
 # -- shared -------------------------------------------------------------------------------------
 
-def _json(body: bytes, what: str) -> object:
+def _json(body: bytes, what: str, content_type: str | None) -> object:
+    codec = charset(content_type)
+    if codec != "utf-8":  # (JSON is UTF-8, RFC 8259; a provider that says otherwise is taken at its word)
+        try:
+            body = body.decode(codec).encode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise Refused(400, f"not a {what} body: not {codec} as its Content-Type says ({exc.reason} at "
+                               f"byte {exc.start})") from None
     try:
         return loads(body)
     except (ValueError, RecursionError) as exc:
@@ -361,9 +415,19 @@ def listed(notes: Sequence[str], limit: int) -> str:
     return "; ".join(notes[:limit]) + more
 
 
+class _TooDeep(Exception):
+    """An event nested more deeply than a notification may carry (as a polled record: DESIGN §12)."""
+
+    def __init__(self, levels: int) -> None:
+        super().__init__(f"is nested {levels} levels deep (more than {MAX_RECORD_DEPTH})")
+
+
 def _canonical(value: object) -> bytes:
     """The same bytes for the same JSON content, whatever its key order or spacing."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a lone surrogate
+    except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a lone surrogate, 255 levels
+        levels = depth(value)
+        if levels > MAX_RECORD_DEPTH:
+            raise _TooDeep(levels) from None
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")

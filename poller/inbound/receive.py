@@ -111,7 +111,8 @@ class Receiver:
                 if webhook.verify.type == "basic" and replay_of is not None:
                     problem: str | None = "cannot be verified again: its Authorization header is not kept"
                 else:
-                    problem = check(webhook.verify, headers, request.body, now_ms / 1000.0)
+                    # (a signature's timestamp is judged by when the request came, also on a replay)
+                    problem = check(webhook.verify, headers, request.body, request.received_ms / 1000.0)
                 if problem is not None:
                     rid = self.store.record_rejected(request, status=401, reason=problem, replay_of=replay_of)
                     return Answer(401, "unauthorized", problem, rid)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from poller.inbound.receive import Answer, Receiver
 from poller.inbound.tokens import token_matches
@@ -98,6 +99,12 @@ class InboundRoutes:
         except asyncio.TimeoutError:
             return self._answer(instance.id, Answer(408, "timeout", f"the body was not received within "
                                                                     f"{self.body_timeout_s:g} s"), started)
+        except (ConnectionResetError, HttpProcessingError) as exc:
+            # the sender hung up, or broke the framing, part-way through the body: nothing to keep,
+            # and anyone can do it, so one line (aiohttp logged an ERROR with its traceback)
+            reason = ("the connection was closed before the whole body came" if isinstance(exc, ConnectionResetError)
+                      else f"the body is not valid HTTP: {str(exc.message).split(':')[0][:80]}")
+            return self._answer(instance.id, Answer(400, "aborted", reason), started)
         answer = await self.receiver().receive_async(instance, request.method, request.headers.get("Content-Type"),
                                                      list(request.headers.items()), body, self.clock_ms())
         return self._answer(instance.id, answer, started)
