@@ -151,3 +151,27 @@ def test_an_element_given_as_its_key_is_shown_as_its_key(store: Store) -> None:
     body = generic_body()
     body["element"] = "myelement"
     assert send(m, body)["element"] == {"key": "myelement"}
+
+
+def test_a_header_changed_in_another_case_replaces_the_old_one(store: Store) -> None:
+    """(PATCH {"authorization": "Bearer NEW"} kept "Authorization: Bearer OLD" beside it, and
+    httpx sent the provider both.)"""
+    m = manager(store)
+    number = send(m, generic_body())["id"]
+    m.patch(number, b'{"api": {"headers": {"x-key": "rotated"}}}')
+    assert store.api_instance(number).body["api"]["headers"] == {"x-key": "rotated"}  # type: ignore[union-attr]
+    m.patch(number, b'{"api": {"headers": {"X-KEY": "********", "Other": "1"}}}')  # the mask keeps it, in any case
+    assert store.api_instance(number).body["api"]["headers"] == {  # type: ignore[union-attr]
+        "X-KEY": "rotated", "Other": "1"}
+    m.patch(number, b'{"api": {"headers": {"x-Key": null}}}')
+    assert store.api_instance(number).body["api"]["headers"] == {"Other": "1"}  # type: ignore[union-attr]
+
+
+def test_the_mask_is_a_value_like_any_other_where_no_secret_is_shown(store: Store) -> None:
+    """(A ******** sent for any key that had a value kept the old value.)"""
+    m = manager(store)
+    number = send(m, generic_body(**{"event.webhook.events": {"objectType": "contacts"}}))["id"]
+    m.patch(number, b'{"name": "********", "configuration": {"event.webhook.events": {"objectType": "********"}}}')
+    body = store.api_instance(number).body  # type: ignore[union-attr]
+    assert body["name"] == "********"
+    assert body["configuration"]["event.webhook.events"] == {"objectType": "********"}

@@ -218,6 +218,17 @@ CASES = [
          "epoch milliseconds out of range: 1e+300"),
     Case("duplicate header", '{"name": "a", "api": {"headers": {"X": "1", "X": "2"}}, "configuration": {}}',
          "api.headers.X", "this header is given more than once"),
+    Case("the same header in two cases", engine_file(instance(api={"baseUrl": BASE_URL, "headers": {
+        "Authorization": "Bearer OLD", "authorization": "Bearer NEW"}})), "instances[0].api.headers.authorization",
+         "this header is given more than once (also as 'Authorization')"),  # (httpx sent both)
+    # urlsplit quotes the netloc in its message: a password or an ${env:...} value must not show
+    Case("resource url whose host from the environment does not parse",
+         one(resource(url="https://svc:${env:PW}@api.example.com/x")), f"{PC}.contacts.url",
+         "not a valid URL (netloc (...) contains invalid characters under NFKC normalization): '***'",
+         environ={"PW": "hunter2\uff03TOPSECRET"}),
+    Case("callback url with a password that does not parse",
+         one(**{"event.notification.callback.url": "http://u:hunter2\uff03TOPSECRET@127.0.0.1/in"}),
+         f'{CONF}."event.notification.callback.url"', "not a valid URL (netloc (...) contains invalid characters"),
     Case("bad server time zone", engine_file(engine={"serverTimeZone": "Moon"}), "engine.serverTimeZone",
          "unknown time zone 'Moon'"),
     Case("bad listen", engine_file(engine={"listen": "localhost"}), "engine.listen",
@@ -262,6 +273,7 @@ def test_a_malformed_configuration_is_explained(case: Case, tmp_path: Path) -> N
     lines = result.stderr.splitlines()
     assert any(line.startswith(case.line_start) for line in lines), (case.line_start, lines[:20])
     assert lines[-1].startswith("config.json: invalid: ")
+    assert "TOPSECRET" not in result.stderr  # (the cases' passwords and environment values)
     assert result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before == ["config.json"]
     assert len(result.stderr) < 20_000  # garbage is never echoed back

@@ -649,3 +649,17 @@ def test_a_replayed_request_signed_with_a_timestamp_is_judged_by_when_it_came(tm
         [stored] = store.inbound_requests(rejected=True)
         replayed = Receiver(store, fixed).replay(stored, NOW_MS + 3600_000)  # type: ignore[arg-type]
         assert (replayed.status, replayed.outcome, replayed.notifications) == (200, "accepted", 1), replayed.reason
+
+
+@pytest.mark.parametrize("name", ["hex", "base64", "rot13", "zlib", "undefined"])
+def test_a_codec_that_is_not_a_charset_is_an_unknown_charset(name: str) -> None:
+    """(codecs.lookup knows these; decoding with them raised LookupError: a 500 and a traceback.)"""
+    for webhook, kind, data in ((CM, "application/json", cm_body({"Type": "Subscribe", "EmailAddress": "a@x"})),
+                                (MC, "application/x-www-form-urlencoded", b"type=subscribe&data%5Bid%5D=1"),
+                                (WebhookConfig(kind="generic"), "application/json", b'{"id": 1}')):
+        with pytest.raises(Refused) as info:
+            normalise(webhook, "POST", f"{kind}; charset={name}", data, NOW_MS)
+        assert (info.value.status, info.value.reason) == (415, f"unknown charset {name!r} in the Content-Type")
+    [e] = normalise(CM, "POST", "application/json; charset=utf-16", json.dumps(
+        {"ListID": "L1", "Events": [{"Type": "Subscribe", "EmailAddress": "a@x"}]}).encode("utf-16"), NOW_MS).events
+    assert e.object_id == "a@x"

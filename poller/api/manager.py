@@ -204,7 +204,7 @@ class Manager:
             if key in ("configuration", "api") and isinstance(value, dict) and isinstance(body.get(key, {}), dict):
                 # only the keys given change (api.headers too, header by header); null removes one;
                 # ******** where a secret is kept keeps it (an instance sent back as GET showed it)
-                body[key] = _merged(body.get(key) or {}, value, deeper=("headers",) if key == "api" else ())
+                body[key] = _merged(body.get(key) or {}, value)
             elif key == "configuration":
                 raise ApiError(400, "configuration: expected an object of the keys to change",
                                (("configuration", "expected an object of the keys to change"),))
@@ -298,15 +298,27 @@ class Manager:
         return {"replayed": replayed}
 
 
-def _merged(old: dict, change: dict, *, deeper: tuple[str, ...] = ()) -> dict:
+def _merged(old: dict, change: dict) -> dict:
     """``old`` with the keys of ``change``: null removes a key, ``********`` keeps a kept secret,
-    and the objects under ``deeper`` are merged the same way, key by key."""
+    and ``headers`` (of ``api``) are merged the same way, header by header, their names in any case."""
     out = dict(old)
     for name, new in change.items():
         if new is None:
             out.pop(name, None)
-        elif name in deeper and isinstance(new, dict) and isinstance(old.get(name), dict):
-            out[name] = _merged(old[name], new)
+        elif name == "headers" and isinstance(new, dict) and isinstance(old.get(name), dict):
+            out[name] = _merged_headers(old[name], new)
         else:
-            out[name] = unmasked(new, old.get(name))
+            out[name] = unmasked(name, new, old.get(name))
+    return out
+
+
+def _merged_headers(old: dict, change: dict) -> dict:
+    out = dict(old)
+    for name, new in change.items():
+        same = [k for k in out if isinstance(k, str) and k.lower() == name.lower()]  # Authorization, authorization
+        kept = out.get(same[0]) if same else None
+        for k in same:
+            del out[k]
+        if new is not None:
+            out[name] = unmasked(name, new, kept, header=True)
     return out

@@ -51,13 +51,14 @@ def masked_api(api: object) -> object:
     return out
 
 
-def unmasked(new: Any, old: Any) -> Any:
-    """``new`` with each ``********`` that stands where ``old`` has a value given that value: an
-    instance sent back as it was read changes no secret."""
-    if new == MASK and old is not None:
+def unmasked(key: str, new: Any, old: Any, *, header: bool = False) -> Any:
+    """``new``, the value of ``key``, with each ``********`` that stands where the view shows a
+    secret kept in ``old`` given that secret: an instance sent back as it was read changes none.
+    (Elsewhere ``********`` is a value like any other.) ``header``: every value is masked."""
+    if new == MASK and old is not None and (header or _secret_key(key)):
         return old
-    if isinstance(new, dict) and isinstance(old, dict):
-        return {k: unmasked(v, old.get(k)) for k, v in new.items()}
+    if isinstance(new, dict) and isinstance(old, dict) and key.lower() not in _NO_SECRETS_INSIDE:
+        return {k: unmasked(k, v, old.get(k)) for k, v in new.items()}
     return new
 
 

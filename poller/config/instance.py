@@ -182,8 +182,12 @@ def _api(ctx: Context, value: object, path: Path) -> tuple[ApiConfig, templates.
         raw = ctx.obj(obj["headers"], path + ("headers",), "an object of header names and values")
         for name in getattr(raw, "duplicates", ()):
             ctx.error(path + ("headers", name), "this header is given more than once")
+        spelled: dict[str, str] = {}  # (HTTP header names are case-insensitive: both would be sent)
         for name, header in (raw or {}).items():
             where = path + ("headers", name)
+            if spelled.setdefault(name.lower(), name) != name:
+                ctx.error(where, f"this header is given more than once (also as {spelled[name.lower()]!r})")
+                continue
             if not _HEADER_NAME.fullmatch(name):
                 ctx.error(where, f"not a valid HTTP header name: {describe(name)}")
                 continue

@@ -20,7 +20,7 @@ def http_url_problem(text: str, shown: str) -> str | None:
     try:
         parts = urlsplit(text)
     except ValueError as exc:
-        return f"not a valid URL ({exc}): {shown}"
+        return f"not a valid URL ({_unquoted(exc)}): {shown}"
     if parts.scheme.lower() not in ("http", "https"):
         return f"must be an http:// or https:// URL, got {shown}"
     if not parts.hostname:
@@ -44,7 +44,7 @@ def unsendable_problem(url: str, *, secret: bool = False) -> str | None:
     try:
         host = URL(url).raw_host or ""
     except (ValueError, UnicodeError) as exc:  # yarl's messages name the part, not the URL
-        return f"cannot be sent to: {exc}"
+        return f"cannot be sent to: {_unquoted(exc)}"
     # aiohttp refuses the legacy numeric forms of IPv4 (127.1, 2130706433, 0177.0.0.1), which
     # socket would map onto an address (aiohttp.helpers.is_canonical_ipv4_address)
     if ":" not in host and host.replace(".", "").isdigit() and not _DOTTED_QUAD.fullmatch(host):
@@ -52,6 +52,12 @@ def unsendable_problem(url: str, *, secret: bool = False) -> str | None:
         return (f"the host {shown} is not an IPv4 address in dotted-quad form (four numbers from 0 to 255 "
                 "without leading zeros, such as 127.0.0.1), which is all delivery accepts")
     return None
+
+
+def _unquoted(exc: Exception) -> str:
+    """A parser's message without what it quotes: urlsplit quotes the netloc ("netloc 'u:pw＃@h'
+    contains invalid characters..."), which may hold a password or a value from ${env:...}."""
+    return re.sub(r"'[^']*'", "(...)", str(exc))
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"

@@ -26,8 +26,9 @@ def decode_form(body: bytes, encoding: str = "utf-8") -> dict[str, object]:
     """``encoding``: of the body and of its percent-escapes (a Content-Type's charset)."""
     try:
         text = body.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise FormError(f"the form is not {encoding}: {exc.reason} at byte {exc.start}") from None
+    except UnicodeError as exc:
+        where = f"{exc.reason} at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else str(exc)[:80]
+        raise FormError(f"the form is not {encoding}: {where}") from None
     if text.count("&") >= MAX_FIELDS:
         raise FormError(f"the form cannot be decoded: it has more than {MAX_FIELDS} fields")
     root: dict[str, object] = {}
@@ -52,10 +53,10 @@ def decode_form(body: bytes, encoding: str = "utf-8") -> dict[str, object]:
             if "%" in value or "+" in value:
                 value = unquote(value.replace("+", " "), encoding, errors="strict")
             _put(root, known[0], value, known[1])
-    except UnicodeDecodeError as exc:  # a percent-escape that is not in the encoding
+    except UnicodeError as exc:  # a percent-escape that is not in the encoding
         where = name[:80] if known is None else known[1][:80]
         raise FormError(f"the form field {where!r} is not {encoding} once its %-escapes are decoded "
-                        f"({exc.reason})") from None
+                        f"({getattr(exc, 'reason', exc)})") from None
     return _lists(root)  # type: ignore[return-value]
 
 

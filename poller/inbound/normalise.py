@@ -91,9 +91,13 @@ def charset(content_type: str | None) -> str:
         if name.strip().lower() == "charset":
             declared = value.strip().strip('"').strip()
             try:
-                return codecs.lookup(declared).name
+                info = codecs.lookup(declared)
             except LookupError:
-                raise Refused(415, f"unknown charset {declared[:40]!r} in the Content-Type") from None
+                info = None
+            # (codecs also knows hex, base64, rot13, zlib and "undefined", which are not charsets)
+            if info is None or not getattr(info, "_is_text_encoding", True) or info.name == "undefined":
+                raise Refused(415, f"unknown charset {declared[:40]!r} in the Content-Type")
+            return info.name
     return "utf-8"
 
 
@@ -323,9 +327,9 @@ def _json(body: bytes, what: str, content_type: str | None) -> object:
     if codec != "utf-8":  # (JSON is UTF-8, RFC 8259; a provider that says otherwise is taken at its word)
         try:
             body = body.decode(codec).encode("utf-8", "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise Refused(400, f"not a {what} body: not {codec} as its Content-Type says ({exc.reason} at "
-                               f"byte {exc.start})") from None
+        except UnicodeError as exc:
+            where = f"{exc.reason} at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else str(exc)[:80]
+            raise Refused(400, f"not a {what} body: not {codec} as its Content-Type says ({where})") from None
     try:
         return loads(body)
     except (ValueError, RecursionError) as exc:

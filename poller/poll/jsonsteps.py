@@ -10,7 +10,10 @@ where the next few thousand records end (exact, slower), and when that expressio
 them (records nested more than :data:`DEPTH` levels), a walk over their strings and brackets
 does (exact at any depth, in Python's time per string and bracket). A part holding a record
 nested past what the decoders take (about 1,000 levels) is cut as :func:`poller.jsonio.cut_deep`
-cuts the whole body, with the same result. Between parts :func:`decode`, a generator, yields
+would cut the whole body: that record gets the same marker, and keeps its id and depth. (Only
+that part is cut: a record elsewhere between CUT_LEVELS and the decoders' reach stays whole,
+where a cut of the whole body would cut it too. Either way it is deeper than a notification
+may carry, 512 levels, and skipped as too deep with the same depth.) Between parts :func:`decode`, a generator, yields
 ``None``, and its caller lets the loop run. The containers on the way to the records
 (``recordsPath``) are walked member by member, each other member decoded whole.
 
@@ -93,9 +96,9 @@ def _exact_end(data: bytes, start: int, target: int) -> Generator[None, None, in
 
 
 def _part(data: bytes, start: int, end: int) -> Generator[None, None, list | None]:
-    """``data[start:end]`` decoded as a list of records, or None when it is not one. A record
-    nested past what the decoders take is cut as the whole body's decoding would cut it (the
-    levels are counted from the records, and this list is where they are)."""
+    """``data[start:end]`` decoded as a list of records, or None when it is not one. When a record
+    is nested past what the decoders take, the part is cut as the whole body's decoding would cut
+    it (the levels are counted from the records, and this list is where they are)."""
     body = b"[" + data[start:end] + b"]"
     try:
         part = jsonio.loads(body)
