@@ -149,6 +149,11 @@ class Store:
                 self._quiet[key] = quiet  # (the write is synchronous: no quiet poll of key came meanwhile)
             raise
 
+    def set_busy_timeout(self, ms: int) -> None:
+        """How long a statement waits for a lock another connection holds (state.db.BUSY_TIMEOUT_MS)."""
+        with self._errors("cannot set the busy timeout"):
+            self.db.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
     def seen_versions(self, key: str, object_ids: Iterable[str]) -> dict[str, dict[str, int]]:
         """``{object id: {version: stamp ms}}``; ids never seen are absent.
 

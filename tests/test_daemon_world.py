@@ -346,3 +346,66 @@ def test_the_daemon_writes_its_quiet_polls_every_second_and_the_last_ones_when_i
 
     counted, written, waiting = asyncio.run(main())
     assert counted == written and waiting == 0
+
+
+# -- a stop during a delivery, and another process holding the state file's write lock -------------
+
+def test_a_stop_lets_a_delivery_under_way_finish_and_records_it(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    """(SIGTERM cancelled the POST at once: the receiver had taken it, the attempt was never
+    recorded, and the restart sent it again.)"""
+    provider, receiver = make_fake_provider(), make_receiver()
+    receiver.respond(None, delay_s=1.0, times=1)  # the first notification is answered slowly
+    text = config_text(provider, receiver, engine={"shutdownTimeoutSeconds": 10})
+    config = load_config_text(text, "c.json", {}).config
+    (tmp_path / "c.json").write_text(text, encoding="utf-8")
+
+    async def main() -> None:
+        with open_store(tmp_path / "poller.db") as store:
+            daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={})
+            task = asyncio.create_task(daemon.run())
+            await until(lambda: polls(daemon) >= 1, what="the baseline")
+            provider.records.append(record("r1", datetime.now(UTC)))
+            await until(lambda: receiver.snapshot(), what="the notification arriving at the receiver")
+            daemon.stop.set()  # while its answer is a second away
+            assert await asyncio.wait_for(task, 30) == 0
+            [entry] = store.notifications()
+            assert (entry.status, entry.attempts) == ("delivered", 1)
+
+    asyncio.run(main())
+    assert [r.answer for r in receiver.snapshot()] == [200]
+
+
+def test_another_process_holding_the_write_lock_fails_writes_fast_instead_of_holding_the_loop(
+        tmp_path: Path) -> None:
+    """(With SQLite's 5 s busy wait, a sqlite3 shell holding BEGIN EXCLUSIVE froze the daemon's
+    event loop: no /healthz, no deliveries, no webhooks for seconds at each write.)"""
+    import sqlite3
+
+    from poller.daemon.daemon import DAEMON_BUSY_TIMEOUT_MS
+
+    config = load_config_text(json.dumps({"instances": []}), "c.json", {}).config
+    (tmp_path / "c.json").write_text("{}", encoding="utf-8")
+
+    async def main() -> None:
+        with open_store(tmp_path / "poller.db") as store:
+            daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={})
+            task = asyncio.create_task(daemon.run())
+            try:
+                await until(lambda: daemon.dispatcher.running, what="the daemon starting")
+                assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == DAEMON_BUSY_TIMEOUT_MS
+                other = sqlite3.connect(tmp_path / "poller.db", isolation_level=None)
+                other.execute("BEGIN EXCLUSIVE")
+                try:
+                    with pytest.raises(StateError, match="locked"):
+                        store.record_page("crm/contacts", "crm", "contacts", [], [("r1", "d:1", 1)])
+                finally:
+                    other.execute("ROLLBACK")
+                    other.close()
+            finally:
+                daemon.stop.set()
+                assert await asyncio.wait_for(task, 30) == 0
+
+    asyncio.run(main())
+    assert DAEMON_BUSY_TIMEOUT_MS <= 250

@@ -488,3 +488,27 @@ def test_a_lying_clock_is_warned_about_once_an_hour_per_resource_not_at_every_po
     assert engine._skew_level("other/contacts", 0) == logging.WARNING
     engine._SKEW_WARNED.pop("other/contacts")
     assert engine._skew_level("other/contacts", 60_000) == logging.WARNING
+
+
+def test_a_state_file_another_process_holds_locked_fails_the_poll_with_one_line_no_traceback(
+        tmp_path: Path, fake_provider: FakeProvider, caplog: pytest.LogCaptureFixture) -> None:
+    """(`poller once` printed poll.crashed and six tracebacks of `database is locked`.)"""
+    import sqlite3
+
+    from poller.config import load_config_text
+    from poller.poll.runner import poll_all
+
+    config = load_config_text(json.dumps(local_config_for(fake_provider)), "c.json", {}).config
+    caplog.set_level(logging.INFO)
+    with open_store(tmp_path / "poller.db") as store:
+        store.set_busy_timeout(50)
+        other = sqlite3.connect(tmp_path / "poller.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            [outcome] = asyncio.run(poll_all(config, store, datetime.now(timezone.utc)))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    assert not outcome.ok and "locked" in str(outcome.error)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == ["state.write_failed"]
+    assert not [r for r in caplog.records if r.exc_info]

@@ -50,6 +50,10 @@ QUIET_POLLS_EVERY_S = 1.0  # the polls that changed nothing are written together
 # of engine.shutdownTimeoutSeconds, kept after draining the polls for closing clients, the store and
 # the process, so that the whole stop fits in the timeout
 SHUTDOWN_RESERVE_S = 0.5
+# How long a write waits for SQLite's write lock held by another process (a sqlite3 shell, a
+# backup; `poller replay` holds it for milliseconds). The wait holds the event loop, so it is
+# short: past it the write fails as a full disk's does (logged once, /healthz 503, retried).
+DAEMON_BUSY_TIMEOUT_MS = 200
 WAITING_PER_SLOT = 16  # polls that may wait on slow providers, per engine.maxConcurrentPolls slot
 MIN_WAITING = 256
 
@@ -136,6 +140,7 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self.store.set_busy_timeout(DAEMON_BUSY_TIMEOUT_MS)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
@@ -166,10 +171,20 @@ class Daemon:
                 self.notifier.stopping()
                 log.info("daemon.stopping")
                 timeout = self.config.engine.shutdown_timeout_seconds
-                cancelled = await self.dispatcher.stop(max(0.0, timeout - min(SHUTDOWN_RESERVE_S, timeout / 4)))
+                budget = max(0.0, timeout - min(SHUTDOWN_RESERVE_S, timeout / 4))
+                ends = loop.time() + budget
+                cancelled = await self.dispatcher.stop(budget)
                 if cancelled:
                     # abandoned: the pages they committed stay, their cursors did not move
                     log.warning("daemon.polls_cancelled", extra={"count": cancelled})
+                # Deliveries under way finish meanwhile (the engine saw the stop and starts no
+                # more) and their attempts are recorded: cancelled, a POST the receiver already
+                # took would be sent again after the restart, its attempt never counted.
+                _, unfinished = await asyncio.wait({self.delivery_task}, timeout=max(0.0, ends - loop.time()))
+                if unfinished:
+                    log.warning("daemon.deliveries_cancelled", extra={
+                        "count": self.delivery.in_flight if self.delivery is not None else 0,
+                        "note": "sent again after the restart (the same notification ids)"})
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -298,6 +298,11 @@ class DeliveryEngine:
             self.error = str(exc)
             raise
 
+    @property
+    def in_flight(self) -> int:
+        """Attempts under way."""
+        return len(self._sends)
+
     def flush(self) -> None:
         """Record now the attempts that ended (before the outbox's due times are moved)."""
         self._flush(force=True)

@@ -14,7 +14,7 @@ from poller.config import Config, InstanceConfig, ResourceConfig
 from poller.httpclient import HttpClients
 from poller.javadate.zone import to_ms
 from poller.poll.engine import PollOutcome, poll_resource, resource_key
-from state import Store
+from state import StateError, Store
 
 __all__ = ["poll_all"]
 
@@ -35,6 +35,10 @@ async def poll_all(config: Config, store: Store, now: datetime, *,
                 client = await clients.get(instance.api.verify_tls)
                 try:
                     return await poll_resource(client, store, config.engine, instance, resource, now)
+                except StateError as exc:  # the state file (locked, full, read-only): said once, no traceback
+                    key = resource_key(instance, resource)
+                    log.error("state.write_failed", extra={"where": key, "error": str(exc)})
+                    return PollOutcome(key, ok=False, error=str(exc))
                 except Exception as exc:  # the loop boundary: one resource must not stop the rest
                     key = resource_key(instance, resource)
                     error = f"{type(exc).__name__}: {exc}"
