@@ -226,6 +226,15 @@ def _outbox_pending_in_write_order(db: Database) -> None:
     db.execute("CREATE INDEX outbox_pending_rowid ON outbox (status) WHERE status = 'pending'")
 
 
+@_step("0009_resources_seen_from")
+def _resources_seen_from(db: Database) -> None:
+    # seen_from_ms: from this instant on, every date version the resource returned is remembered
+    # (the latest pruning bound, or where its first window began). A poll never looks further
+    # back: after a longer lookback, the versions before it were pruned, and the records there
+    # would all be announced again. NULL (files before this step): not known yet.
+    db.execute("ALTER TABLE resources ADD COLUMN seen_from_ms INTEGER")
+
+
 def _uuid_bytes(text: str) -> bytes:
     from state.inbound import event_key  # (state.inbound opens files through this module)
 

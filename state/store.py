@@ -253,15 +253,17 @@ class Store:
                 watermarks.set_first_cursor(self.db, key, first_cursor_ms)
 
     def finish_poll(self, key: str, instance_id: str, resource: str, *, cursor_ms: int | None, now_ms: int,
-                    prune_before_ms: int | None, prune_hash_before_ms: int | None, events: int) -> None:
-        """End a successful poll: move the cursor (never back), reset failures, prune seen versions."""
+                    prune_before_ms: int | None, prune_hash_before_ms: int | None, events: int,
+                    seen_from_ms: int | None = None) -> None:
+        """End a successful poll: move the cursor (never back), reset failures, prune seen versions;
+        ``seen_from_ms``: the remembered date versions now begin there, or later (never earlier)."""
         with self._take_quiet(key) as (_, earlier), self._transaction(f"cannot finish the poll of {key}"):
             # (one statement when the row is there, as it is after the first poll)
             if not watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events,
-                                          earlier_polls=earlier):
+                                          earlier_polls=earlier, seen_from_ms=seen_from_ms):
                 watermarks.ensure_resource(self.db, key, instance_id, resource)
                 watermarks.finish_poll(self.db, key, cursor_ms=cursor_ms, now_ms=now_ms, events=events,
-                                       earlier_polls=earlier)
+                                       earlier_polls=earlier, seen_from_ms=seen_from_ms)
             watermarks.prune_seen(self.db, key, before_ms=prune_before_ms, hash_before_ms=prune_hash_before_ms)
         self._seen_more_than.pop(key, None)
 

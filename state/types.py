@@ -28,6 +28,7 @@ class ResourceState:
     polls: int = 0
     events: int = 0
     removed_ms: int | None = None  # when it left the configuration (paused); None while configured
+    seen_from_ms: int | None = None  # date versions are remembered from here on (None: not known)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ __all__ = [
 _CHUNK = 500
 
 _RESOURCE_COLUMNS = ("key", "cursor_ms", "last_poll_ms", "last_success_ms", "consecutive_failures",
-                     "next_due_ms", "last_error", "polls", "events", "removed_ms")
+                     "next_due_ms", "last_error", "polls", "events", "removed_ms", "seen_from_ms")
 _SELECT_RESOURCE = f"SELECT {', '.join(_RESOURCE_COLUMNS)} FROM resources"
 
 
@@ -91,22 +91,26 @@ def prune_removed(db: Database, before_ms: int, limit: int) -> list[str]:
 
 
 def finish_poll(db: Database, key: str, *, cursor_ms: int | None, now_ms: int, events: int,
-                earlier_polls: int = 0) -> bool:
+                earlier_polls: int = 0, seen_from_ms: int | None = None) -> bool:
     """Record a successful poll (and ``earlier_polls`` quiet ones before it, not written yet), and
     that the resource is polled (not marked removed). The cursor only moves forward; ``None``
-    leaves it alone. False when the resource has no row yet (then nothing is written: see
-    :func:`ensure_resource`)."""
+    leaves it alone; so does ``seen_from_ms`` (see migration 0009). False when the resource has
+    no row yet (then nothing is written: see :func:`ensure_resource`)."""
     require_transaction(db)
     cursor = db.execute(
         """UPDATE resources SET
                cursor_ms = CASE WHEN :cursor IS NULL THEN cursor_ms
                                 WHEN cursor_ms IS NULL OR cursor_ms < :cursor THEN :cursor
                                 ELSE cursor_ms END,
+               seen_from_ms = CASE WHEN :seen_from IS NULL THEN seen_from_ms
+                                   WHEN seen_from_ms IS NULL OR seen_from_ms < :seen_from THEN :seen_from
+                                   ELSE seen_from_ms END,
                last_poll_ms = :now, last_success_ms = :now, consecutive_failures = 0,
                next_due_ms = NULL, last_error = NULL, polls = polls + 1 + :earlier, events = events + :events,
                removed_ms = NULL
            WHERE key = :key""",
-        {"cursor": cursor_ms, "now": now_ms, "events": events, "key": key, "earlier": earlier_polls},
+        {"cursor": cursor_ms, "now": now_ms, "events": events, "key": key, "earlier": earlier_polls,
+         "seen_from": seen_from_ms},
     )
     return cursor.rowcount > 0
 
@@ -247,9 +251,10 @@ def prune_seen_part(db: Database, key: str, *, before_ms: int | None, hash_befor
 
 
 def set_cursor(db: Database, key: str, cursor_ms: int | None) -> None:
-    """Put the cursor where it is said to be, back included (finish_poll only moves it forward)."""
+    """Put the cursor where it is said to be, back included (finish_poll only moves it forward);
+    where the remembered versions begin is not known any more."""
     require_transaction(db)
-    db.execute("UPDATE resources SET cursor_ms = ? WHERE key = ?", [cursor_ms, key])
+    db.execute("UPDATE resources SET cursor_ms = ?, seen_from_ms = NULL WHERE key = ?", [cursor_ms, key])
 
 
 def shift_next_due(db: Database, delta_ms: int, after_ms: int) -> int:
@@ -268,6 +273,6 @@ def set_next_due(db: Database, key: str, next_due_ms: int | None) -> None:
 def forget(db: Database, key: str) -> None:
     """Forget where a resource stood (cursor, seen versions); its notifications stay."""
     require_transaction(db)
-    db.execute("UPDATE resources SET cursor_ms = NULL, next_due_ms = NULL, consecutive_failures = 0 WHERE key = ?",
-               [key])
+    db.execute("UPDATE resources SET cursor_ms = NULL, next_due_ms = NULL, consecutive_failures = 0, "
+               "seen_from_ms = NULL WHERE key = ?", [key])
     db.execute("DELETE FROM seen WHERE resource_key = ?", [key])

@@ -512,3 +512,62 @@ def test_a_state_file_another_process_holds_locked_fails_the_poll_with_one_line_
     assert not outcome.ok and "locked" in str(outcome.error)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == ["state.write_failed"]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("longer", [{"engine": {"lookbackSeconds": 60}}, {"resource": {"pollDelay": 60}}],
+                         ids=["lookbackSeconds", "pollDelay"])
+def test_a_longer_lookback_announces_nothing_again(tmp_path: Path, fake_provider: FakeProvider,
+                                                   longer: dict) -> None:
+    """(Raising lookbackSeconds from 5 to 60, or pollDelay from 0 to 60, re-announced what was
+    announced and announced records unchanged since before the baseline: the window reached
+    back past where the shorter lookback had pruned the versions remembered.)"""
+    from poller.config import load_config_text
+    from poller.poll.runner import poll_all
+    from tests.configs import local_config
+
+    def config(**more: Any) -> Any:
+        text = local_config(fake_provider.base_url, callback=DEFAULT_CALLBACK, engine={"lookbackSeconds": 5,
+                            **more.get("engine", {})}, resource=more.get("resource"))
+        return load_config_text(json.dumps(text), "c.json", {}).config
+
+    now = datetime.now(timezone.utc)
+    fake_provider.records.extend(record(f"r{i}", now - timedelta(seconds=30)) for i in range(5))
+    with open_store(tmp_path / "poller.db") as store:
+        def poll(at: datetime, cfg: Any) -> int:
+            [outcome] = asyncio.run(poll_all(cfg, store, at))
+            assert outcome.ok, outcome.summary()
+            return outcome.events
+
+        assert poll(now, config()) == 0  # the baseline
+        fake_provider.records[0] = record("r0", now + timedelta(seconds=1), now - timedelta(days=1))
+        assert poll(now + timedelta(seconds=2), config()) == 1  # r0's change
+        assert poll(now + timedelta(seconds=3), config(**longer)) == 0  # nothing again, nothing old
+        assert poll(now + timedelta(seconds=4), config(**longer)) == 0
+        fake_provider.records[1] = record("r1", now + timedelta(seconds=4), now - timedelta(days=1))
+        assert poll(now + timedelta(seconds=6), config(**longer)) == 1  # a real change still is
+        state = store.resource_state("crm/contacts")
+        assert state.seen_from_ms is not None and state.seen_from_ms <= state.cursor_ms  # type: ignore[operator]
+
+
+def test_the_window_starts_where_the_remembered_versions_begin_and_a_cursor_set_back_forgets_that(
+        tmp_path: Path) -> None:
+    from poller.config import load_config_text
+    from poller.javadate.zone import to_ms
+    from poller.poll.engine import plan_poll
+    from tests.configs import local_config
+
+    config = load_config_text(json.dumps(local_config("http://127.0.0.1:9", callback=DEFAULT_CALLBACK)),
+                              "c.json", {}).config  # lookbackSeconds 60
+    [(_, resource)] = list(config.resources())
+    now, cursor = datetime.now(timezone.utc), 1_700_000_000_000
+    since = [to_ms(plan_poll(cursor, resource, config.engine, now, seen_from).since)
+             for seen_from in (None, cursor - 5_000, cursor - 90_000, cursor + 1)]
+    assert since == [cursor - 60_000, cursor - 5_000, cursor - 60_000, cursor - 60_000]  # (a bound past the cursor is no bound)
+    with open_store(tmp_path / "poller.db") as store:
+        store.finish_poll("crm/contacts", "crm", "contacts", cursor_ms=cursor, now_ms=cursor, prune_before_ms=None,
+                          prune_hash_before_ms=None, events=0, seen_from_ms=cursor - 5_000)
+        store.finish_poll("crm/contacts", "crm", "contacts", cursor_ms=cursor, now_ms=cursor, prune_before_ms=None,
+                          prune_hash_before_ms=None, events=0, seen_from_ms=cursor - 9_000)
+        assert store.resource_state("crm/contacts").seen_from_ms == cursor - 5_000  # never back
+        store.set_cursor("crm/contacts", cursor - 1)  # (poll.cursor_clamped): where they begin is not known
+        assert store.resource_state("crm/contacts").seen_from_ms is None

@@ -158,7 +158,8 @@ def test_schema(store: Store) -> None:
     columns = {t: [c.name for c in store.db[t].columns] for t in ("resources", "seen", "outbox", "attempts")}
     assert columns == {
         "resources": ["key", "instance_id", "resource", "cursor_ms", "last_poll_ms", "last_success_ms",
-                      "consecutive_failures", "next_due_ms", "last_error", "polls", "events", "removed_ms"],
+                      "consecutive_failures", "next_due_ms", "last_error", "polls", "events", "removed_ms",
+                      "seen_from_ms"],
         "seen": ["resource_key", "object_id", "version", "stamp_ms"],
         "outbox": ["id", "resource_key", "instance_id", "resource", "callback_url", "seq", "created_ms", "body",
                    "event_ids", "status", "attempts", "next_attempt_ms", "last_error", "delivered_ms",

@@ -151,10 +151,18 @@ def envelope(instance: InstanceConfig, resource: ResourceConfig, engine: EngineC
     )
 
 
-def plan_poll(cursor_ms: int | None, resource: ResourceConfig, engine: EngineConfig, now: datetime) -> PollPlan:
+def plan_poll(cursor_ms: int | None, resource: ResourceConfig, engine: EngineConfig, now: datetime,
+              seen_from_ms: int | None = None) -> PollPlan:
+    """``seen_from_ms``: where the remembered versions begin (ResourceState.seen_from_ms). The
+    window never starts before it: a lookback made longer (lookbackSeconds, pollDelay) reaches
+    back past what was pruned under the shorter one, where every record would look new and be
+    announced again; it takes its full length as the cursor moves on, one lookback later."""
     lookback_ms = int(max(resource.poll_delay_seconds, engine.lookback_seconds) * 1000)
     if cursor_ms is not None:
-        return PollPlan(from_ms(cursor_ms - lookback_ms), False, lookback_ms)
+        since_ms = cursor_ms - lookback_ms
+        if seen_from_ms is not None and since_ms < seen_from_ms <= cursor_ms:
+            since_ms = seen_from_ms
+        return PollPlan(from_ms(since_ms), False, lookback_ms)
     if resource.initial_cursor is not None:
         return PollPlan(resource.initial_cursor, False, lookback_ms)
     # A baseline remembers one lookback more than a poll looks back, so that a provider clock
@@ -257,7 +265,7 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     now_ms = to_ms(now)
     state, max_seq = store.poll_state(key)  # one read
     cursor_ms = _believable_cursor(store, key, state.cursor_ms, now_ms, engine)
-    plan = plan_poll(cursor_ms, resource, engine, now)
+    plan = plan_poll(cursor_ms, resource, engine, now, state.seen_from_ms if cursor_ms == state.cursor_ms else None)
     outcome.baseline = plan.baseline
     spec = detect_spec(instance, resource)
     env = envelope(instance, resource, engine)
@@ -342,12 +350,19 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     prune_before_ms = cursor - plan.lookback_ms if spec.has_dates and cursor_moved else None
     prune_hash_before_ms = _hash_prune_before(state.last_success_ms, now_ms) if cursor_moved else None
     in_parts = seen_written > PRUNE_PART_ROWS
-    if store.defer_quiet_polls and not cursor_moved and not seen_written and not outcome.events and _settled(state):
+    # where the remembered date versions begin from now on: the prune's bound, or, not known yet
+    # (a first poll, a state file from before migration 0009), this poll's window, which it saw whole
+    seen_from = prune_before_ms
+    if seen_from is None and spec.has_dates and (state.seen_from_ms is None or cursor_ms != state.cursor_ms):
+        seen_from = to_ms(plan.since)
+    if store.defer_quiet_polls and not cursor_moved and not seen_written and not outcome.events and _settled(state) \
+            and seen_from is None:
         store.finish_quiet_poll(key, now_ms=now_ms)  # only its time and count to write: with others, soon
     else:
         store.finish_poll(key, instance.id, resource.name, cursor_ms=cursor, now_ms=now_ms,
                           prune_before_ms=None if in_parts else prune_before_ms,
-                          prune_hash_before_ms=None if in_parts else prune_hash_before_ms, events=outcome.events)
+                          prune_hash_before_ms=None if in_parts else prune_hash_before_ms, events=outcome.events,
+                          seen_from_ms=seen_from)
     after: tuple[str, str] | None = None
     while in_parts:
         await turn()

@@ -42,7 +42,7 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
         print(f"  cursor: {iso_z(cursor_ms)} is beyond our clock plus engine.maxClockSkewSeconds: a poll sets it "
               f"back to now", file=out)
         cursor_ms = now_ms
-    plan = plan_poll(cursor_ms, resource, engine, now)
+    plan = plan_poll(cursor_ms, resource, engine, now, state.seen_from_ms if cursor_ms == state.cursor_ms else None)
     spec = detect_spec(instance, resource)
     env = envelope(instance, resource, engine)
     since_ms = to_ms(plan.since)
@@ -53,6 +53,10 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
     else:
         print(f"  cursor: {iso_z(cursor_ms)} (lookback {plan.lookback_ms / 1000:g} s)", file=out)
     print(f"  since:  {iso_z(since_ms)}", file=out)
+    if cursor_ms is not None and since_ms > cursor_ms - plan.lookback_ms:
+        print(f"  (not {plan.lookback_ms / 1000:g} s before the cursor: the versions remembered begin at "
+              f"{iso_z(since_ms)}, since the lookback was shorter; it reaches its length as the cursor moves on)",
+              file=out)
     print(f"  url:    {mask_url(resource.url.render(plan.since, now, resource.page_size, masked=True))}", file=out)
     totals = {"records": 0, "events": 0, "seen": 0, "skipped": 0}
     outcome = PollOutcome(key)
