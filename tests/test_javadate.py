@@ -1002,7 +1002,15 @@ def test_dst_gap_strict_rejects_lenient_pushes_forward(zone: str, text: str, len
     assert info.value.text == text
     got, fell_back = fmt.parse_lenient(text)
     assert at(got) == iso(lenient)
-    assert fell_back is True
+    assert fell_back is False  # the pattern matched: no date_fallbacks, no "check datesConfiguration"
+
+
+def test_a_dst_gap_time_in_a_compact_numeric_pattern_is_the_pattern_not_epoch_milliseconds() -> None:
+    """(It matched the epoch-number fallback first: 1976-05-31T15:05:00.230Z, counted as a fallback.)"""
+    fmt = compile("yyyyMMddHHmm", "America/New_York")
+    assert fmt.parse_lenient("202403100230") == (datetime(2024, 3, 10, 7, 30, tzinfo=timezone.utc), False)
+    got, fell_back = fmt.parse_lenient("2024-03-10T06:30:00Z")  # what the pattern does not read still falls back
+    assert (at(got), fell_back) == (iso("2024-03-10T06:30:00Z"), True)
 
 
 # SimpleDateFormat's strict check compares only the fields the pattern set with the fields of

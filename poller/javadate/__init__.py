@@ -115,14 +115,23 @@ class DateFormat:
         """Parse a record's date: (instant, fell_back).
 
         ``fell_back`` is True when the pattern did not match and the value was read as ISO-8601
-        text, as an epoch number (seconds below 1e11, else milliseconds), or as a local time
-        in a DST gap (pushed forward by the gap). Raises :class:`DateFormatError` when nothing fits.
+        text or as an epoch number (seconds below 1e11, else milliseconds). A local time in a DST
+        gap matches the pattern, and is pushed forward by the gap, as lenient Java does: not a
+        fallback (and tried first: "202403100230" for ``yyyyMMddHHmm`` in New York is 07:30 UTC,
+        not the epoch milliseconds of 1976). Raises :class:`DateFormatError` when nothing fits.
         """
         if isinstance(value, str):
             try:
                 return self.parse(value), False
             except DateFormatError as exc:
                 error = exc
+            if not self._is_millis:
+                try:
+                    utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, value, self._century_ms,
+                                                allow_gap=True)
+                    return self._result(utc, offset, value), False
+                except DateFormatError:
+                    pass
             fallback = self._fallback_text(value)
             if fallback is not None:
                 return fallback, True
@@ -144,13 +153,6 @@ class DateFormat:
                 return self._from_epoch(number)
             except (OverflowError, ValueError, DateFormatError):
                 return None
-        if not self._is_millis:
-            try:
-                utc, offset = _sdf.parse_ms(self._elements, self.pattern, self.zone, text,
-                                            self._century_ms, allow_gap=True)
-                return self._result(utc, offset, text)
-            except DateFormatError:
-                pass
         return self._iso(stripped)
 
     def _iso(self, text: str) -> datetime | None:
