@@ -69,3 +69,16 @@ def test_a_reader_that_goes_away_early_gets_no_traceback(tmp_path: Path) -> None
     proc.stderr.close()
     assert proc.wait(timeout=60) == 1
     assert first.startswith(b"n0") and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_usage_errors_speak_of_the_command_and_its_arguments(tmp_path: Path) -> None:
+    """(`events --limit abc` said "invalid _positive_int value"; `replay` without ids printed the
+    top-level usage; --log-level refused CRITICAL, which engine.log.level takes.)"""
+    limit = poller(tmp_path, "events", "--limit", "abc", "--state", str(tmp_path / "p.db"))
+    assert limit.returncode == 2 and "argument --limit: expected a whole number, got 'abc'" in limit.stderr
+    assert "_positive_int" not in limit.stderr
+    replay = poller(tmp_path, "replay", "--state", str(tmp_path / "p.db"))
+    assert replay.returncode == 2 and replay.stderr.startswith("usage: poller replay ")
+    assert "poller replay: error: replay needs notification ids or --dead" in replay.stderr
+    critical = poller(tmp_path, "status", "--state", str(tmp_path / "p.db"), "--log-level", "critical")
+    assert critical.returncode == 1 and "invalid choice" not in critical.stderr  # (1: no state file there)

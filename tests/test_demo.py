@@ -26,3 +26,48 @@ def test_demo_delivers_verified_notifications_polled_and_from_webhooks() -> None
     received, verified, polled, pushed = map(int, summary.groups())
     assert received == verified == polled + pushed and polled >= 1 and pushed >= 1
     assert "WRONG" not in proc.stdout
+
+
+def test_a_sigterm_stops_the_demo_and_its_daemon() -> None:
+    """(Killed by SIGTERM, the demo left its `poller run` child polling a provider that was gone.)"""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-m", "poller", "demo"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    config: re.Match[str] | None = None
+
+    def daemons() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and config is not None and \
+                        config.group(1) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(entry.name)
+            except OSError:
+                pass
+        return found
+
+    try:
+        first = proc.stdout.readline()  # type: ignore[union-attr]
+        config = re.search(r"config (\S+)", first)
+        assert config is not None, first
+
+        deadline = time.monotonic() + 30
+        while not daemons() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert daemons(), "the demo's daemon did not start"
+        time.sleep(1.0)  # (its signal handlers are installed from its first instant, but let it start)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        left = daemons() if config is not None else []
+        for pid in left:  # (stopped by the test that started them, whatever happened)
+            os.kill(int(pid), signal.SIGKILL)
+    assert "demo: " in out and "notifications received" in out, out  # it ended as Ctrl-C ends it
+    assert left == [] and not Path(config.group(1)).exists()

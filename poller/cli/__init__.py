@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("schema", help=SCHEMA_HELP, description=SCHEMA_HELP)
     logging_options = argparse.ArgumentParser(add_help=False)
     logging_options.add_argument("--log-format", choices=("text", "json"), help="log line format (default: engine.log.format)")
-    logging_options.add_argument("--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    logging_options.add_argument("--log-level", type=str.upper,
+                                 choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),  # (engine.log.level's)
                                  help="log level (default: engine.log.level for run, WARNING otherwise)")
     run = commands.add_parser("run", help=RUN_HELP, description=RUN_HELP, parents=[logging_options])
     run.add_argument("-c", "--config", required=True, metavar="FILE", help=CONFIG_HELP)
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dead", action="store_true", help="every dead letter")
     replay.add_argument("-c", "--config", metavar="FILE", help=CONFIG_HELP + " (to find the state file)")
     replay.add_argument("--state", metavar="PATH", help=STATE_HELP)
+    replay.set_defaults(command_parser=replay)  # (its usage, not the top level's, for its own errors)
     _webhooks_parser(commands, logging_options)
     demo = commands.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP)
     demo.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (default: run until Ctrl-C)")
@@ -294,7 +296,7 @@ def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         if args.command == "events":
             return outbox.events(path, status=args.status, as_json=args.json, limit=args.limit)
         if not args.ids and not args.dead:
-            parser.error("replay needs notification ids or --dead")
+            args.command_parser.error("replay needs notification ids or --dead")
         return outbox.replay(path, args.ids, dead=args.dead)
     except (PollerError, StateError) as exc:
         print(f"poller {args.command}: {exc}", file=sys.stderr)
@@ -302,7 +304,10 @@ def state_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # (argparse would say "invalid _positive_int value")
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -22,7 +22,10 @@ def demo(seconds: float | None) -> int:
     from poller.demo import run_demo
 
     def engine(config_path: Path, state_path: Path, stop: threading.Event) -> int:
-        """The real daemon, `poller run`, as a child process; stopped with SIGTERM like systemd does."""
+        """The real daemon, `poller run`, as a child process; stopped with SIGTERM like systemd does.
+        A SIGTERM to the demo (`timeout`, `kill`, a CI job's end) stops it as Ctrl-C does: killed
+        at once, it left its daemon polling a provider that was gone, and its directory behind."""
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         child = subprocess.Popen([sys.executable, "-m", "poller", "run", "-c", str(config_path),
                                   "--state", str(state_path)])
         try:
