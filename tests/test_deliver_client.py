@@ -183,9 +183,9 @@ def test_the_environments_proxy_is_used_and_no_proxy_is_honoured(tmp_path: Path,
     assert report.ok and len(receiver.requests) == 1 and len(proxy.requests) == 1
 
 
-def send_to_raw_receiver(answer: bytes, timeout_s: float = 1.0) -> DeliveryResult:
+def send_to_raw_receiver(answer: bytes, timeout_s: float = 1.0, *, then_close: bool = False) -> DeliveryResult:
     """One attempt against a receiver that reads the request, writes ``answer`` and then holds
-    the connection open (whatever the answer lacks never comes)."""
+    the connection open (whatever the answer lacks never comes), or closes it (``then_close``)."""
     async def main() -> DeliveryResult:
         done = asyncio.Event()
 
@@ -196,7 +196,8 @@ def send_to_raw_receiver(answer: bytes, timeout_s: float = 1.0) -> DeliveryResul
             await reader.readexactly(length)
             writer.write(answer)
             await writer.drain()
-            await done.wait()
+            if not then_close:
+                await done.wait()
             writer.close()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -221,6 +222,25 @@ def test_a_status_that_came_in_time_stands_when_the_rest_of_the_answer_is_slow(s
     was recorded as "no answer within 1 s" and sent again."""
     result = send_to_raw_receiver(b"HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\n" % status)
     assert (result.ok, result.status_code, result.error) == (error is None, status, error), result
+
+
+def test_a_2xx_whose_body_trickles_is_not_waited_for_the_whole_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(A receiver streaming its body after a 200 held each attempt for timeoutSeconds: one
+    notification per 15 s to that endpoint, and a stop cancelled attempts already answered.)"""
+    from poller.deliver import sender
+
+    monkeypatch.setattr(sender, "DRAIN_S", 0.05)
+    result = send_to_raw_receiver(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n",
+                                  timeout_s=60)
+    assert (result.ok, result.status_code) == (True, 200), result
+    assert result.duration_ms < 30_000  # (the drain's 0.05 s, not the attempt's 60 s)
+
+
+def test_an_answer_cut_off_in_its_headers_says_so_in_words() -> None:
+    """(lastError was aiohttp's repr: "ServerDisconnectedError: <RawResponseMessage(... code=200 ...")"""
+    result = send_to_raw_receiver(b"HTTP/1.1 200 OK\r\nContent-Le", then_close=True)
+    assert not result.ok and result.error == ("the connection was closed before the answer's status and "
+                                              "headers were complete"), result
 
 
 def test_an_answer_that_is_not_http_is_said_to_be_not_a_400() -> None:

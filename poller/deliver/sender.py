@@ -32,6 +32,9 @@ __all__ = ["DeliveryReport", "DeliveryResult", "Sender", "next_attempt_ms", "MAX
 log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_S = 24 * 3600
 MAX_ANSWER_BYTES = 64 * 1024  # of a receiver's answer, read to keep the connection alive
+# how long the rest of an answer is waited for once its status came: a receiver streaming a slow
+# body after its 2xx held each attempt for the whole timeout (one notification per 15 s)
+DRAIN_S = 1.0
 JITTER = 0.1  # each scheduled wait is stretched or shrunk by up to 10%
 
 
@@ -126,7 +129,7 @@ class Sender:
             # the answer is read to its end (a little of it: nobody looks at it), so that the
             # connection goes back to the pool; a longer or a slower one is not worth reading:
             # that connection is closed instead
-            await asyncio.wait_for(_drain(response), max(0.0, deadline - loop.time()))
+            await asyncio.wait_for(_drain(response), max(0.0, min(DRAIN_S, deadline - loop.time())))
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError):  # the status came: it is the answer
             response.close()
         finally:
@@ -162,6 +165,8 @@ class Sender:
             error, permanent = f"invalid callback URL: {exc}", True  # no retry can fix it: a dead letter
         except asyncio.TimeoutError:
             error = f"no answer within {self.delivery.timeout_seconds:g} s"
+        except aiohttp.ServerDisconnectedError:  # (its text is aiohttp's repr of the half-read message)
+            error = "the connection was closed before the answer's status and headers were complete"
         except aiohttp.ClientResponseError as exc:
             # raised by aiohttp's parser only (nothing here raises for a status): its "400" is
             # aiohttp's own code for a bad answer, which the receiver never sent
