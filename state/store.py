@@ -67,6 +67,10 @@ class Store:
         # health reports. A full disk still lets BEGIN and ROLLBACK through, and even small writes
         # that reuse WAL space, while the pages of a poll fail.
         self._write_failures: dict[str, str] = {}
+        # ...of them, those that failed on a lock another connection held: any commit, or a write
+        # transaction that starts, proves it gone (a short lock failed a backoff write, which only
+        # a later failure writes again, and /healthz stayed 503 until the watchdog killed us)
+        self._busy_kinds: set[str] = set()
         # quiet polls (see finish_quiet_poll) not written yet: key -> (latest poll ms, how many)
         self.defer_quiet_polls = False
         self._quiet: dict[str, tuple[int, int]] = {}
@@ -550,6 +554,13 @@ class Store:
         (for health checks). Starting one is not enough on its own: a full disk lets it start."""
         if not self.writer:
             raise StateError(f"{self.path}: health check: the store is open read-only")
+        if self._write_failures and set(self._write_failures) <= self._busy_kinds and not self.db.conn.in_transaction:
+            try:  # only locks failed writes: is the lock gone now?
+                self.db.conn.execute("BEGIN IMMEDIATE")
+                self.db.conn.execute("ROLLBACK")
+                self._lock_gone()
+            except sqlite3.Error:
+                pass
         if self.write_failure is not None:
             raise StateError(f"{self.path}: the last write failed: {self.write_failure}")
         now = _file_identity(self.path)
@@ -574,8 +585,18 @@ class Store:
                 yield
         except StateError as exc:
             self._write_failures[kind] = str(exc.__cause__ or exc)
+            if _busy(exc.__cause__):
+                self._busy_kinds.add(kind)
+            else:
+                self._busy_kinds.discard(kind)
             raise
         self._write_failures.pop(kind, None)
+        self._lock_gone()
+
+    def _lock_gone(self) -> None:
+        for kind in self._busy_kinds:
+            self._write_failures.pop(kind, None)
+        self._busy_kinds.clear()
 
     @property
     def write_failure(self) -> str | None:
@@ -596,6 +617,11 @@ def open_store(path: str | os.PathLike[str], *, writer: bool = True, exclusive: 
     """Open the state file at ``path``; see :func:`state.db.open_db` for what each mode does."""
     path = Path(path)
     return Store(path, open_db(path, writer=writer, exclusive=exclusive), writer=writer)
+
+
+def _busy(exc: BaseException | None) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection held a lock (not a full or broken disk)."""
+    return isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (5, 6)
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

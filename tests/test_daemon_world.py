@@ -409,3 +409,62 @@ def test_another_process_holding_the_write_lock_fails_writes_fast_instead_of_hol
 
     asyncio.run(main())
     assert DAEMON_BUSY_TIMEOUT_MS <= 250
+
+
+def test_a_stop_records_the_deliveries_that_finished_beside_one_that_never_answers(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    """(When the stop's deadline cancelled the delivery engine's wait for a hanging receiver,
+    the attempts that had finished were never recorded: both pending, attempts 0, and the one
+    already answered 200 was sent again after the restart.)"""
+    provider, receiver = make_fake_provider(), make_receiver()
+    provider.add_collection("/deals")
+    receiver.respond(None, delay_s=60, when=lambda r: r.resource == "deals")  # never answers in time
+    receiver.respond(None, delay_s=0.3, when=lambda r: r.resource == "contacts", times=None)
+    text = config_text(provider, receiver, paths=("/contacts", "/deals"), engine={"shutdownTimeoutSeconds": 2})
+    config = load_config_text(text, "c.json", {}).config
+    (tmp_path / "c.json").write_text(text, encoding="utf-8")
+
+    async def main() -> None:
+        with open_store(tmp_path / "poller.db") as store:
+            daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={})
+            task = asyncio.create_task(daemon.run())
+            await until(lambda: polls(daemon) >= 1 and polls(daemon, "crm/deals") >= 1, what="the baselines")
+            now = datetime.now(UTC)
+            provider.records.append(record("c1", now))
+            provider.collection("/deals").records.append(record("d1", now))
+            await until(lambda: {r.resource for r in receiver.snapshot()} == {"contacts", "deals"},
+                        what="both notifications arriving")
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
+            by_resource = {e.notification.resource: (e.status, e.attempts) for e in store.notifications()}
+            assert by_resource == {"contacts": ("delivered", 1), "deals": ("pending", 0)}
+
+    asyncio.run(main())
+
+
+def test_a_lock_held_for_a_moment_leaves_health_failing_no_longer_than_the_lock(tmp_path: Path) -> None:
+    """(A 1 s lock failed a page write and the backoff write after it; the backoff kind only
+    commits again at a later failure, so /healthz said 503 for good and the watchdog killed us.)"""
+    import sqlite3
+
+    with open_store(tmp_path / "poller.db") as store:
+        store.set_busy_timeout(20)
+        other = sqlite3.connect(tmp_path / "poller.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        for write in (lambda: store.set_next_due("crm/contacts", 1),
+                      lambda: store.record_page("crm/contacts", "crm", "contacts", [], [("r1", "d:1", 1)])):
+            with pytest.raises(StateError, match="locked"):
+                write()
+        with pytest.raises(StateError, match="the last write failed: database is locked"):
+            store.check_writable()
+        other.execute("ROLLBACK")
+        store.check_writable()  # the lock is gone: health is itself again, before any other write
+        assert store.write_failure is None
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StateError):
+            store.set_next_due("crm/contacts", 1)
+        other.execute("ROLLBACK")
+        store.record_page("crm/contacts", "crm", "contacts", [], [("r2", "d:2", 2)])  # another kind commits
+        assert store.write_failure is None
+        other.close()

@@ -51,8 +51,9 @@ QUIET_POLLS_EVERY_S = 1.0  # the polls that changed nothing are written together
 # the process, so that the whole stop fits in the timeout
 SHUTDOWN_RESERVE_S = 0.5
 # How long a write waits for SQLite's write lock held by another process (a sqlite3 shell, a
-# backup; `poller replay` holds it for milliseconds). The wait holds the event loop, so it is
-# short: past it the write fails as a full disk's does (logged once, /healthz 503, retried).
+# backup; `poller replay` holds it for milliseconds, about a second for 100,000 dead letters).
+# The wait holds the event loop, so it is short: past it the write fails as a full disk's does
+# (logged once, /healthz 503 until the lock is gone, the poll done again).
 DAEMON_BUSY_TIMEOUT_MS = 200
 WAITING_PER_SLOT = 16  # polls that may wait on slow providers, per engine.maxConcurrentPolls slot
 MIN_WAITING = 256

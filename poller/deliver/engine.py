@@ -355,9 +355,13 @@ class DeliveryEngine:
                 self._flush()
                 await self._sleep(stop)
         finally:
-            if self._sends:
-                await asyncio.gather(*self._sends, return_exceptions=True)
-            self._flush(force=True)
+            try:
+                if self._sends:
+                    await asyncio.gather(*self._sends, return_exceptions=True)
+            finally:
+                # also when that wait is cancelled (the stop's deadline): the attempts that did
+                # end are recorded, or the restart would send them again
+                self._flush(force=True)
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         now_ms = to_ms(self.clock())
