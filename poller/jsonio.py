@@ -13,6 +13,7 @@ always has a body and its receiver reads what was sent.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Generator
 
@@ -26,17 +27,24 @@ __all__ = ["CUT_LEVELS", "cut_deep", "cut_deep_steps", "depth", "dumps", "loads"
 def loads(data: bytes | str) -> object:
     with collector_paused():  # a decoded document holds no cycles
         if _may_hold_a_long_integer(data):
-            return json.loads(data, parse_constant=_null)
+            return json.loads(data, parse_constant=_null, parse_float=_finite)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             # raises ValueError (JSONDecodeError, UnicodeDecodeError) when it is not JSON either
-            return json.loads(data, parse_constant=_null)
+            return json.loads(data, parse_constant=_null, parse_float=_finite)
 
 
 def _null(name: str) -> None:
     """NaN, Infinity and -Infinity (which orjson refuses, and json reads as floats) become null."""
     return None
+
+
+def _finite(text: str) -> float | None:
+    """A number beyond a double's range (1e999) becomes null, as orjson reads it: json made it
+    inf, which the fallback encoder then wrote as the non-JSON Infinity (receivers refuse it)."""
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 # orjson reads an integer beyond 64 bits as a float, silently (ijl/orjson#53, #308): an id of

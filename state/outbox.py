@@ -293,10 +293,16 @@ def record_results(db: Database, results: Sequence[AttemptResult]) -> None:
 
 def shift_next_attempts(db: Database, delta_ms: int, after_ms: int) -> int:
     """Move the next attempts planned after ``after_ms`` by ``delta_ms`` (a wall-clock jump);
-    those already due then stay due (a jump back would put them up to its length ahead)."""
+    those already due then stay due (a jump back would put them up to its length ahead). A
+    notification never attempted is due as soon as it is written: it is never moved later, only
+    made due by the new timeline's now at the latest (one written in the new timeline, between
+    the step and its detection, was moved by the jump twice, and held its resource's queue
+    for the jump's length)."""
     require_transaction(db)
-    return db.execute(f"UPDATE outbox SET next_attempt_ms = {shifted('next_attempt_ms')} "
-                      f"WHERE status = 'pending' AND {moves('next_attempt_ms')}",
+    return db.execute(f"UPDATE outbox SET next_attempt_ms = CASE WHEN attempts = 0 "
+                      f"THEN min(next_attempt_ms, :after + :delta) ELSE {shifted('next_attempt_ms')} END "
+                      f"WHERE status = 'pending' AND (CASE WHEN attempts = 0 THEN next_attempt_ms > :after + :delta "
+                      f"ELSE {moves('next_attempt_ms')} END)",
                       {"delta": delta_ms, "after": after_ms}).rowcount
 
 

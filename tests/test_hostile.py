@@ -571,3 +571,18 @@ def test_the_window_starts_where_the_remembered_versions_begin_and_a_cursor_set_
         assert store.resource_state("crm/contacts").seen_from_ms == cursor - 5_000  # never back
         store.set_cursor("crm/contacts", cursor - 1)  # (poll.cursor_clamped): where they begin is not known
         assert store.resource_state("crm/contacts").seen_from_ms is None
+
+
+def test_the_time_spent_waiting_for_an_answer_is_not_counted_as_the_providers_clock_skew(
+        tmp_path: Path, fake_provider: FakeProvider) -> None:
+    """(A provider answering after 3 s was said to be 3 s ahead: the Date was compared with the
+    poll's start.)"""
+    from poller.config import load_config_text
+    from poller.poll.runner import poll_all
+
+    config = load_config_text(json.dumps(local_config_for(fake_provider)), "c.json", {}).config
+    fake_provider.fail(None, delay_s=3.0, times=1)  # (None: the normal answer, late)
+    with open_store(tmp_path / "poller.db") as store:
+        [outcome] = asyncio.run(poll_all(config, store, datetime.now(timezone.utc)))
+    assert outcome.ok and outcome.clock_skew_ms is not None, outcome.summary()
+    assert -1500 < outcome.clock_skew_ms < 1500  # (Date has whole seconds); it was about +2,500 to +3,000

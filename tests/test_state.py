@@ -757,3 +757,18 @@ def test_a_write_transaction_holds_the_write_lock_from_its_start(tmp_path: Path)
             assert [r[0] for r in store.db.execute("SELECT key FROM resources")] == ["a/x"]
         finally:
             other.close()
+
+
+@pytest.mark.parametrize("delta_ms", [7_200_000, -7_200_000])
+def test_a_notification_never_attempted_is_never_moved_later_by_a_clock_jump(store: Store, delta_ms: int) -> None:
+    """(One written in the new timeline, between the wall clock's step and its detection, was
+    moved by the jump again: after +2 h and back it was due 2 h ahead, and its resource's
+    queue waited behind it.)"""
+    written_in_new_timeline = 5_000 + delta_ms
+    record(store, [note(1, created_ms=written_in_new_timeline)])
+    store.shift_due_times(delta_ms, after_ms=5_000)
+    [entry] = store.notifications()
+    assert entry.next_attempt_ms == min(written_in_new_timeline, 5_000 + delta_ms)  # due now, in the new timeline
+    store.shift_due_times(-delta_ms, after_ms=5_000 + delta_ms)  # and the jump back
+    [entry] = store.notifications()
+    assert entry.next_attempt_ms <= 5_000  # type: ignore[operator]
