@@ -17,7 +17,7 @@ import pytest
 
 from poller.config import load_config_text
 from poller.daemon.daemon import Daemon
-from state import StateError, open_store
+from state import StateError, Store, open_store
 from tests.fakeprovider import FakeProvider
 from tests.receiver import Receiver
 from tests.test_once_e2e import record
@@ -350,14 +350,9 @@ def test_the_daemon_writes_its_quiet_polls_every_second_and_the_last_ones_when_i
 
 # -- a stop during a delivery, and another process holding the state file's write lock -------------
 
-def test_a_stop_lets_a_delivery_under_way_finish_and_records_it(
-        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
-        make_receiver: Callable[..., Receiver]) -> None:
-    """(SIGTERM cancelled the POST at once: the receiver had taken it, the attempt was never
-    recorded, and the restart sent it again.)"""
-    provider, receiver = make_fake_provider(), make_receiver()
-    receiver.respond(None, delay_s=1.0, times=1)  # the first notification is answered slowly
-    text = config_text(provider, receiver, engine={"shutdownTimeoutSeconds": 10})
+def stop_during(tmp_path: Path, text: str, before_stop: Callable[[Daemon], Awaitable[None]],
+                after_stop: Callable[[Store], None]) -> None:
+    """Run the daemon, stop it once ``before_stop`` returns, and look at the store it left."""
     config = load_config_text(text, "c.json", {}).config
     (tmp_path / "c.json").write_text(text, encoding="utf-8")
 
@@ -365,15 +360,36 @@ def test_a_stop_lets_a_delivery_under_way_finish_and_records_it(
         with open_store(tmp_path / "poller.db") as store:
             daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={})
             task = asyncio.create_task(daemon.run())
-            await until(lambda: polls(daemon) >= 1, what="the baseline")
-            provider.records.append(record("r1", datetime.now(UTC)))
-            await until(lambda: receiver.snapshot(), what="the notification arriving at the receiver")
-            daemon.stop.set()  # while its answer is a second away
-            assert await asyncio.wait_for(task, 30) == 0
-            [entry] = store.notifications()
-            assert (entry.status, entry.attempts) == ("delivered", 1)
+            try:
+                await before_stop(daemon)
+            finally:
+                daemon.stop.set()
+                assert await asyncio.wait_for(task, 30) == 0
+            after_stop(store)
 
     asyncio.run(main())
+
+
+def test_a_stop_lets_a_delivery_under_way_finish_and_records_it(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    """(SIGTERM cancelled the POST at once: the receiver had taken it, the attempt was never
+    recorded, and the restart sent it again.)"""
+    provider, receiver = make_fake_provider(), make_receiver()
+    receiver.respond(None, delay_s=1.0, times=1)  # the first notification is answered slowly
+
+    async def until_it_arrives(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        provider.records.append(record("r1", datetime.now(UTC)))
+        await until(lambda: receiver.snapshot(), what="the notification arriving at the receiver")
+        # (stopped now, while its answer is a second away)
+
+    def delivered(store: Store) -> None:
+        [entry] = store.notifications()
+        assert (entry.status, entry.attempts) == ("delivered", 1)
+
+    stop_during(tmp_path, config_text(provider, receiver, engine={"shutdownTimeoutSeconds": 10}),
+                until_it_arrives, delivered)
     assert [r.answer for r in receiver.snapshot()] == [200]
 
 
@@ -421,26 +437,21 @@ def test_a_stop_records_the_deliveries_that_finished_beside_one_that_never_answe
     provider.add_collection("/deals")
     receiver.respond(None, delay_s=60, when=lambda r: r.resource == "deals")  # never answers in time
     receiver.respond(None, delay_s=0.3, when=lambda r: r.resource == "contacts", times=None)
-    text = config_text(provider, receiver, paths=("/contacts", "/deals"), engine={"shutdownTimeoutSeconds": 2})
-    config = load_config_text(text, "c.json", {}).config
-    (tmp_path / "c.json").write_text(text, encoding="utf-8")
 
-    async def main() -> None:
-        with open_store(tmp_path / "poller.db") as store:
-            daemon = Daemon(str(tmp_path / "c.json"), config, store, environ={})
-            task = asyncio.create_task(daemon.run())
-            await until(lambda: polls(daemon) >= 1 and polls(daemon, "crm/deals") >= 1, what="the baselines")
-            now = datetime.now(UTC)
-            provider.records.append(record("c1", now))
-            provider.collection("/deals").records.append(record("d1", now))
-            await until(lambda: {r.resource for r in receiver.snapshot()} == {"contacts", "deals"},
-                        what="both notifications arriving")
-            daemon.stop.set()
-            assert await asyncio.wait_for(task, 30) == 0
-            by_resource = {e.notification.resource: (e.status, e.attempts) for e in store.notifications()}
-            assert by_resource == {"contacts": ("delivered", 1), "deals": ("pending", 0)}
+    async def until_both_arrive(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1 and polls(daemon, "crm/deals") >= 1, what="the baselines")
+        now = datetime.now(UTC)
+        provider.records.append(record("c1", now))
+        provider.collection("/deals").records.append(record("d1", now))
+        await until(lambda: {r.resource for r in receiver.snapshot()} == {"contacts", "deals"},
+                    what="both notifications arriving")
 
-    asyncio.run(main())
+    def recorded(store: Store) -> None:
+        by_resource = {e.notification.resource: (e.status, e.attempts) for e in store.notifications()}
+        assert by_resource == {"contacts": ("delivered", 1), "deals": ("pending", 0)}
+
+    stop_during(tmp_path, config_text(provider, receiver, paths=("/contacts", "/deals"),
+                                      engine={"shutdownTimeoutSeconds": 2}), until_both_arrive, recorded)
 
 
 def test_a_lock_held_for_a_moment_leaves_health_failing_no_longer_than_the_lock(tmp_path: Path) -> None:
