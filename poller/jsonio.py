@@ -21,7 +21,7 @@ import orjson
 
 from poller.gcpause import collector_paused
 
-__all__ = ["CUT_LEVELS", "cut_deep", "cut_deep_steps", "depth", "dumps", "loads"]
+__all__ = ["CUT_LEVELS", "STRING_TO_END", "cut_deep", "cut_deep_steps", "depth", "dumps", "loads"]
 
 
 def loads(data: bytes | str) -> object:
@@ -116,7 +116,8 @@ _CUT_MARK = "\x00poller:cut:"
 _CUT_MARK_JSON = orjson.dumps(_CUT_MARK)[:-1]  # the string's JSON, open: the levels and '"' follow
 # a string runs to its closing quote, or to the end of a body that never closes it: without that
 # end, a match would be tried from every quote of an unclosed string to the end (quadratic)
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+STRING_TO_END = rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)'
+_TOKENS = re.compile(STRING_TO_END + rb'|[\[\]{}]', re.DOTALL)
 
 
 def cut_deep(data: bytes, keep: int = CUT_LEVELS) -> bytes:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from poller.api.views import MASK, element_key, event_view, instance_view, masks_in, page_token, read_page_token, unmasked
+from poller.api.views import MASK, event_view, instance_view, masks_in, page_token, read_page_token, unmasked
 from poller.config.apibody import ApiBody, build_api_instance, parse_body
+from poller.config.instance import element_key
 from poller.config.load import ConfigLoadError
 from poller.config.types import Config
 from poller.config.webhook import TOKEN as WEBHOOK_TOKEN

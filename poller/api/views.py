@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from poller.config.instance import element_key
 from poller.config.values import format_path
 from poller.events.notify import iso_z
 from state import OutboxEntry
@@ -79,14 +80,6 @@ def masks_in(body: Mapping[str, Any]) -> list[str]:
     if isinstance(api, dict) and isinstance(api.get("headers"), dict):
         found += [format_path(("api", "headers", k)) for k, v in api["headers"].items() if v == MASK]
     return found
-
-
-def element_key(body: Mapping[str, Any]) -> str:
-    """The body's element key, read as the loader reads it (``{"key": ...}``, or the key itself)."""
-    element = body.get("element")
-    if isinstance(element, dict):
-        element = element.get("key")
-    return element.strip() if isinstance(element, str) and element.strip() else "poller"
 
 
 def instance_view(number: int, body: Mapping[str, Any], *, instance_id: str, token: str | None,

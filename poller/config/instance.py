@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from poller.config import templates
 from poller.config.resource import build_resource
@@ -11,7 +13,7 @@ from poller.config.urls import unsendable_problem
 from poller.config.values import Context, Path, close_match, decode_json, describe, json_error, kind
 from poller.config.webhook import LIST_IDS, WEBHOOK_KEYS, build_webhook, whsec_problem
 
-__all__ = ["API_KEYS", "CE_INSTANCE_KEYS", "CONFIGURATION_IGNORED", "CONFIGURATION_KEYS", "INSTANCE_KEYS",
+__all__ = ["element_key", "API_KEYS", "CE_INSTANCE_KEYS", "CONFIGURATION_IGNORED", "CONFIGURATION_KEYS", "INSTANCE_KEYS",
            "build_instance", "normalise_resource_name"]
 
 ENABLED = "event.notification.enabled"
@@ -94,15 +96,19 @@ def build_instance(ctx: Context, value: object, path: Path, server_zone: str) ->
         refresh_interval_minutes=interval, api=api, resources=resources, webhook=webhook)
 
 
+def element_key(body: Mapping[str, Any]) -> str:
+    """An instance body's element key: ``{"key": ...}``, or the key itself; else the default."""
+    element = body.get("element")
+    if isinstance(element, dict):
+        element = element.get("key")
+    return element.strip() if isinstance(element, str) and element.strip() else DEFAULT_ELEMENT_KEY
+
+
 def _element_key(ctx: Context, obj: dict, path: Path) -> str:
     element = obj.get("element")
-    if isinstance(element, dict) and isinstance(element.get("key"), str) and element["key"].strip():
-        return element["key"].strip()
-    if isinstance(element, str) and element.strip():
-        return element.strip()
-    if element is not None and not isinstance(element, dict):
+    if element is not None and not isinstance(element, (dict, str)):
         ctx.error(path + ("element",), f"expected an object such as {{\"key\": \"hubspot\"}}, got {kind(element)}")
-    return DEFAULT_ELEMENT_KEY
+    return element_key(obj)
 
 
 def _identity(ctx: Context, obj: dict, path: Path, element_key: str) -> tuple[str | None, str | None]:

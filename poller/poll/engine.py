@@ -33,8 +33,8 @@ from poller.poll.fetch import FetchSpec, Page, PaginationSpec, fetch_pages
 from poller.poll.records import DateField, DetectSpec, PageResult, Skips, TooDeep, content_hash, object_id_text
 from state import Notification, ResourceState, Store
 
-__all__ = ["PollOutcome", "PollPlan", "plan_poll", "poll_pages", "poll_resource", "resource_key", "detect_spec",
-           "fetch_spec"]
+__all__ = ["PollOutcome", "PollPlan", "known_seen_from", "plan_poll", "poll_pages", "poll_resource", "resource_key",
+           "detect_spec", "fetch_spec"]
 
 log = logging.getLogger(__name__)
 _SEQ_SCALE = 1_000_000  # seq = poll start (ms) * scale + position within the poll
@@ -170,6 +170,12 @@ def plan_poll(cursor_ms: int | None, resource: ResourceConfig, engine: EngineCon
     return PollPlan(now - timedelta(milliseconds=2 * lookback_ms), True, lookback_ms)
 
 
+def known_seen_from(state: ResourceState, cursor_ms: int | None) -> int | None:
+    """Where the resource's remembered versions begin, for a poll from ``cursor_ms``: not known
+    when the cursor was set back (poll.cursor_clamped), as set_cursor also forgets it."""
+    return state.seen_from_ms if cursor_ms == state.cursor_ms else None
+
+
 # resource key -> when its provider's Date was last warned about (a poll's start, ms): at every
 # poll of a daemon, one WARNING per resource and minute would bury the other logs (the anomaly
 # metric still counts every poll); again after an hour, and anew once a Date was believed
@@ -266,7 +272,8 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     now_ms = to_ms(now)
     state, max_seq = store.poll_state(key)  # one read
     cursor_ms = _believable_cursor(store, key, state.cursor_ms, now_ms, engine)
-    plan = plan_poll(cursor_ms, resource, engine, now, state.seen_from_ms if cursor_ms == state.cursor_ms else None)
+    seen_from_ms = known_seen_from(state, cursor_ms)
+    plan = plan_poll(cursor_ms, resource, engine, now, seen_from_ms)
     outcome.baseline = plan.baseline
     spec = detect_spec(instance, resource)
     env = envelope(instance, resource, engine)
@@ -354,7 +361,7 @@ async def poll_resource(client: httpx.AsyncClient, store: Store, engine: EngineC
     # where the remembered date versions begin from now on: the prune's bound, or, not known yet
     # (a first poll, a state file from before migration 0009), this poll's window, which it saw whole
     seen_from = prune_before_ms
-    if seen_from is None and spec.has_dates and (state.seen_from_ms is None or cursor_ms != state.cursor_ms):
+    if seen_from is None and spec.has_dates and seen_from_ms is None:
         seen_from = to_ms(plan.since)
     if store.defer_quiet_polls and not cursor_moved and not seen_written and not outcome.events and _settled(state) \
             and seen_from is None:

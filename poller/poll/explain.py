@@ -13,8 +13,8 @@ from poller.errors import FetchError
 from poller.events.notify import iso_z
 from poller.javadate.zone import to_ms
 from poller.poll.detect import PageResult, detect_page
-from poller.poll.engine import (PollOutcome, detect_spec, envelope, lookup_ids, notifications_of, plan_poll, poll_pages,
-                                resource_key)
+from poller.poll.engine import (PollOutcome, detect_spec, envelope, known_seen_from, lookup_ids, notifications_of,
+                                plan_poll, poll_pages, resource_key)
 from poller.redact import mask_url
 from state import ResourceState, Store
 
@@ -42,7 +42,7 @@ async def explain(client: httpx.AsyncClient, store: Store | None, engine: Engine
         print(f"  cursor: {iso_z(cursor_ms)} is beyond our clock plus engine.maxClockSkewSeconds: a poll sets it "
               f"back to now", file=out)
         cursor_ms = now_ms
-    plan = plan_poll(cursor_ms, resource, engine, now, state.seen_from_ms if cursor_ms == state.cursor_ms else None)
+    plan = plan_poll(cursor_ms, resource, engine, now, known_seen_from(state, cursor_ms))
     spec = detect_spec(instance, resource)
     env = envelope(instance, resource, engine)
     since_ms = to_ms(plan.since)

@@ -67,8 +67,8 @@ _NAME = re.compile(_STRING, re.DOTALL)
 _BLANK = re.compile(_WS)
 
 
-# strings (to their closing quote, or to the end of a body that never closes one), brackets, commas
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{},]', re.DOTALL)
+# strings (as jsonio.cut_deep reads them), brackets, commas
+_TOKENS = re.compile(jsonio.STRING_TO_END + rb'|[\[\]{},]', re.DOTALL)
 _TOKENS_PER_PAUSE = 1 << 16
 
 
