@@ -88,6 +88,19 @@ def test_a_baseline_page_agrees() -> None:
     assert both(records, {}, make_spec(), baseline=True)[0].events == []  # a first baseline: nothing
 
 
+def test_equal_stamps_go_out_in_object_id_order() -> None:
+    """Events go out by (stamp, object id): with every stamp equal, the ids decide (the common
+    path sorts by stamp alone only when no two stamps of the page are equal)."""
+    stamp = SINCE + 60_000
+    records = [{"id": f"r{i}", "updated": iso(stamp), "created": iso(stamp)} for i in (3, 1, 2)]
+    records.append({"id": "r0", "updated": iso(stamp + 1), "created": iso(stamp + 1)})
+    spec = make_spec()
+    assert detect_common_page(records, {}, spec, since_ms=SINCE, now_ms=NOW, baseline=False) is not None
+    common, general = both(records, {}, spec)
+    assert common == general
+    assert [e.object_id for e in common.events] == ["r1", "r2", "r3", "r0"]
+
+
 def bad(records: list[dict[str, Any]], i: int, **change: Any) -> list[dict[str, Any]]:
     out = [dict(r) for r in records]
     for k, v in change.items():

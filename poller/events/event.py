@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ["CREATED", "UPDATED", "Event", "EventIds", "event_id", "uuid5_text"]
@@ -56,11 +56,15 @@ class EventIds:
         # byte 6's high nibble (digit 12) becomes 5 (version 5); byte 8's top bits (digit 16) 10 (RFC 4122)
         return uuid5_text(x)
 
-    def many(self, pairs: Iterable[tuple[str, str]]) -> list[str]:
-        """The ids of (object id, version) pairs: a webhook batch's thousand in one loop."""
-        prefix, out = self._prefix, []
-        for object_id, version in pairs:
-            h = prefix.copy()
-            h.update(f"{object_id}\x1f{version}".encode())
-            out.append(uuid5_text(h.hexdigest()))
+    def many(self, items: Iterable[Sequence[Any]]) -> list[str]:
+        """The ids of many versions at once, each item starting with (object id, version): a
+        page's thousands, or a webhook batch's, in one loop (``uuid5_text`` inlined)."""
+        copy, variant = self._prefix.copy, _VARIANT
+        out: list[str] = []
+        append = out.append
+        for item in items:
+            h = copy()
+            h.update(f"{item[0]}\x1f{item[1]}".encode())
+            x = h.hexdigest()
+            append(f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}")
         return out
