@@ -126,14 +126,14 @@ def verdict(ok: bool) -> str:
 
 # -- the parts ----------------------------------------------------------------------------------------
 
-def holes(work: Path, run_s: float) -> tuple[bool, str, bool]:
+def holes(work: Path, run_s: float, count: int = HOLES) -> tuple[bool, str, bool]:
     hole, healthy = ServerProcess([__file__, "--serve", "hole"]), ServerProcess([__file__, "--serve", "healthy"])
     try:
         config = {"engine": {"maxConcurrentPolls": 16},
-                  "instances": [instance("holes", hole.base, HOLES, HOLE_INTERVAL_MIN),
+                  "instances": [instance("holes", hole.base, count, HOLE_INTERVAL_MIN),
                                 instance("healthy", healthy.base, 1, HOLE_INTERVAL_MIN)]}
         config["instances"][0]["api"]["timeoutSeconds"] = 30
-        proc, _ = start_daemon(work, config)
+        proc, log = start_daemon(work, config)
         started = time.time()
         time.sleep(run_s)
         code = stop_daemon(proc)
@@ -144,10 +144,14 @@ def holes(work: Path, run_s: float) -> tuple[bool, str, bool]:
     asked = run_s / (HOLE_INTERVAL_MIN * 60)
     share = len(arrivals) / asked
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    print(f"  100 black holes + 1 healthy resource, every {HOLE_INTERVAL_MIN * 60:g} s, {run_s:g} s: the healthy "
+    summaries = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if "daemon.summary" in line]
+    print(f"  {count} black holes + 1 healthy resource, every {HOLE_INTERVAL_MIN * 60:g} s, {run_s:g} s: the healthy "
           f"one polled {len(arrivals)} times of {asked:g} asked ({share:.0%}); first after "
           f"{(arrivals[0] - started) if arrivals else float('nan'):.1f} s, longest gap "
           f"{max(gaps) if gaps else float('nan'):.1f} s; daemon exit {code}")
+    for line in summaries:
+        print("    " + line)
     ok = share >= HOLES_TARGET
     return ok, f"{len(arrivals)} of {asked:g} polls = {share:.0%}", code == 0
 
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", choices=("hole", "healthy"), help=argparse.SUPPRESS)
     parser.add_argument("--part", choices=("holes", "refused", "both"), default="both")
     parser.add_argument("--seconds", type=float, default=HOLES_RUN_S, help="length of the holes part")
+    parser.add_argument("--holes", type=int, default=HOLES, help="how many black holes (default 100)")
     parser.add_argument("--minutes", type=float, default=20.0, help="length of the refused part (>= 16)")
     args = parser.parse_args(argv)
     if args.serve:
@@ -196,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"fairness benchmark: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     results, sound = [], True
-    for name, run in (("holes", lambda w: holes(w, args.seconds)), ("refused", lambda w: refused(w, args.minutes))):
+    for name, run in (("holes", lambda w: holes(w, args.seconds, args.holes)), ("refused", lambda w: refused(w, args.minutes))):
         if args.part in (name, "both"):
             ok, detail, fine = run(Path(tempfile.mkdtemp(prefix=f"poller-fairness-{name}-")))
-            label = ("a healthy resource beside 100 black holes: >= 90 % of its polls" if name == "holes" else
+            label = (f"a healthy resource beside {args.holes} black holes: >= 90 % of its polls" if name == "holes" else
                      "10,000 refused: <= 10 % of a core backed off, one warning per failed poll")
             results.append((label, ok, detail))
             sound = sound and fine
