@@ -268,6 +268,43 @@ def test_hanging_providers_do_not_take_the_slots_of_a_healthy_one(
     run_daemon(tmp_path, text, body)
 
 
+def test_a_host_whose_resources_all_hang_leaves_workers_and_slots_for_another_host(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """More hanging resources than the pool has workers, all on one host, and a healthy one on
+    another: (the waiting room made small, 4, so that 12 exceed it) the hanging host gets its
+    share of the pool, the other host's resource is polled all along, and the minute's summary
+    counts what waits for its turn."""
+    monkeypatch.setattr("poller.daemon.daemon.MIN_WAITING", 4)
+    monkeypatch.setattr("poller.daemon.daemon.WAITING_PER_SLOT", 1)
+    healthy, slow, receiver = make_fake_provider(), make_fake_provider(), make_receiver()
+    hanging = tuple(f"/hang{i}" for i in range(12))
+    for path in hanging:
+        slow.add_collection(path)
+        slow.fail(None, delay_s=60, times=None, path=path)  # answers after a minute
+    healthy.add_collection("/ok")
+    config = json.loads(config_text(healthy, receiver, paths=("/ok",), engine={"maxConcurrentPolls": 2,
+                                                                               "shutdownTimeoutSeconds": 1}))
+    resources = config["instances"][0]["configuration"]["event.poller.configuration"]
+    for path in hanging:  # (absolute URLs: another host)
+        resources[path.strip("/")] = {**resources["ok"], "url": slow.base_url + resources["ok"]["url"].replace(
+            "/contacts", path).replace("/ok", path)}
+
+    async def body(daemon: Daemon) -> None:
+        assert daemon.slots.workers == 6 and daemon.slots.waiting_cap == 4
+        await until(lambda: len(daemon.dispatcher.polling()) >= 3, what="the hanging polls under way")
+        start = polls(daemon, "crm/ok")
+        await until(lambda: polls(daemon, "crm/ok") >= start + 3, what="the healthy resource polled 3 times")
+        assert sum(k.startswith("crm/hang") for k in daemon.dispatcher.polling()) <= 4  # the hanging host's share
+        with caplog.at_level(logging.INFO, logger="poller.daemon.housekeeping"):
+            daemon.housekeeping.log_summary(60)
+        summary = next(r for r in caplog.records if r.getMessage() == "daemon.summary")
+        assert summary.overdue >= 8 and summary.longest_wait_s > 0  # what waits for the hanging host's turn
+
+    run_daemon(tmp_path, json.dumps(config), body)
+
+
 # -- retention (issue 12): the state file levels off while the daemon runs --------------------------
 
 def test_delivered_notifications_are_deleted_while_the_daemon_runs(

@@ -294,3 +294,158 @@ def test_a_slow_request_that_fails_takes_its_slot_again_before_the_poll_goes_on(
         return order, slots.in_use, slots.waiting
 
     assert run(main) == (["other", "other done", "slow retries"], 0, 0)
+
+
+# -- groups: each provider host its share ----------------------------------------------------------
+
+def hosts(key: str) -> str:
+    return key.split("/", 1)[0]
+
+
+def test_a_host_whose_polls_hang_leaves_workers_for_the_other_hosts() -> None:
+    """60 resources of host "hole" hang; workers 20, share 8: "hole" has at most 8 out (4 once
+    "ok" has some), and the healthy host's resource runs every time it is due."""
+    async def main() -> tuple[int, int, int]:
+        clock, hang = Clock(), asyncio.Event()
+        out = most_out = healthy = 0
+
+        async def poll(key: str, due: float) -> None:
+            nonlocal out, most_out, healthy
+            if key.startswith("hole/"):
+                out += 1
+                most_out = max(most_out, out)
+                await hang.wait()
+                out -= 1
+            else:
+                healthy += 1
+                d.plan(key, clock.now + 3)
+
+        d = Dispatcher(poll, workers=20, clock=clock, group=hosts, share=8)
+        d.plan_many([*((f"hole/r{i}", 990.0 + i / 100) for i in range(60)), ("ok/r", 1000.0)])
+        d.start()
+        for _ in range(10):  # 30 s of the healthy resource's 3-s interval, the holes hanging all along
+            await settle()
+            clock.now += 3
+            d.poke()
+        await settle()
+        held = most_out
+        hang.set()
+        await settle(500)
+        await d.stop(1)
+        return held, healthy, d.overdue()
+
+    held, healthy, overdue = run(main)
+    assert held == 8  # the hole host's share, never more
+    assert healthy == 11  # at 1000, then every 3 s: none missed
+    assert overdue == 0  # and once they answer, every hole resource set aside has had its turn
+
+
+def test_what_waits_aside_keeps_its_due_order_and_is_polled_once() -> None:
+    async def main() -> list[str]:
+        clock, done = Clock(), []
+        gate = asyncio.Event()
+
+        async def poll(key: str, due: float) -> None:
+            done.append(key)
+            if key == "h/first":
+                await gate.wait()
+
+        d = Dispatcher(poll, workers=4, clock=clock, group=hosts, share=1)
+        d.plan_many([("h/first", 990.0), ("h/c", 999.0), ("h/a", 995.0), ("h/b", 997.0), ("h/gone", 998.0)])
+        d.start()
+        await settle()
+        assert done == ["h/first"] and d.overdue() == 4 and d.due("h/a") == 995.0
+        assert d.longest_wait() == pytest.approx(5.0)  # h/a, due at 995, waits behind its host's one poll
+        d.forget("h/gone")  # forgotten while aside: never polled
+        d.plan("h/b", 2000.0)  # planned again while aside: at its new time, once
+        gate.set()
+        await settle(200)
+        assert done == ["h/first", "h/a", "h/c"]
+        clock.now = 2000.0
+        d.poke()
+        await settle(200)
+        await d.stop(1)
+        return done
+
+    assert run(main) == ["h/first", "h/a", "h/c", "h/b"]
+
+
+def test_without_groups_hanging_polls_fill_every_worker() -> None:
+    """The same world as the first group test without groups: what the share prevents."""
+    async def main() -> int:
+        clock, hang, healthy = Clock(), asyncio.Event(), 0
+
+        async def poll(key: str, due: float) -> None:
+            nonlocal healthy
+            if key.startswith("hole/"):
+                await hang.wait()
+            else:
+                healthy += 1
+
+        d = Dispatcher(poll, workers=20, clock=clock)
+        d.plan_many([*((f"hole/r{i}", 990.0 + i / 100) for i in range(60)), ("ok/r", 1000.0)])
+        d.start()
+        await settle(200)
+        ran = healthy
+        hang.set()
+        await d.stop(1)
+        return ran
+
+    assert run(main) == 0
+
+
+def test_a_freed_slot_goes_to_the_host_holding_the_fewest() -> None:
+    """Two slots, held by host "hole", whose 10 more polls wait for one; then a poll of host "ok"
+    comes: the next slot freed is its, not the next hole's in line."""
+    async def main() -> list[str]:
+        slots, order = Slots(2, waiting=0), []
+        release = asyncio.Event()
+
+        async def hole(i: int) -> None:
+            async with slots.ticket("hole"):
+                order.append(f"hole{i}")
+                await (release.wait() if i < 2 else asyncio.sleep(0))
+
+        async def ok() -> None:
+            async with slots.ticket("ok"):
+                order.append("ok")
+
+        tasks = [asyncio.create_task(hole(i)) for i in range(12)]
+        await settle()
+        tasks.append(asyncio.create_task(ok()))
+        await settle()
+        assert order == ["hole0", "hole1"] and slots.in_use == 2
+        release.set()
+        await asyncio.gather(*tasks)
+        return order
+
+    order = run(main)
+    assert order[:3] == ["hole0", "hole1", "ok"] and sorted(order) == sorted(
+        [f"hole{i}" for i in range(12)] + ["ok"])
+
+
+def test_a_poll_cancelled_while_it_waits_for_a_slot_leaves_no_trace() -> None:
+    async def main() -> tuple[int, list[str]]:
+        slots, order = Slots(1, waiting=0), []
+        gate = asyncio.Event()
+
+        async def holder() -> None:
+            async with slots.ticket("a"):
+                await gate.wait()
+
+        async def waiter(name: str, group: str) -> None:
+            async with slots.ticket(group):
+                order.append(name)
+
+        first = asyncio.create_task(holder())
+        await settle()
+        doomed = asyncio.create_task(waiter("doomed", "b"))
+        await settle()
+        doomed.cancel()
+        await settle()
+        gate.set()
+        await first
+        await waiter("after", "b")  # the cancelled waiter took nothing with it
+        return slots.in_use, order
+
+    assert run(main) == (0, ["after"])

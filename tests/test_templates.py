@@ -332,3 +332,15 @@ def test_join_is_the_rendered_texts_joined_with_one_slash(base: str, url: str, s
     pairs = zip(joined.parts, joined.parts[1:])
     assert not any(isinstance(a, Literal) and isinstance(b, Literal) and a.secret == b.secret for a, b in pairs)
     assert all(p.text for p in joined.parts if isinstance(p, Literal))
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("https://API.Example.com/v1/contacts?since=${gmtDate:yyyy-MM-dd}", "https://api.example.com:443"),
+    ("http://api.example.com/v1", "http://api.example.com:80"),
+    ("http://127.0.0.1:8080/r1?page=${pageSize}", "http://127.0.0.1:8080"),
+    ("https://user:secret@h.example:8443/a", "https://h.example:8443"),  # no credentials in the name
+    ("https://h.example:${pageSize}/a", "https://h.example:443"),  # (a placeholder for the port: the host counts)
+])
+def test_origin_names_the_provider_a_url_reaches(url: str, expected: str) -> None:
+    """The daemon gives each provider host its share of the pool by this name."""
+    assert templates.origin(parse(url)) == expected

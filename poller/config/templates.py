@@ -37,12 +37,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from poller.config.placeholders import Placeholder, compile_placeholder, zone_problem
 from poller.errors import PollerError
 
-__all__ = ["Literal", "Placeholder", "Template", "TemplateError", "join", "parse", "render", "zone_problem"]
+__all__ = ["Literal", "Placeholder", "Template", "TemplateError", "join", "origin", "parse", "render",
+           "zone_problem"]
 
 MASK = "***"
 _PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -113,6 +114,24 @@ def render(template: Template, since: datetime, now: datetime, page_size: int | 
                 values[key] = quote(part.value(since, now, page_size), safe="")
             out.append(values[key])
     return "".join(out)
+
+
+def origin(template: Template) -> str:
+    """``scheme://host:port`` of an absolute URL template, lower-cased, the port always given:
+    the provider the URL reaches. Read from the literal text before the first placeholder (a
+    port that a placeholder writes counts as the scheme's)."""
+    head = []
+    for part in template.parts:
+        if not isinstance(part, Literal):
+            break
+        head.append(part.text)
+    parts = urlsplit("".join(head))
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # (not a number: the literal text stops inside it)
+        port = None
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port or ''}"
 
 
 def parse(text: str, *, server_zone: str = "UTC", opaque: tuple[Span, ...] = ()) -> Template:

@@ -23,7 +23,7 @@ from typing import Protocol
 import aiohttp
 import httpx
 
-from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config
+from poller.config import Config, ConfigLoadError, InstanceConfig, ResourceConfig, load_config, templates
 from poller.daemon.dispatch import Dispatcher, Slots, Ticket
 from poller.daemon.housekeeping import Housekeeping
 from poller.daemon.schedule import first_run, longest_wait_s, next_due, next_due_after_failure, start_window_s
@@ -115,7 +115,11 @@ class Daemon:
         self.early = early
         self.resources = self._polled(self.config)
         self.slots = self._slots(self.config)
-        self.dispatcher = Dispatcher(self._poll_job, workers=self.slots.workers, clock=mono)
+        # each provider host its share of the polls out: all its polls may wait at once, and free
+        # their slots (dispatch.py); resources are grouped by the origin of their URL
+        self._hosts: dict[str, str] = {}
+        self.dispatcher = Dispatcher(self._poll_job, workers=self.slots.workers, clock=mono, group=self._host,
+                                     share=self.slots.waiting_cap)
         self.failures: dict[str, int] = {}  # consecutive failures of the resources failing now
         self._quiet_flush_failing = False
         self.stop = asyncio.Event()
@@ -125,7 +129,8 @@ class Daemon:
         self.delivery_client: aiohttp.ClientSession | None = None
         self.housekeeping = Housekeeping(store, clock, lambda: self.config.engine.retention, self._clock_jumped, mono,
                                          on_write_failure=self.store_health.failed,
-                                         dedupe_hours=lambda: self.config.engine.webhooks.dedupe_hours)
+                                         dedupe_hours=lambda: self.config.engine.webhooks.dedupe_hours,
+                                         overdue=lambda: (self.dispatcher.overdue(), self.dispatcher.longest_wait()))
         self.delivery_error: str | None = None
         self.last_poll: tuple[str, bool] | None = None  # (key, ok) of the newest poll
         self._reloading: asyncio.Task | None = None
@@ -273,6 +278,13 @@ class Daemon:
     def _polled(config: Config) -> dict[str, tuple[InstanceConfig, ResourceConfig]]:
         return {resource_key(i, r): (i, r) for i, r in config.resources() if i.polled}
 
+    def _host(self, key: str) -> str:
+        host = self._hosts.get(key)
+        if host is None:
+            pair = self.resources.get(key)
+            host = self._hosts[key] = templates.origin(pair[1].url) if pair is not None else ""
+        return host
+
     @staticmethod
     def _slots(config: Config) -> Slots:
         active = max(1, config.engine.max_concurrent_polls)
@@ -333,7 +345,7 @@ class Daemon:
         if pair is None or self.stop.is_set():
             return  # removed by a reload since it was handed out, or stopping
         instance, resource = pair
-        ticket = self.slots.ticket()
+        ticket = self.slots.ticket(self._host(key))
         try:
             async with ticket:
                 if self.stop.is_set():  # stopping while this poll waited for a free slot
@@ -558,6 +570,7 @@ class Daemon:
         previous = self.config.engine
         self.config = config
         self.resources = new
+        self._hosts.clear()  # (a URL may have moved to another host)
         if added:
             self._write(lambda: self.store.resume(added), "reload")
         if added or retimed:

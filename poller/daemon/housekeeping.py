@@ -73,6 +73,9 @@ class Housekeeping:
     # engine.webhooks.dedupeHours: inbound event ids are kept at least this long (and as long as
     # the requests themselves, so that replaying a kept request never announces its events again)
     dedupe_hours: Callable[[], float] = lambda: 24.0
+    # (resources due and waiting for a worker or their host's turn, the longest such wait in s):
+    # max_late_s says how late the polls that started were, this what has not started yet
+    overdue: Callable[[], tuple[int, float]] = lambda: (0, 0.0)
     summary: Summary = field(default_factory=Summary)
     blocked: tuple[float, float] | None = None  # (when, how long) the loop was last blocked
     _offset: float | None = None
@@ -138,8 +141,10 @@ class Housekeeping:
 
     def log_summary(self, seconds: float) -> None:
         s, self.summary = self.summary, Summary()
+        overdue, longest = self.overdue()
         extra: dict[str, object] = {"seconds": round(seconds), "polls": s.polls, "events": s.events,
-                                    "failures": s.failures, "max_late_s": round(s.late, 3)}
+                                    "failures": s.failures, "max_late_s": round(s.late, 3), "overdue": overdue,
+                                    "longest_wait_s": round(longest, 3)}
         if s.slowest[1]:
             extra["slowest"] = s.slowest[1]
             extra["slowest_s"] = round(s.slowest[0], 3)
