@@ -145,7 +145,8 @@ def test_forget_and_plan_again() -> None:
     assert run(main) == [("new", 995.0)]
 
 
-def test_stop_lets_running_polls_finish_and_starts_none_that_waited() -> None:
+@pytest.mark.parametrize("grouped", [False, True])
+def test_stop_lets_running_polls_finish_and_starts_none_that_waited(grouped: bool) -> None:
     async def main() -> tuple[list[str], int]:
         clock, finished = Clock(), []
 
@@ -153,7 +154,7 @@ def test_stop_lets_running_polls_finish_and_starts_none_that_waited() -> None:
             await asyncio.sleep(0.05)
             finished.append(key)
 
-        d = Dispatcher(poll, workers=1, clock=clock)
+        d = Dispatcher(poll, workers=1, clock=clock, **({"group": hosts, "share": 4} if grouped else {}))
         d.plan_many([("first", 990.0), ("second", 995.0)])
         d.start()
         await settle()

@@ -110,7 +110,8 @@ class Slots:
         self._free += 1
         held_by = self._held.get
         while self._free and self._queues:
-            fewest = min(self._queues, key=lambda g: held_by(g, 0))
+            queues = self._queues
+            fewest = next(iter(queues)) if len(queues) == 1 else min(queues, key=lambda g: held_by(g, 0))
             queue = self._queues.pop(fewest)
             future = queue.popleft()
             if queue:
@@ -386,6 +387,8 @@ class Dispatcher:
         while not self._stopping:  # (a poll cancelled at the stop may return instead of raising)
             key, due, group = await self._queue.get()
             if self._stopping:
+                if self._group is not None:
+                    self._groups[group].out -= 1  # (its turn is not taken: nothing goes back)
                 continue  # stopping: what waited for a worker does not start
             self._busy[task] = key
             self._busy_keys.add(key)
