@@ -373,3 +373,25 @@ def test_in_the_daemon_a_poll_that_changed_nothing_writes_nothing_until_the_flus
         [outcome] = asyncio.run(poll_all(config, store, t0 + timedelta(seconds=50)))
         assert outcome.events == 1 and store.flush_quiet_polls() == 0
         assert any(s.lstrip().startswith("INSERT OR IGNORE INTO outbox") for s in statements)
+
+
+@pytest.mark.parametrize(("updated", "warned"), [(1_717_400_000, True), (1_717_400_000_000, False)])
+def test_epoch_seconds_under_the_milliseconds_format_are_said(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], caplog: pytest.LogCaptureFixture,
+        updated: int, warned: bool) -> None:
+    """A provider sending epoch seconds where the configuration says milliseconds: every record
+    reads as January 1970, before every window, and nothing is ever announced. The poll says so
+    (once per poll); milliseconds that are milliseconds say nothing."""
+    provider = make_fake_provider()
+    provider.records.extend({"id": str(i), "updated": updated + i} for i in range(3))
+    text = json.loads(_config(provider, "/c"))
+    res = text["instances"][0]["configuration"]["event.poller.configuration"]["contacts"]
+    res["datesConfiguration"]["updatedDateFormat"] = "milliseconds"
+    config = load_config_text(json.dumps(text), "c.json", {}).config
+    with open_store(tmp_path / "p.db") as store:
+        [outcome] = asyncio.run(poll_all(config, store, datetime(2024, 6, 3, 12, tzinfo=UTC)))
+    assert outcome.ok and outcome.events == 0
+    lines = [r for r in caplog.records if r.getMessage() == "poll.dates_look_like_seconds"]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert lines[0].example == "record 0: updated = 1717400000" and lines[0].field == "updated"

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from poller import jsonpath
+from poller.javadate import MILLISECONDS
 from poller.events.event import CREATED, UPDATED, Event, EventIds, event_id
 from poller.poll.detect_common import detect_common_page
 from poller.poll.records import (
@@ -56,6 +57,10 @@ __all__ = [
 ]
 
 HASH_RETENTION_MS = 24 * 3600 * 1000
+# Stamps of the ``milliseconds`` format in early 1970 (1970-01-02 to 1973-03-03): the same numbers
+# read as epoch seconds are 1973 to 5138. Nearly always a provider sending seconds, whose records
+# then all fall before every polling window: detection notes an example, and the poll warns.
+SECONDS_AS_MS = (100_000_000, 100_000_000_000)
 _NOTHING: frozenset[str] = frozenset()
 _TOUCH_AFTER_MS = 3600 * 1000  # refresh a content-hash version's stamp at most hourly (one write, not one per poll)
 
@@ -111,6 +116,7 @@ def detect_page(
         stamp_fast = stamp_format.fast_ms
         check_future = spec.filter_by_current_date and not baseline
         read_created = created_reader(spec)
+        epoch_ms = stamp_format.pattern == MILLISECONDS
     for count, record in enumerate(records, 1):  # count: how many records, after the loop
         if id_path is None:
             try:
@@ -170,6 +176,8 @@ def detect_page(
             stamp = stamp_read
             if fell_back and "date_fallback" not in examples:
                 examples["date_fallback"] = f"record {object_id}: {stamp_field.name} = {value!r}"
+            if epoch_ms and SECONDS_AS_MS[0] <= stamp < SECONDS_AS_MS[1] and "seconds_as_ms" not in examples:
+                examples["seconds_as_ms"] = f"record {object_id}: {stamp_field.name} = {value!r}"
             if stamp < since_ms:
                 skips.note("before_since",
                            lambda: f"record {object_id}: {stamp_field.name} = {raw_text(record, stamp_field)}")

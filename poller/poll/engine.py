@@ -434,6 +434,14 @@ def _report(outcome: PollOutcome, spec: DetectSpec, future_example: str | None) 
         log.warning("poll.future_stamps", extra={
             "resource": key, "count": outcome.future_stamps, "example": future_example,
             "note": "announced, but the cursor does not follow them past our clock plus engine.maxClockSkewSeconds"})
+    seconds = skips.examples.get("seconds_as_ms")
+    if seconds is not None and spec.stamp_field is not None:
+        log.warning("poll.dates_look_like_seconds", extra={
+            "resource": key, "field": spec.stamp_field.name, "example": seconds,
+            "note": "the format is milliseconds, and these numbers are dates in early 1970 read as epoch "
+                    "milliseconds: they look like epoch seconds. Records that old fall before every polling "
+                    "window, so none of them is announced (check the provider's date fields and "
+                    "datesConfiguration)"})
     dated = outcome.records - skips.problems
     if spec.has_dates and outcome.fallbacks and dated and outcome.fallbacks >= dated:
         stamp = spec.stamp_field
