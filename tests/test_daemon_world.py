@@ -173,6 +173,32 @@ def test_a_full_disk_makes_health_fail_with_one_log_line_and_recovery_is_clean(
     assert {o for r in receiver.delivered() for o in r.object_ids} == {"r0", "r1", "r2"}  # nothing lost
 
 
+def test_without_a_watchdog_health_failing_and_recovering_is_logged_once_each(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], make_receiver: Callable[..., Receiver],
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No systemd watchdog to ask (no WATCHDOG_USEC): health was only computed for /healthz, so
+    a state file deleted under the daemon (whose writes then go where no start will look) left
+    no line in the log. Now the daemon checks every HEALTH_EVERY_S and says it once, and says
+    when health comes back (here: the file put back under its name)."""
+    monkeypatch.setattr("poller.daemon.daemon.HEALTH_EVERY_S", 0.05)
+    provider, receiver = make_fake_provider(), make_receiver()
+    path = tmp_path / "poller.db"
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon) >= 1, what="the baseline")
+        path.rename(tmp_path / "aside.db")
+        await until(lambda: any(r.getMessage() == "daemon.unhealthy" for r in caplog.records), what="the line")
+        await asyncio.sleep(0.5)  # ten more checks, all failing
+        (tmp_path / "aside.db").rename(path)
+        await until(lambda: any(r.getMessage() == "daemon.healthy_again" for r in caplog.records),
+                    what="the recovery line")
+
+    with caplog.at_level(logging.INFO):
+        run_daemon(tmp_path, config_text(provider, receiver), body)
+    unhealthy = [r for r in caplog.records if r.getMessage() == "daemon.unhealthy"]
+    assert len(unhealthy) == 1 and "the state file was deleted while in use" in unhealthy[0].reason
+
+
 def test_health_recovers_once_the_delivery_engine_can_record_its_attempts_again(
         tmp_path: Path, make_fake_provider: Callable[..., FakeProvider], make_receiver: Callable[..., Receiver]) -> None:
     """The delivery engine's failed write (a full disk while an attempt was in flight) made

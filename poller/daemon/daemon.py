@@ -57,6 +57,7 @@ SHUTDOWN_RESERVE_S = 0.5
 DAEMON_BUSY_TIMEOUT_MS = 200
 WAITING_PER_SLOT = 16  # polls that may wait on slow providers, per engine.maxConcurrentPolls slot
 MIN_WAITING = 256
+HEALTH_EVERY_S = 10.0  # how often health is checked for the log when there is no systemd watchdog
 
 
 def _totals(by_key: dict[str, dict[str, int]]) -> dict[str, int]:
@@ -621,16 +622,23 @@ class Daemon:
         return True, "ok"
 
     async def _watchdog_loop(self) -> None:
+        """The health check, for systemd's watchdog (WATCHDOG_USEC) when there is one, and for the
+        log either way: without a watchdog, ``daemon.unhealthy`` once when health fails (a state
+        file deleted under the daemon, a full disk...) and ``daemon.healthy_again`` when it
+        recovers; with one, ``daemon.unhealthy`` at every check that fails, as systemd sees it."""
         interval = watchdog_interval(self.environ, os.getpid())
-        if interval is None:
-            return
+        was_ok = True
         while not self.stop.is_set():
             ok, reason = self.healthy()
             if ok:
-                self.notifier.watchdog()
-            else:
+                if interval is not None:
+                    self.notifier.watchdog()
+                if not was_ok:
+                    log.info("daemon.healthy_again")
+            elif interval is not None or was_ok:
                 log.error("daemon.unhealthy", extra={"reason": reason})
-            await asyncio.sleep(interval)
+            was_ok = ok
+            await asyncio.sleep(interval if interval is not None else HEALTH_EVERY_S)
 
     def _status_soon(self) -> None:
         """STATUS= for systemd at most every STATUS_INTERVAL_S: rebuilding it after each of
