@@ -471,8 +471,9 @@ def run_daemon(provider: ProviderProcess, workdir: Path, n: int, scenario: str, 
     provider.reset()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join([*EXTRA_PATH, str(ROOT)]),
            "LANG": "C.UTF-8"}
-    if os.environ.get("BENCH_SLOW_CALLBACK"):  # bench/lagged_daemon.py: name what blocks the loop
-        env["BENCH_SLOW_CALLBACK"] = os.environ["BENCH_SLOW_CALLBACK"]
+    for name in ("BENCH_SLOW_CALLBACK", "BENCH_STALL_FILE", "BENCH_STALL_FRAMES"):  # bench/lagged_daemon.py:
+        if os.environ.get(name):  # name what blocks the loop
+            env[name] = os.environ[name]
     notify = None
     if systemd:  # as deploy/poller.service runs it: Type=notify, WatchdogSec=30s
         notify = NotifySocket(run_dir / "notify.sock")

@@ -9,7 +9,8 @@ by ``BENCH_LAG_FILE``. The ticker's own cost (100 wake-ups a second) is part of 
 ``BENCH_SLOW_CALLBACK=0.1`` also turns on asyncio's debug mode, which logs every callback that
 ran longer than that, with its source line (to find what blocks; debug mode slows the loop).
 ``BENCH_STALL_FILE=PATH`` samples, from a thread, where the main thread is while the loop is
-late by more than 80 ms, and appends each such stall to PATH (what blocks, without debug mode).
+late by more than 80 ms, and appends each such stall to PATH (what blocks, without debug mode),
+and each garbage collection longer than 20 ms.
 """
 
 from __future__ import annotations
@@ -64,6 +65,25 @@ def _stall_sampler(beat: list[float], path: str) -> None:
             current = None
 
 
+def _time_collections(path: str) -> None:
+    """BENCH_STALL_FILE: also each garbage collection that took longer than 20 ms (the sampler
+    shows a collection as whatever frame allocated when it began)."""
+    import gc
+
+    out = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
+    began = [0.0]
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        elif (took := time.perf_counter() - began[0]) > 0.020:
+            out.write(f"gc generation {info['generation']}: {1000 * took:.0f} ms, {info['collected']} collected, "
+                      f"{len(gc.get_objects(info['generation']))} objects in that generation after\n")
+            out.flush()
+
+    gc.callbacks.append(timed)
+
+
 async def _ticker(lags: list[float], beat: list[float]) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -97,6 +117,7 @@ def main() -> int:
             import threading
 
             threading.Thread(target=_stall_sampler, args=(beat, os.environ["BENCH_STALL_FILE"]), daemon=True).start()
+            _time_collections(os.environ["BENCH_STALL_FILE"])
         ticker = asyncio.create_task(_ticker(lags, beat))
         try:
             return await original(self)

@@ -331,6 +331,24 @@ def test_a_host_whose_resources_all_hang_leaves_workers_and_slots_for_another_ho
     run_daemon(tmp_path, json.dumps(config), body)
 
 
+def test_a_resource_whose_host_a_placeholder_writes_does_not_stop_the_others(
+        tmp_path: Path, make_fake_provider: Callable[..., FakeProvider],
+        make_receiver: Callable[..., Receiver]) -> None:
+    """(From a review: the configuration accepts a placeholder inside the URL's authority; naming
+    the resource's host for its share of the pool raised, and took the dispatcher down with it.)"""
+    provider, receiver = make_fake_provider(), make_receiver()
+    provider.add_collection("/ok")
+    config = json.loads(config_text(provider, receiver, paths=("/ok",)))
+    resources = config["instances"][0]["configuration"]["event.poller.configuration"]
+    resources["odd"] = {**resources["ok"], "url": "http://[${pageSize}]/x", "pageSize": 10}
+
+    async def body(daemon: Daemon) -> None:
+        await until(lambda: polls(daemon, "crm/ok") >= 2, what="the healthy resource polled twice")
+        assert daemon.dispatcher.running and daemon.healthy() == (True, "ok")
+
+    run_daemon(tmp_path, json.dumps(config), body)
+
+
 # -- retention (issue 12): the state file levels off while the daemon runs --------------------------
 
 def test_delivered_notifications_are_deleted_while_the_daemon_runs(

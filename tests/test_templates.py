@@ -340,6 +340,8 @@ def test_join_is_the_rendered_texts_joined_with_one_slash(base: str, url: str, s
     ("http://127.0.0.1:8080/r1?page=${pageSize}", "http://127.0.0.1:8080"),
     ("https://user:secret@h.example:8443/a", "https://h.example:8443"),  # no credentials in the name
     ("https://h.example:${pageSize}/a", "https://h.example:443"),  # (a placeholder for the port: the host counts)
+    ("http://[${pageSize}]/x", "http://["),  # (urlsplit refuses the text before it: that text, never a raise)
+    ("https://u:pw@[${pageSize}]/x", "["),
 ])
 def test_origin_names_the_provider_a_url_reaches(url: str, expected: str) -> None:
     """The daemon gives each provider host its share of the pool by this name."""

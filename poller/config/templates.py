@@ -125,13 +125,14 @@ def origin(template: Template) -> str:
         if not isinstance(part, Literal):
             break
         head.append(part.text)
-    parts = urlsplit("".join(head))
-    scheme = parts.scheme.lower()
+    text = "".join(head)
     try:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
         port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    except ValueError:  # (not a number: the literal text stops inside it)
-        port = None
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port or ''}"
+        return f"{scheme}://{(parts.hostname or '').lower()}:{port or ''}"
+    except ValueError:  # the literal text stops inside the authority ("http://[${...}]/"): that text
+        return text.split("@")[-1].lower()  # (never the user and password before an @)
 
 
 def parse(text: str, *, server_zone: str = "UTC", opaque: tuple[Span, ...] = ()) -> Template:

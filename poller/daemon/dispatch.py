@@ -6,12 +6,22 @@
     dispatcher.plan(key, due)                                    # when a poll has finished
     await dispatcher.stop(timeout_s)                             # running polls finish or are cancelled
 
-One heap of (due, key) and a bounded queue in front of the workers. A resource is in the heap,
-in the queue or being polled, never twice: a poll cannot overlap itself, and missed runs collapse
-into one (the caller plans the next run when a poll ends). When every worker is busy the
-dispatcher waits, and what is due waits in the heap, oldest first: an all-due burst is worked
-off at the pool's pace instead of becoming one task per resource. The loop is never held: the
-dispatcher yields every :data:`BATCH` hand-offs.
+One heap of (due, key) for what is planned; what is due moves to its group's queue of ready
+resources (``group=``: the resource's provider host; one group without it), and is handed to a
+free worker from there. A resource is in the heap, ready, handed out or being polled, never
+twice: a poll cannot overlap itself, and missed runs collapse into one (the caller plans the
+next run when a poll ends). No more is handed out than there are workers: when every worker is
+busy, what is due waits, oldest first within its group, so an all-due burst is worked off at
+the pool's pace instead of becoming one task per resource. The loop is never held: the
+dispatcher yields every :data:`BATCH` resources it moves.
+
+Groups take turns (round robin) for each free worker, and a group gets no more out (handed
+out, or being polled) than ``share`` divided by the groups that have some out or ready. With
+``share`` no larger than the waiting room of :class:`Slots`, however many resources of one host
+hang, they can all let go of their slots, and the workers they leave serve the other hosts:
+1,000 providers that never answer no longer starve a healthy one (bench/fairness.py). (Past
+``share`` hosts hanging at once, the bound stays 1 each: the ones beyond the waiting room keep
+their slots while they hang.)
 
 Due times are ``time.monotonic()`` seconds: a wall clock that jumps (NTP, a suspended VM)
 neither stalls the polls for the length of a backward jump nor fires them all after a forward one.
@@ -20,13 +30,6 @@ neither stalls the polls for the length of a backward jump nor fires them all af
 sleeps before a retry, or waits more than :data:`SLOW_AFTER_S` for a provider to answer, lets go
 of its slot meanwhile (up to ``waiting`` polls at a time): a hanging or failing provider cannot
 take the slots of the healthy ones.
-
-Groups (``group=``: a resource's provider host) share the pool: with ``share`` given, the polls
-of one group under way or handed out (``share`` divided by the groups that have some) are
-bounded, and a due resource of a group at its bound waits aside, in due order, until one of the
-group's polls ends. With ``share`` no larger than the waiting room, however many resources of
-one host hang, they can all let go of their slots, and the workers they leave free serve the
-other hosts: 300 providers that never answer no longer starve a healthy one (bench/fairness.py).
 """
 
 from __future__ import annotations
@@ -51,11 +54,11 @@ class Slots:
     """``active`` slots for polls making progress, and room for ``waiting`` more that wait on a
     slow provider or before a retry. ``workers`` is how many polls may be under way in all.
 
-    A ticket names its poll's group (the provider host). When polls wait for a slot, a freed
-    one goes to a waiting poll of the group that holds the fewest slots (round robin among
-    equals), not to the one that came first: hundreds of polls of a host that never answers,
-    queued for their turn to start a request, do not keep a healthy host's poll waiting behind
-    them (each would hold its slot for :data:`SLOW_AFTER_S` before letting go)."""
+    A ticket names its poll's group (the provider host). When polls wait for a slot, the groups
+    take turns (round robin), each group's polls in the order they came: hundreds of polls of a
+    host that never answers, queued for their turn to start a request, do not keep a healthy
+    host's poll waiting behind them (each would hold its slot for :data:`SLOW_AFTER_S` before
+    letting go)."""
 
     def __init__(self, active: int, waiting: int, *, slow_after_s: float = SLOW_AFTER_S) -> None:
         self.active = max(1, active)
@@ -64,7 +67,7 @@ class Slots:
         self.waiting = 0
         self._free = self.active
         self._held: dict[str, int] = {}  # group -> slots it holds (the groups holding any)
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}  # the groups with polls waiting for one
+        self._queues: dict[str, deque[asyncio.Future[None]]] = {}  # groups with polls waiting: their turns
 
     @property
     def workers(self) -> int:
@@ -108,17 +111,16 @@ class Slots:
         else:
             del self._held[group]
         self._free += 1
-        held_by = self._held.get
-        while self._free and self._queues:
-            queues = self._queues
-            fewest = next(iter(queues)) if len(queues) == 1 else min(queues, key=lambda g: held_by(g, 0))
-            queue = self._queues.pop(fewest)
+        queues = self._queues
+        while self._free and queues:
+            turn = next(iter(queues))
+            queue = queues.pop(turn)
             future = queue.popleft()
             if queue:
-                self._queues[fewest] = queue  # (at the end: the next tie goes to another group)
+                queues[turn] = queue  # (at the end: the next slot goes to another group)
             if not future.done():
                 future.set_result(None)
-                self._take(fewest)
+                self._take(turn)
 
 
 class Ticket:
@@ -200,13 +202,14 @@ class Ticket:
 
 
 class _Group:
-    """One group's polls out (under way, or handed to the workers), and its due resources aside."""
+    """One group's polls out (handed to a worker, or under way), and its due resources ready."""
 
-    __slots__ = ("out", "aside")
+    __slots__ = ("out", "ready", "live")
 
     def __init__(self) -> None:
         self.out = 0
-        self.aside: deque[tuple[float, str]] = deque()
+        self.ready: deque[tuple[float, str]] = deque()  # (due, key), in due order; stale ones skipped
+        self.live = 0  # the entries of ready that are not stale
 
 
 class Dispatcher:
@@ -221,16 +224,20 @@ class Dispatcher:
         self._heap: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}  # key -> its live entry in the heap (others are stale)
         self._tick = 0
+        # what is handed out is at most the workers: the queue never refuses a hand-off
         self._queue: asyncio.Queue[tuple[str, float, str]] = asyncio.Queue(self._workers_n)
-        self._group = group if share is not None and group is not None else None
-        self._share = max(1, share or 1)
-        self._groups: dict[str, _Group] = {}  # the groups with polls under way, handed out, or aside
-        self._aside: dict[str, float] = {}  # key -> due, of the resources waiting for their group's turn
+        self._group = group
+        self._share = max(1, share) if share is not None else self._workers_n
+        self._groups: dict[str, _Group] = {}  # the groups with polls out or resources ready
+        self._ready: dict[str, tuple[float, str]] = {}  # key -> (due, group), due and not handed out yet
+        self._turns: dict[str, None] = {}  # groups with resources ready and room for more out: round robin
+        self._full: set[str] = set()  # groups with resources ready and their share out
+        self._out = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: dict[asyncio.Task[None], str] = {}  # worker -> the key it polls
-        self._busy_keys: set[str] = set()  # the same keys, looked up for every hand-off
+        self._busy_keys: set[str] = set()  # the keys handed out (queued or polled), for every hand-off
         self._idle = asyncio.Event()  # set whenever no poll is under way
         self._idle.set()
         self.dispatched = 0
@@ -239,7 +246,7 @@ class Dispatcher:
 
     def plan(self, key: str, due: float) -> None:
         """Poll ``key`` at monotonic time ``due`` (replacing its planned run, if any)."""
-        self._aside.pop(key, None)  # (its place aside, if it had one, is stale now)
+        self._unready(key)
         self._due[key] = due
         self._tick += 1
         heapq.heappush(self._heap, (due, self._tick, key))
@@ -250,6 +257,7 @@ class Dispatcher:
 
     def plan_many(self, items: Iterable[tuple[str, float]]) -> None:
         for key, due in items:
+            self._unready(key)
             self._due[key] = due
         self._compact()
         self._wake.set()
@@ -262,28 +270,30 @@ class Dispatcher:
         """Not polled any more (a run already handed to a worker still happens unless the worker
         finds it gone: the caller checks)."""
         self._due.pop(key, None)
-        self._aside.pop(key, None)
+        self._unready(key)
 
     def due(self, key: str) -> float | None:
         due = self._due.get(key)
-        return due if due is not None else self._aside.get(key)
+        if due is None and key in self._ready:
+            due = self._ready[key][0]
+        return due
 
     def polling(self) -> list[str]:
         """The keys being polled now."""
         return list(self._busy.values())
 
     def __len__(self) -> int:
-        return len(self._due) + len(self._aside)
+        return len(self._due) + len(self._ready)
 
     def overdue(self, now: float | None = None) -> int:
-        """How many planned runs are due and wait for a worker."""
+        """How many planned runs are due and wait for a worker (or for their group's turn)."""
         now = self._clock() if now is None else now
-        return sum(1 for due in self._due.values() if due <= now) + len(self._aside)  # (aside: due)
+        return sum(1 for due in self._due.values() if due <= now) + len(self._ready)  # (ready: due)
 
     def longest_wait(self, now: float | None = None) -> float:
         """How long (s) the most overdue planned run has been due and waited for a worker (0: none)."""
         now = self._clock() if now is None else now
-        oldest = min((*self._due.values(), *self._aside.values()), default=now)
+        oldest = min((*self._due.values(), *(due for due, _ in self._ready.values())), default=now)
         return max(0.0, now - oldest)
 
     def _compact(self) -> None:
@@ -292,35 +302,93 @@ class Dispatcher:
         self._tick = len(self._heap)
         heapq.heapify(self._heap)
 
-    # -- groups -----------------------------------------------------------------------------------
+    # -- groups: each its turn, and at most its share out --------------------------------------------
 
     def _bound(self) -> int:
-        """How many polls one group may have out (under way or handed to the workers) now."""
-        return max(1, self._share // len(self._groups))
+        """How many polls one group may have out now: the share over the groups with some out or ready."""
+        return max(1, self._share // max(1, len(self._groups)))
 
-    def _ended(self, group: str) -> None:
-        """One poll of ``group`` ended: what waited aside goes back to the heap, as far as the
-        bound now allows (for every group when this one has nothing left, which raises it)."""
-        entry = self._groups[group]
+    def _make_ready(self, key: str, due: float) -> None:
+        name = ""
+        if self._group is not None:
+            try:
+                name = self._group(key)
+            except Exception:  # (the loop boundary: a resource nobody can name shares the nameless group)
+                log.exception("dispatch.group_failed", extra={"resource": key})
+        entry = self._groups.get(name)
+        if entry is None:
+            entry = self._groups[name] = _Group()
+        entry.ready.append((due, key))
+        entry.live += 1
+        self._ready[key] = (due, name)
+        if name not in self._full:
+            self._turns[name] = None
+
+    def _unready(self, key: str) -> None:
+        """``key`` leaves the ready resources of its group (planned again, or forgotten)."""
+        item = self._ready.pop(key, None)
+        if item is not None:
+            entry = self._groups[item[1]]
+            entry.live -= 1  # (its entry in entry.ready is stale now)
+            if not entry.live:
+                self._no_more_ready(item[1], entry)
+
+    def _no_more_ready(self, name: str, entry: _Group) -> None:
+        self._turns.pop(name, None)
+        self._full.discard(name)
+        entry.ready.clear()  # (only stale entries left)
+        if not entry.out:
+            del self._groups[name]
+            self._bound_rose()
+
+    def _bound_rose(self) -> None:
+        """A group went: the others' bound may be higher now."""
+        if self._full:
+            bound = self._bound()
+            for name in [n for n in self._full if self._groups[n].out < bound]:
+                self._full.discard(name)
+                self._turns[name] = None
+
+    def _hand(self) -> None:
+        """Hand ready resources to the workers while some are free: one per group in turn (round
+        robin), each group's in due order, none to a group with its share out."""
+        groups, turns, ready, queue = self._groups, self._turns, self._ready, self._queue
+        while turns and self._out < self._workers_n and not self._stopping:
+            name = next(iter(turns))
+            del turns[name]
+            entry = groups[name]
+            if entry.out >= self._bound():
+                self._full.add(name)  # (its turn comes back when one of its polls ends)
+                continue
+            while True:  # its oldest live entry (entry.live > 0: there is one)
+                due, key = entry.ready.popleft()
+                if ready.get(key, (None,))[0] == due:
+                    break
+            del ready[key]
+            entry.live -= 1
+            entry.out += 1
+            self._out += 1
+            self._busy_keys.add(key)
+            queue.put_nowait((key, due, name))
+            self.dispatched += 1
+            if entry.live:
+                turns[name] = None  # (at the end: the next turn goes to another group)
+            else:
+                entry.ready.clear()
+
+    def _ended(self, name: str) -> None:
+        """One poll of group ``name`` ended (or will not start): its group may take another turn."""
+        entry = self._groups[name]
         entry.out -= 1
-        self._back(entry)
-        if entry.out or entry.aside:
-            return
-        del self._groups[group]
-        for name, other in [(n, e) for n, e in self._groups.items() if e.aside]:
-            self._back(other)
-            if not other.out and not other.aside:  # (only stale entries were left aside)
+        self._out -= 1
+        if not entry.live:
+            if not entry.out:
                 del self._groups[name]
-
-    def _back(self, entry: _Group) -> None:
-        room = self._bound() - entry.out
-        while room > 0 and entry.aside:
-            due, key = entry.aside.popleft()
-            if self._aside.get(key) != due:
-                continue  # planned again, or forgotten, while it waited aside
-            del self._aside[key]
-            self.plan(key, due)  # (its own due time: overdue, it is handed out first)
-            room -= 1
+                self._bound_rose()
+        elif name in self._full and entry.out < self._bound():
+            self._full.discard(name)
+            self._turns[name] = None
+        self._hand()
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -334,7 +402,7 @@ class Dispatcher:
 
     async def _dispatch(self) -> None:
         heap, due_of = self._heap, self._due
-        handed = 0
+        moved = 0
         while not self._stopping:
             now = self._clock()
             heap = self._heap  # (compaction replaces the list)
@@ -343,36 +411,17 @@ class Dispatcher:
                 if due_of.get(key) != due:
                     continue  # a stale entry: the key was planned again, or forgotten
                 del due_of[key]
-                if key in self._busy_keys:  # planned again while polled: after that poll, not beside it
+                if key in self._busy_keys:  # planned again while handed out: after that poll, not beside it
                     self.plan(key, now + 1.0)
                     continue
-                group = ""
-                if self._group is not None:
-                    group = self._group(key)
-                    entry = self._groups.get(group)
-                    if entry is None:
-                        entry = self._groups[group] = _Group()
-                    if entry.out >= self._bound():
-                        entry.aside.append((due, key))  # its group has its share out: after one of them
-                        self._aside[key] = due
-                        handed += 1
-                        if handed % BATCH == 0:
-                            await asyncio.sleep(0)
-                            now = self._clock()
-                        heap = self._heap
-                        continue
-                    entry.out += 1
-                if self._queue.full():
-                    await self._queue.put((key, due, group))  # every worker busy: wait for one
-                    now = self._clock()
-                else:
-                    self._queue.put_nowait((key, due, group))
-                self.dispatched += 1
-                handed += 1
-                if handed % BATCH == 0:
+                self._make_ready(key, due)
+                moved += 1
+                if moved % BATCH == 0:
+                    self._hand()
                     await asyncio.sleep(0)  # never hold the loop, whatever is due
                     now = self._clock()
                 heap = self._heap
+            self._hand()
             self._wake.clear()
             wait = min(60.0, heap[0][0] - now) if heap else 60.0
             if wait > 0:
@@ -384,14 +433,20 @@ class Dispatcher:
     async def _worker(self) -> None:
         task = asyncio.current_task()
         assert task is not None
+        streak = 0
         while not self._stopping:  # (a poll cancelled at the stop may return instead of raising)
+            if self._queue.empty():
+                streak = 0
+            else:  # get() will not wait: polls that return at once (a stop, a resource removed)
+                streak += 1  # would run one after another in one step, holding the loop
+                if streak % BATCH == 0:
+                    await asyncio.sleep(0)
             key, due, group = await self._queue.get()
             if self._stopping:
-                if self._group is not None:
-                    self._groups[group].out -= 1  # (its turn is not taken: nothing goes back)
+                self._busy_keys.discard(key)
+                self._ended(group)  # (stopping: no hand-off follows)
                 continue  # stopping: what waited for a worker does not start
             self._busy[task] = key
-            self._busy_keys.add(key)
             self._idle.clear()
             try:
                 await self._run(key, due)
@@ -404,8 +459,7 @@ class Dispatcher:
                 self._busy_keys.discard(key)
                 if not self._busy:
                     self._idle.set()
-                if self._group is not None:
-                    self._ended(group)
+                self._ended(group)
 
     async def stop(self, timeout_s: float) -> int:
         """Start no more polls; let those under way finish within ``timeout_s``, then cancel the
@@ -421,4 +475,8 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        while not self._queue.empty():  # handed out, never started: no longer out
+            key, _, group = self._queue.get_nowait()
+            self._busy_keys.discard(key)
+            self._ended(group)
         return cancelled
