@@ -337,6 +337,7 @@ class Dispatcher:
                 self._no_more_ready(item[1], entry)
 
     def _no_more_ready(self, name: str, entry: _Group) -> None:
+        """Group ``name`` has no resource ready now: out of the turns, and gone if it has none out."""
         self._turns.pop(name, None)
         self._full.discard(name)
         entry.ready.clear()  # (only stale entries left)
@@ -376,7 +377,7 @@ class Dispatcher:
             if entry.live:
                 turns[name] = None  # (at the end: the next turn goes to another group)
             else:
-                entry.ready.clear()
+                self._no_more_ready(name, entry)
 
     def _ended(self, name: str) -> None:
         """One poll of group ``name`` ended (or will not start): its group may take another turn."""
@@ -384,9 +385,7 @@ class Dispatcher:
         entry.out -= 1
         self._out -= 1
         if not entry.live:
-            if not entry.out:
-                del self._groups[name]
-                self._bound_rose()
+            self._no_more_ready(name, entry)
         elif name in self._full and entry.out < self._bound():
             self._full.discard(name)
             self._turns[name] = None

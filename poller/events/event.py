@@ -58,13 +58,12 @@ class EventIds:
 
     def many(self, items: Iterable[Sequence[Any]]) -> list[str]:
         """The ids of many versions at once, each item starting with (object id, version): a
-        page's thousands, or a webhook batch's, in one loop (``uuid5_text`` inlined)."""
-        copy, variant = self._prefix.copy, _VARIANT
+        page's thousands, or a webhook batch's, in one loop."""
+        copy = self._prefix.copy
         out: list[str] = []
         append = out.append
         for item in items:
             h = copy()
             h.update(f"{item[0]}\x1f{item[1]}".encode())
-            x = h.hexdigest()
-            append(f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{variant[x[16]]}{x[17:20]}-{x[20:32]}")
+            append(uuid5_text(h.hexdigest()))
         return out
